@@ -1,0 +1,3 @@
+"""multitudes: heterogeneous social training of byte-level language models."""
+
+__version__ = "0.1.0"

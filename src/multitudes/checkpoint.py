@@ -1,0 +1,136 @@
+"""Checkpoints: safetensors + JSON, written atomically, verified on load, never unpickled.
+
+A checkpoint is a directory: tensor files (`*.safetensors`), a `state.json` for everything that
+is not a tensor, and `manifest.json` naming the format version and the sha256 of every file.
+It is written into a temporary sibling directory, flushed, and renamed into place, so a reader
+(or a resume after kill -9) sees either the previous checkpoint or the whole new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from multitudes import __version__
+from multitudes.errors import UserError
+
+FORMAT = "multitudes-checkpoint-1"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON to a temporary file in the same directory, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(path: Path, tensors: dict[str, dict[str, torch.Tensor]], state: dict) -> None:
+    """Write checkpoint `path` atomically: `tensors` maps file stem -> {name: tensor}."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        for stem, named in tensors.items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in named.items()},
+                      tmp / f"{stem}.safetensors")
+        (tmp / "state.json").write_text(json.dumps(state))
+        files = sorted(p.name for p in tmp.iterdir())
+        manifest = {"format": FORMAT, "version": __version__,
+                    "files": {name: _sha256(tmp / name) for name in files}}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        for p in tmp.iterdir():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        old = None
+        if path.exists():  # keep the old one until the new one is in place
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+    """Read and verify a checkpoint; any problem is a UserError naming the checkpoint."""
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not path.is_dir():
+        raise UserError(f"checkpoint {path} does not exist")
+    if not manifest_path.is_file():
+        raise UserError(f"checkpoint {path} has no manifest.json: not a multitudes checkpoint")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"checkpoint {path} has an unreadable manifest: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise UserError(f"checkpoint {path} has format {found!r}, this version reads {FORMAT!r}")
+    for name, digest in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise UserError(f"checkpoint {path} is incomplete: {name} is missing")
+        if _sha256(file) != digest:
+            raise UserError(f"checkpoint {path} is corrupt: {name} fails its sha256")
+    tensors = {}
+    try:
+        for name in manifest["files"]:
+            if name.endswith(".safetensors"):
+                tensors[name[: -len(".safetensors")]] = load_file(path / name)
+        state = json.loads((path / "state.json").read_text())
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"checkpoint {path} cannot be read: {e}") from None
+    return tensors, state
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer's state_dict into flat tensors (safetensors) and JSON-able rest."""
+    sd = optimizer.state_dict()
+    tensors = {f"{idx}.{key}": value for idx, per_param in sd["state"].items()
+               for key, value in per_param.items() if torch.is_tensor(value)}
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                   rest: dict) -> None:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})

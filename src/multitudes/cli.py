@@ -1,0 +1,145 @@
+"""The command line: `multitudes train | compare | eval | report | models | presets`.
+
+Every expected failure (bad config, missing file, corrupt checkpoint, failed download) is a
+UserError and ends as one line on stderr with exit code 2; click's own usage errors are folded
+into the same one-line form.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from multitudes.errors import UserError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="multitudes")
+def cli() -> None:
+    """Heterogeneous social training of byte-level language models."""
+
+
+def _config_options(fn):
+    fn = click.option("--preset", help="A preset name (see `multitudes presets`).")(fn)
+    fn = click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                      help="A TOML config file.")(fn)
+    fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                      help="Override a config value, e.g. train.batch_size=64, members.0.lr=3e-3.")(fn)
+    fn = click.option("--out", type=click.Path(file_okay=False), help="Run directory.")(fn)
+    fn = click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+                      help="Continue the run in this directory from its latest checkpoint.")(fn)
+    fn = click.option("--force", is_flag=True, help="Replace a run already in --out.")(fn)
+    fn = click.option("--quiet", is_flag=True, help="No progress bars.")(fn)
+    return fn
+
+
+def _open_run(command: str, preset, config_file, overrides, out, resume_dir, force):
+    from multitudes import config, experiment
+
+    if resume_dir:
+        if preset or config_file or overrides or out:
+            raise UserError("--resume takes the run's own config; drop --preset/--config/--set/--out")
+        return Path(resume_dir), experiment.prepare_run_dir(Path(resume_dir), command, None,
+                                                            True, False), True
+    cfg = config.load(preset, config_file, overrides)
+    out = Path(out or f"runs/{command}-{cfg.name}")
+    return out, experiment.prepare_run_dir(out, command, cfg, False, force), False
+
+
+@cli.command()
+@_config_options
+def train(preset, config_file, overrides, out, resume_dir, force, quiet) -> None:
+    """Train one population (one arm) and score it on the valid and test splits."""
+    from multitudes import experiment, genome, report
+
+    out, cfg, resume = _open_run("train", preset, config_file, overrides, out, resume_dir, force)
+    click.echo(genome.describe(cfg.members), err=True)
+    results = experiment.run_train(cfg, out, resume, progress=not quiet)
+    click.echo(report.table(results))
+    click.echo(f"run written to {out}/ (results.json, metrics.jsonl, members/)")
+
+
+@cli.command()
+@_config_options
+def compare(preset, config_file, overrides, out, resume_dir, force, quiet) -> None:
+    """Isolated vs social arms at equal real bytes; writes results.json and report.html."""
+    from multitudes import experiment, genome, report
+
+    out, cfg, resume = _open_run("compare", preset, config_file, overrides, out, resume_dir,
+                                 force)
+    click.echo(genome.describe(cfg.members), err=True)
+    results = experiment.run_compare(cfg, out, resume, progress=not quiet)
+    click.echo(report.table(results))
+    page = report.write_html(out)
+    click.echo(f"report: {page}")
+
+
+@cli.command(name="eval")
+@click.argument("target", type=click.Path())
+@click.option("--data", "corpus", default=None,
+              help="sample | enwik8 | enwik9 | file:PATH (default: the run's corpus).")
+@click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True)
+@click.option("--stride", type=int, default=0, help="Evaluation stride (0: half the context).")
+@click.option("--n-loop", type=int, default=None, help="Loops of a looped model at evaluation.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_cmd(target, corpus, split, stride, n_loop, as_json) -> None:
+    """Bits per byte of a run's members, or of one member checkpoint, on a whole split."""
+    from multitudes.eval_target import evaluate_target
+
+    rows = evaluate_target(Path(target), corpus, split, stride, n_loop)
+    if as_json:
+        payload = rows[0] if len(rows) == 1 else {"members": rows}
+        click.echo(json.dumps(payload, indent=1))
+    else:
+        for r in rows:
+            click.echo(f"{r['id']:>14}  {r['family']:>6}  {r['split']} bpb {r['bpb']:.4f}  "
+                       f"({r['bytes_scored']:,} bytes of {r['data']}, n_ctx {r['context']}, "
+                       f"stride {r['stride']})")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def report(run_dir) -> None:
+    """Rebuild report.html of a compare (or train) run from its files."""
+    from multitudes import report as report_mod
+
+    click.echo(f"report: {report_mod.write_html(Path(run_dir))}")
+
+
+@cli.command()
+def models() -> None:
+    """List the model families."""
+    from multitudes.models import FAMILIES
+
+    for name, (_, _, about) in FAMILIES.items():
+        click.echo(f"{name:>7}  {about}")
+
+
+@cli.command()
+def presets() -> None:
+    """List the presets."""
+    from multitudes.config import list_presets
+
+    for name, about in list_presets().items():
+        click.echo(f"{name:>8}  {about}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, standalone_mode=False, prog_name="multitudes")
+    except UserError as e:
+        click.echo(f"multitudes: error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("multitudes: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"multitudes: error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("multitudes: interrupted; the latest checkpoint is kept (--resume DIR)",
+                   err=True)
+        sys.exit(130)

@@ -1,0 +1,73 @@
+"""`multitudes eval`: load member checkpoints (one, or all of a run) and score them on a split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from multitudes import checkpoint
+from multitudes.corpora import resolve
+from multitudes.data import load_splits
+from multitudes.errors import UserError
+from multitudes.evaluate import bpb, byte_log2probs
+from multitudes.genome import Genome
+from multitudes.models import build
+from multitudes.train import resolve_device
+
+
+def member_checkpoints(target: Path) -> list[Path]:
+    """The member checkpoints behind a run directory (its results.json) or a checkpoint path."""
+    if (target / "manifest.json").is_file():
+        return [target]
+    results = target / "results.json"
+    if results.is_file():
+        try:
+            arms = json.loads(results.read_text())["arms"]
+        except (OSError, ValueError, KeyError) as e:
+            raise UserError(f"{results} is unreadable: {e}") from None
+        paths = [target / m["checkpoint"] for arm in arms.values() for m in arm["members"]]
+        return list(dict.fromkeys(paths))
+    if not target.exists():
+        raise UserError(f"{target} does not exist")
+    raise UserError(f"{target} is neither a member checkpoint nor a finished run "
+                    f"(no manifest.json, no results.json)")
+
+
+def load_member(path: Path):
+    tensors, state = checkpoint.load(path)
+    if state.get("kind") != "member" or "model" not in tensors:
+        raise UserError(f"checkpoint {path} is not a member checkpoint")
+    genome = Genome.from_dict(state["genome"], where=f"{path}: genome")
+    model = build(genome)
+    try:
+        model.load_state_dict(tensors["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise UserError(f"checkpoint {path} does not fit its genome: {first}") from None
+    return genome, model, state
+
+
+def evaluate_target(target: Path, corpus: str | None, split: str, stride: int,
+                    n_loop: int | None) -> list[dict]:
+    rows, splits_cache = [], {}
+    device = resolve_device("auto")
+    for path in member_checkpoints(target):
+        genome, model, state = load_member(path)
+        if n_loop is not None:
+            if genome.family != "looped":
+                raise UserError(f"--n-loop applies to the looped family, not {genome.family}")
+            if n_loop < 1:
+                raise UserError("--n-loop must be a positive integer")
+            model.n_loop = n_loop
+        name = corpus or state.get("corpus", "sample")
+        if name not in splits_cache:
+            splits_cache[name] = load_splits(resolve(name))
+        data = splits_cache[name][split]
+        stride_used = stride or max(1, genome.context // 2)
+        lp = byte_log2probs(model.to(device), data, genome.context, stride_used,
+                            device=device, progress=True)
+        rows.append({"id": state["id"], "family": genome.family, "checkpoint": str(path),
+                     "data": name, "split": split, "bpb": bpb(lp), "bytes_scored": len(lp),
+                     "context": genome.context, "stride": stride_used,
+                     "n_loop": model.n_loop if genome.family == "looped" else None})
+    return rows

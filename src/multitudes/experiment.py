@@ -1,0 +1,177 @@
+"""Protocols: `train` (one arm) and `compare` (isolated vs social at equal real bytes).
+
+Compare, stream regime: both arms start from the same genomes and seeds and read the same
+batches. Each is scored on the full valid and test splits after N real bytes. The isolated arm
+then reads on to M x N; its dev-slice curve gives the data-efficiency multiplier: the real bytes
+it needs to reach the social arm's best dev bpb at N, divided by N ("> M" when never reached).
+Every arm uses a schedule without length-dependent decay (`constant`), so each point of the
+isolated curve is what a run of that length would have reached: the multiplier is not inflated
+by comparing an annealed arm with an unannealed one.
+
+Compare, data-limited regime: the training split is cut to U unique bytes read in epochs; every
+arm keeps each member's best valid weights (early stopping). The isolated arm is also trained on
+2U and 4U unique bytes for the same real bytes, and the multiplier is the unique data it needs
+to match the social arm's best valid bpb, interpolated in log(U), divided by U ("> 4" when not
+reached).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+from multitudes.checkpoint import write_json_atomic
+from multitudes.config import RunConfig, from_dict
+from multitudes.corpora import resolve
+from multitudes.data import load_splits
+from multitudes.errors import UserError
+from multitudes.train import ArmRunner, isolated
+
+RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "report.html", "checkpoints",
+             "members", "milestones", "tb")
+
+
+def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool,
+                    force: bool) -> RunConfig:
+    """Create, check or reopen a run directory; returns the config the run uses."""
+    out = Path(out)
+    record_path = out / "config.json"
+    if resume:
+        if not record_path.is_file():
+            raise UserError(f"--resume {out}: no run there (no config.json)")
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"--resume {out}: config.json is unreadable: {e}") from None
+        if record.get("command") != command:
+            raise UserError(f"--resume {out}: that run was made by `{record.get('command')}`, "
+                            f"not `{command}`")
+        return from_dict(record["config"])
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            what = "a run" if record_path.exists() else "files"
+            raise UserError(f"{out} already holds {what}; use --resume to continue it or "
+                            f"--force to replace it")
+        for name in RUN_FILES:  # replace only what a run writes, nothing else of the user's
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record_path, {"command": command, "config": cfg.to_dict()})
+    return cfg
+
+
+def _tensorboard(out: Path):
+    from tensorboardX import SummaryWriter
+    return SummaryWriter(str(out / "tb"))
+
+
+def _rewrite_metrics(out: Path, runners: list[ArmRunner]) -> None:
+    """On resume, metrics.jsonl is rebuilt from the checkpointed history: no duplicate rows."""
+    rows = sorted((r for runner in runners for r in runner.history),
+                  key=lambda r: (r["arm"], r["step"]))
+    tmp = out / ".metrics.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(out / "metrics.jsonl")
+
+
+def _milestone(out: Path, runner: ArmRunner, label: str) -> dict:
+    """Score a milestone once; a resumed run reads it back instead of scoring it again."""
+    path = out / "milestones" / f"{label}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = runner.milestone(label)
+    write_json_atomic(path, result)
+    return result
+
+
+def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
+    out = Path(out)
+    splits = load_splits(resolve(cfg.data.corpus))
+    talks = cfg.social.channel != "none" or cfg.social.language_every > 0
+    arm = "social" if talks and len(cfg.members) > 1 else "isolated"
+    runner = ArmRunner(cfg, arm, cfg.social, splits, out, cfg.train.real_bytes,
+                       cfg.data.unique_bytes, progress)
+    if resume and runner.try_resume():
+        _rewrite_metrics(out, [runner])
+    writer = _tensorboard(out)
+    runner.run_until(cfg.train.real_bytes, out / "metrics.jsonl", writer)
+    writer.close()
+    result = _milestone(out, runner, arm)
+    result["curve"] = runner.curve()
+    results = {"command": "train", "preset": cfg.name, "regime": cfg.regime,
+               "corpus": cfg.data.corpus, "real_bytes": result["real_bytes"],
+               "arms": {arm: result}}
+    write_json_atomic(out / "results.json", results)
+    return results
+
+
+def crossing(curve: list[tuple[float, float]], target: float) -> float | None:
+    """First x where the piecewise-linear curve of (x, bpb) falls to `target`, or None."""
+    for (x0, y0), (x1, y1) in zip([(None, None)] + curve[:-1], curve):
+        if y1 <= target:
+            if x0 is None or y0 == y1:
+                return x1
+            return x0 + (x1 - x0) * (y0 - target) / (y0 - y1)
+    return None
+
+
+def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
+    out = Path(out)
+    if cfg.train.schedule != "constant" and cfg.regime == "stream":
+        raise UserError("compare needs train.schedule = \"constant\" in the stream regime: the "
+                        "isolated curve must not be read off an unfinished cosine schedule")
+    splits = load_splits(resolve(cfg.data.corpus))
+    N = cfg.train.real_bytes
+    if cfg.regime == "stream":
+        plan = [("social", cfg.social, N, 0), ("isolated", isolated(cfg.social),
+                                                 int(N * cfg.compare.multiplier), 0)]
+    else:
+        U = cfg.data.unique_bytes
+        plan = [("social", cfg.social, N, U)] + [
+            (f"isolated{f'-{k}U' if k > 1 else ''}", isolated(cfg.social), N, k * U)
+            for k in (1, 2, 4)]
+    runners = [ArmRunner(cfg, name, social, splits, out, total, unique, progress)
+               for name, social, total, unique in plan]
+    if resume:
+        for runner in runners:
+            runner.try_resume()
+        _rewrite_metrics(out, runners)
+    writer = _tensorboard(out)
+    arms = {}
+    for runner in runners:
+        runner.run_until(N, out / "metrics.jsonl", writer)
+        arms[runner.name] = _milestone(out, runner, runner.name)
+    if cfg.regime == "stream":
+        runners[1].run_until(int(N * cfg.compare.multiplier), out / "metrics.jsonl", writer)
+    writer.close()
+    for runner in runners:
+        arms[runner.name]["curve"] = runner.curve()
+    efficiency = (_stream_efficiency(arms, N, cfg.compare.multiplier) if cfg.regime == "stream"
+                  else _unique_efficiency(arms, cfg.data.unique_bytes))
+    results = {"command": "compare", "preset": cfg.name, "regime": cfg.regime,
+               "corpus": cfg.data.corpus, "real_bytes": N, **efficiency, "arms": arms}
+    write_json_atomic(out / "results.json", results)
+    return results
+
+
+def _stream_efficiency(arms: dict, N: int, M: float) -> dict:
+    social_bpb = next(r for r in arms["social"]["curve"] if r["real_bytes"] >= N)["best_bpb"]
+    curve = [(r["real_bytes"], r["best_bpb"]) for r in arms["isolated"]["curve"]]
+    needed = crossing(curve, social_bpb)
+    return {"data_efficiency": needed / N if needed else None,
+            "data_efficiency_reached": needed is not None, "data_efficiency_bound": M,
+            "data_efficiency_basis": "real bytes for the isolated arm's best member to reach the "
+                                     "social arm's best dev bpb at equal bytes, / real bytes"}
+
+
+def _unique_efficiency(arms: dict, U: int) -> dict:
+    target = arms["social"]["best_valid_bpb"]
+    points = [(math.log(k), arms[name]["best_valid_bpb"])
+              for k, name in ((1, "isolated"), (2, "isolated-2U"), (4, "isolated-4U"))]
+    needed = crossing(points, target)
+    return {"data_efficiency": math.exp(needed) if needed is not None else None,
+            "data_efficiency_reached": needed is not None, "data_efficiency_bound": 4,
+            "data_efficiency_basis": "unique training bytes the isolated arm needs to reach the "
+                                     "social arm's best valid bpb (interpolated in log U), / U"}

@@ -1,0 +1,108 @@
+"""Genome: everything that defines one member, as a frozen, JSON-serialisable dataclass.
+
+A genome is validated when it is built; an error names the field and the value. Model families
+interpret the dimensions their own way (an LSTM has no heads), so fields a family ignores are
+still validated but do not change its model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+from multitudes.errors import UserError
+
+FAMILIES = ("gpt", "looped", "lstm", "gru")
+TRANSFORMERS = ("gpt", "looped")
+VOCAB = 256
+
+
+@dataclass(frozen=True)
+class Genome:
+    family: str = "gpt"
+    d_model: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    d_ff: int = 512
+    n_loop: int = 1  # looped family: times the shared stack is applied
+    context: int = 128  # n_ctx: bytes of context (and window length in training)
+    dropout: float = 0.0
+    lr: float = 3e-3
+    warmup: int = 50  # optimizer steps of linear warmup
+    weight_decay: float = 0.1
+    alpha: float = 0.5  # listen weight of the logit channel
+    tau: float = 1.0  # temperature of the thoughts exchanged
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> UserError:
+            return UserError(f"genome field {name}={getattr(self, name)!r}: {why}")
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            want = {"int": int, "float": (int, float), "str": str}[f.type]
+            if isinstance(value, bool) or not isinstance(value, want):
+                raise bad(f.name, f"expected {f.type}")
+        if self.family not in FAMILIES:
+            raise bad("family", f"expected one of {', '.join(FAMILIES)}")
+        for name in ("d_model", "n_layer", "n_head", "d_ff", "n_loop", "context"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be a positive integer")
+        if self.family in TRANSFORMERS and self.d_model % self.n_head:
+            raise bad("d_model", f"must be divisible by n_head={self.n_head}")
+        if self.family != "looped" and self.n_loop != 1:
+            raise bad("n_loop", f"only the looped family loops; {self.family} needs n_loop=1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad("dropout", "must be in [0, 1)")
+        if not self.lr > 0:
+            raise bad("lr", "must be positive")
+        if self.warmup < 0 or self.weight_decay < 0 or self.alpha < 0:
+            name = next(n for n in ("warmup", "weight_decay", "alpha") if getattr(self, n) < 0)
+            raise bad(name, "must be non-negative")
+        if not self.tau > 0:
+            raise bad("tau", "must be positive")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "genome") -> "Genome":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown key {where}.{unknown[0]} (known: {', '.join(sorted(known))})")
+        return cls(**data)
+
+    def replace(self, **changes) -> "Genome":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def n_params(self) -> int:
+        from multitudes.models import count_params
+        return count_params(self)
+
+    @property
+    def flops_per_byte(self) -> int:
+        """Training FLOPs per predicted byte (forward + backward, the 6N rule plus attention)."""
+        from multitudes.models import flops_per_byte
+        return flops_per_byte(self)
+
+
+def describe(genomes: list[Genome], names: list[str] | None = None) -> str:
+    """A table in the standard notation: d_model, d_head, d_ff, n_heads, n_layer, n_ctx, ..."""
+    cols = ["member", "family", "d_model", "d_head", "d_ff", "n_heads", "n_layer", "n_loop",
+            "n_ctx", "d_vocab", "params", "FLOPs/B"]
+    rows = []
+    for i, g in enumerate(genomes):
+        attn = g.family in TRANSFORMERS
+        rows.append([names[i] if names else str(i), g.family, g.d_model,
+                     g.d_head if attn else "-", g.d_ff if attn else "-",
+                     g.n_head if attn else "-", g.n_layer, g.n_loop, g.context, VOCAB,
+                     f"{g.n_params:,}", f"{g.flops_per_byte:.3g}"])
+    widths = [max(len(str(x)) for x in [c, *(r[i] for r in rows)]) for i, c in enumerate(cols)]
+    lines = ["  ".join(str(c).rjust(w) for c, w in zip(row, widths)) for row in [cols, *rows]]
+    return "\n".join(lines)

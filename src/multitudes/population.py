@@ -1,0 +1,186 @@
+"""Members and the population that trains them together on one stream of real bytes.
+
+No parameter and no gradient crosses members: each has its own model, optimizer and random
+state, and what it hears from its peers is detached. A member's random state is its own: model
+initialisation and dropout run inside `member.rng_scope()`, which swaps the member's generator
+state in and out of torch's default generator, so nothing depends on ambient global state.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from multitudes import social
+from multitudes.config import SocialConfig, TrainConfig
+from multitudes.genome import Genome
+from multitudes.models import build
+
+
+def lr_at(step: int, genome: Genome, total_steps: int, train: TrainConfig) -> float:
+    """Linear warmup to genome.lr, then flat (`constant`) or a cosine down to the floor."""
+    if step < genome.warmup:
+        return genome.lr * (step + 1) / genome.warmup
+    if train.schedule == "constant":
+        return genome.lr
+    progress = min(1.0, (step - genome.warmup) / max(1, total_steps - genome.warmup))
+    floor = train.min_lr_ratio
+    return genome.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: torch.nn.Module, genome: Genome) -> torch.optim.AdamW:
+    """AdamW; matrices decay, biases, norms and embeddings' 1-d parts do not."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": genome.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=genome.lr, betas=(0.9, 0.99))
+
+
+@dataclass
+class Member:
+    id: str
+    genome: Genome
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    rng_state: torch.Tensor  # this member's state of torch's CPU generator
+    steps: int = 0
+    fitness: float | None = None  # latest dev bpb
+    last_loss: float = float("nan")
+    birth_bytes: int = 0
+    flops: float = 0.0  # training FLOPs spent so far, the language channel's included
+    flops_per_byte: int = 0
+
+    @classmethod
+    def create(cls, member_id: str, genome: Genome, device: torch.device) -> "Member":
+        rng_state = torch.Generator().manual_seed(genome.seed).get_state()
+        member = cls(member_id, genome, None, None, rng_state)
+        with member.rng_scope():
+            member.model = build(genome).to(device)
+        member.optimizer = make_optimizer(member.model, genome)
+        member.flops_per_byte = genome.flops_per_byte
+        return member
+
+    @contextmanager
+    def rng_scope(self):
+        """Run with this member's random state as torch's default CPU generator, then restore."""
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.rng_state)
+            yield
+            self.rng_state = torch.get_rng_state()
+
+
+@dataclass
+class StepStats:
+    data_loss: list[float]
+    listen_loss: list[float]
+    language_loss: list[float]
+    generated_bytes: int = 0
+
+
+@dataclass
+class Population:
+    members: list[Member]
+    social: SocialConfig
+    train: TrainConfig
+    total_steps: int
+    device: torch.device
+    generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
+    culture: social.CultureBuffer | None = None
+    steps: int = 0
+    real_bytes: int = 0  # real training bytes consumed so far (B * T per step)
+    generated_bytes: int = 0  # bytes sampled by speakers: never counted as real bytes
+
+    def __post_init__(self) -> None:
+        if self.culture is None:
+            self.culture = social.CultureBuffer(self.social.culture_size)
+
+    @property
+    def listening(self) -> bool:
+        return (self.social.channel == "logit" and len(self.members) > 1
+                and self.real_bytes >= self.social.listen_after)
+
+    def autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def step(self, batch: torch.Tensor) -> StepStats:
+        """One training step of every member on the same batch (B, T+1) of real bytes."""
+        batch = batch.to(self.device)
+        x, y = batch[:, :-1], batch[:, 1:]
+        stats = StepStats([], [], [])
+        if self.social.language_every and self.steps % self.social.language_every == 0:
+            stats.generated_bytes = self._speak(x)
+
+        logits = []
+        for m in self.members:  # every member perceives the data on its own
+            m.model.train()
+            with m.rng_scope(), self.autocast():
+                logits.append(m.model(x))
+        targets = [None] * len(self.members)
+        if self.listening:
+            probs = social.thoughts(logits, [m.genome.tau for m in self.members])
+            weights = social.trust_weights(self.social.trust, [m.fitness for m in self.members],
+                                           self.social.top_k, self.social.fitness_temperature,
+                                           self.generator)
+            targets = social.consensus(probs, weights)
+
+        for m, z, q in zip(self.members, logits, targets):
+            data_loss = F.cross_entropy(z.float().reshape(-1, z.shape[-1]), y.reshape(-1))
+            loss = data_loss
+            if q is not None and m.genome.alpha > 0:
+                heard = social.listen_loss(z, q, m.genome.tau)
+                loss = loss + m.genome.alpha * heard
+                stats.listen_loss.append(heard.item())
+            texts = (self.culture.sample(m.id, self.social.language_batch, self.generator)
+                     if self.social.language_every and self.social.beta > 0 else [])
+            if texts:
+                with m.rng_scope(), self.autocast():
+                    read = social.language_loss(m.model, texts, self.device)
+                loss = loss + self.social.beta * read
+                stats.language_loss.append(read.item())
+                m.flops += m.flops_per_byte * sum(len(t.tokens) - 1 for t in texts)
+            self._update(m, loss)
+            m.last_loss = data_loss.item()
+            m.flops += m.flops_per_byte * x.numel()
+            stats.data_loss.append(m.last_loss)
+        self.steps += 1
+        self.real_bytes += x.numel()
+        self.generated_bytes += stats.generated_bytes
+        return stats
+
+    def _update(self, m: Member, loss: torch.Tensor) -> None:
+        lr = lr_at(m.steps, m.genome, self.total_steps, self.train)
+        for group in m.optimizer.param_groups:
+            group["lr"] = lr
+        m.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(m.model.parameters(), self.train.grad_clip)
+        m.optimizer.step()
+        m.steps += 1
+
+    def _speak(self, x: torch.Tensor) -> int:
+        """Language channel: every member continues prompts cut from the real batch."""
+        cfg = self.social
+        n, plen = min(cfg.language_prompts, x.shape[0]), min(cfg.language_prompt_length,
+                                                             x.shape[1] - cfg.language_length)
+        if plen < 1:
+            raise ValueError("language_prompt_length + language_length must fit in the context")
+        spoken = 0
+        for m in self.members:
+            rows = torch.randperm(x.shape[0], generator=self.generator)[:n]
+            prompts = x[rows, :plen]
+            with self.autocast():
+                cont = social.speak(m.model, prompts, cfg.language_length,
+                                    cfg.language_temperature, self.generator)
+            for row in torch.cat([prompts, cont], dim=1).cpu():
+                self.culture.add(social.CultureText(m.id, row, plen))
+            spoken += cont.numel()
+            m.flops += m.flops_per_byte / 3 * (prompts.numel() + cont.numel())  # forward only
+        return spoken

@@ -1,0 +1,73 @@
+"""Save and restore the whole state of a training arm, for exact resume.
+
+The state is everything the next step depends on: each member's weights, optimizer moments,
+random state and counters; the population's generator, counters and culture buffer; the batch
+stream's position; the evaluation history; in the data-limited regime each member's best
+weights so far. Restoring it and going on gives the same numbers, bit for bit on CPU, as never
+having stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from multitudes import checkpoint
+from multitudes.data import BatchStream
+from multitudes.errors import UserError
+from multitudes.population import Population
+
+
+def save_arm(path: Path, pop: Population, stream: BatchStream, history: list[dict],
+             best: dict[str, dict]) -> None:
+    tensors, members = {}, []
+    for i, m in enumerate(pop.members):
+        tensors[f"m{i}.model"] = m.model.state_dict()
+        opt_tensors, opt_rest = checkpoint.optimizer_tensors(m.optimizer)
+        tensors[f"m{i}.optim"] = opt_tensors
+        tensors[f"m{i}.rng"] = {"cpu": m.rng_state}
+        if m.id in best:
+            tensors[f"m{i}.best"] = best[m.id]["weights"]
+        members.append({"id": m.id, "genome": m.genome.to_dict(), "steps": m.steps,
+                        "fitness": m.fitness, "birth_bytes": m.birth_bytes, "flops": m.flops,
+                        "optim": opt_rest,
+                        "best": {k: v for k, v in best.get(m.id, {}).items() if k != "weights"}})
+    tensors["population"] = {"generator": pop.generator.get_state()}
+    state = {"kind": "arm", "members": members, "steps": pop.steps,
+             "real_bytes": pop.real_bytes, "generated_bytes": pop.generated_bytes,
+             "stream": stream.state_dict(), "culture": pop.culture.state(), "history": history}
+    checkpoint.save(path, tensors, state)
+
+
+def restore_arm(path: Path, pop: Population, stream: BatchStream) -> tuple[list[dict], dict]:
+    """Load `path` into a freshly built population; returns (history, best)."""
+    tensors, state = checkpoint.load(path)
+    if state.get("kind") != "arm":
+        raise UserError(f"checkpoint {path} is not a training-state checkpoint")
+    saved_ids = [m["id"] for m in state["members"]]
+    if saved_ids != [m.id for m in pop.members] or any(
+            s["genome"] != m.genome.to_dict() for s, m in zip(state["members"], pop.members)):
+        raise UserError(f"checkpoint {path} holds a different population than the config")
+    best = {}
+    for i, (m, saved) in enumerate(zip(pop.members, state["members"])):
+        m.model.load_state_dict(tensors[f"m{i}.model"])
+        checkpoint.load_optimizer(m.optimizer, tensors[f"m{i}.optim"], saved["optim"])
+        m.rng_state = tensors[f"m{i}.rng"]["cpu"]
+        m.steps, m.fitness, m.birth_bytes = saved["steps"], saved["fitness"], saved["birth_bytes"]
+        m.flops = saved["flops"]
+        if f"m{i}.best" in tensors:
+            best[m.id] = {**saved["best"], "weights": tensors[f"m{i}.best"]}
+    pop.generator.set_state(tensors["population"]["generator"])
+    pop.steps, pop.real_bytes = state["steps"], state["real_bytes"]
+    pop.generated_bytes = state["generated_bytes"]
+    pop.culture.load_state(state["culture"])
+    stream.load_state_dict(state["stream"])
+    return state["history"], best
+
+
+def save_member(path: Path, member_id: str, genome, weights: dict[str, torch.Tensor],
+                info: dict) -> None:
+    """A member's weights and genome alone: what `multitudes eval` loads."""
+    checkpoint.save(path, {"model": weights},
+                    {"kind": "member", "id": member_id, "genome": genome.to_dict(), **info})

@@ -1,0 +1,181 @@
+"""The run loop of one arm: a population reading real bytes, evaluated on a schedule.
+
+Phases of a run, in order: build the population and its batch stream (or restore them from the
+latest checkpoint), then step; every `eval_every` steps score each member on the dev slice
+(curves, fitness, early stopping), append a row to metrics.jsonl and TensorBoard; every
+`checkpoint_every` steps save the whole state atomically; at a milestone, score every member on
+the full valid and test splits and save its weights for `multitudes eval`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from multitudes import runstate
+from multitudes.config import RunConfig, SocialConfig
+from multitudes.data import BatchStream
+from multitudes.evaluate import bpb, byte_log2probs, consensus_bpb
+from multitudes.population import Member, Population
+
+LN2 = math.log(2)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def member_ids(cfg: RunConfig) -> list[str]:
+    return [f"m{i}-{g.family}" for i, g in enumerate(cfg.members)]
+
+
+class ArmRunner:
+    """One arm (`isolated`, `social`, ...) of a run, steppable to successive byte targets."""
+
+    def __init__(self, cfg: RunConfig, name: str, social: SocialConfig, splits: dict,
+                 run_dir: Path, total_bytes: int, unique_bytes: int = 0, progress: bool = True):
+        self.cfg, self.name, self.run_dir, self.progress = cfg, name, Path(run_dir), progress
+        self.device = resolve_device(cfg.train.device)
+        train = splits["train"][:unique_bytes] if unique_bytes else splits["train"]
+        self.splits = splits
+        self.dev = splits["valid"][: cfg.train.dev_bytes]
+        self.stream = BatchStream(train, cfg.train.batch_size, cfg.context, cfg.train.seed)
+        total_steps = math.ceil(total_bytes / self.stream.bytes_per_batch)
+        members = [Member.create(mid, g, self.device) for mid, g in zip(member_ids(cfg),
+                                                                          cfg.members)]
+        generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.pop = Population(members, social, cfg.train, total_steps, self.device, generator)
+        self.history: list[dict] = []
+        self.best: dict[str, dict] = {}  # data-limited regime: each member's best dev weights
+        self.keep_best = unique_bytes > 0
+
+    # -- paths -------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "checkpoints" / self.name
+
+    def member_path(self, member_id: str, label: str) -> Path:
+        return self.run_dir / "members" / label / member_id
+
+    # -- state -------------------------------------------------------------------------------
+    def save(self) -> None:
+        runstate.save_arm(self.state_path, self.pop, self.stream, self.history, self.best)
+
+    def try_resume(self) -> bool:
+        if not (self.state_path / "manifest.json").exists():
+            return False
+        self.history, self.best = runstate.restore_arm(self.state_path, self.pop, self.stream)
+        return True
+
+    # -- training ----------------------------------------------------------------------------
+    def steps_for(self, real_bytes: int) -> int:
+        return math.ceil(real_bytes / self.stream.bytes_per_batch)
+
+    def run_until(self, real_bytes: int, metrics_file: Path, writer=None) -> None:
+        target = self.steps_for(real_bytes)
+        train = self.cfg.train
+        bar = tqdm(total=target, initial=self.pop.steps, desc=f"{self.name:>9}", unit="step",
+                   disable=None if self.progress else True, dynamic_ncols=True)
+        while self.pop.steps < target:
+            stats = self.pop.step(self.stream.next())
+            bar.update(1)
+            bar.set_postfix(loss=f"{min(stats.data_loss) / LN2:.3f}bpb")
+            if self.pop.steps % train.eval_every == 0 or self.pop.steps == target:
+                row = self.evaluate_dev()
+                with open(metrics_file, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                if writer is not None:
+                    for mid, vals in row["members"].items():
+                        writer.add_scalar(f"{self.name}/{mid}/dev_bpb", vals["dev_bpb"],
+                                          row["real_bytes"])
+                    writer.add_scalar(f"{self.name}/consensus_dev_bpb", row["consensus_dev_bpb"],
+                                      row["real_bytes"])
+                    writer.flush()
+                bar.set_postfix(dev=f"{row['best_dev_bpb']:.3f}bpb")
+            if train.checkpoint_every and self.pop.steps % train.checkpoint_every == 0:
+                self.save()
+        bar.close()
+        self.save()
+
+    def evaluate_dev(self) -> dict:
+        T, stride = self.cfg.context, self.cfg.train.eval_stride
+        logps = [byte_log2probs(m.model, self.dev, T, stride, device=self.device)
+                 for m in self.pop.members]
+        row = {"arm": self.name, "step": self.pop.steps, "real_bytes": self.pop.real_bytes,
+               "generated_bytes": self.pop.generated_bytes,
+               "epochs": round(self.stream.epochs_done, 4), "members": {}}
+        for m, lp in zip(self.pop.members, logps):
+            m.fitness = bpb(lp)
+            row["members"][m.id] = {"family": m.genome.family, "dev_bpb": m.fitness,
+                                    "train_bpb": m.last_loss / LN2, "flops": m.flops}
+            if self.keep_best and m.fitness < self.best.get(m.id, {}).get("dev_bpb", math.inf):
+                self.best[m.id] = {"dev_bpb": m.fitness, "step": self.pop.steps,
+                                   "real_bytes": self.pop.real_bytes,
+                                   "epochs": row["epochs"],
+                                   "weights": {k: v.detach().clone()
+                                               for k, v in m.model.state_dict().items()}}
+        row["best_dev_bpb"] = min(v["dev_bpb"] for v in row["members"].values())
+        row["consensus_dev_bpb"] = consensus_bpb(logps)
+        self.history.append(row)
+        return row
+
+    # -- results -----------------------------------------------------------------------------
+    def milestone(self, label: str) -> dict:
+        """Score every member on the full valid and test splits and save its weights.
+
+        In the data-limited regime each member is scored with its best dev weights so far.
+        """
+        T, stride = self.cfg.context, self.cfg.train.eval_stride
+        members, logps = [], {"valid": [], "test": []}
+        for m in self.pop.members:
+            weights = self.best[m.id]["weights"] if m.id in self.best else m.model.state_dict()
+            current = {k: v.detach().clone() for k, v in m.model.state_dict().items()}
+            m.model.load_state_dict(weights)
+            entry = {"id": m.id, "family": m.genome.family, "params": m.genome.n_params,
+                     "flops_per_byte": m.genome.flops_per_byte, "train_flops": m.flops}
+            for split in ("valid", "test"):
+                lp = byte_log2probs(m.model, self.splits[split], T, stride, device=self.device,
+                                    progress=self.progress)
+                logps[split].append(lp)
+                entry[f"{split}_bpb"] = bpb(lp)
+            path = self.member_path(m.id, label)
+            info = {"arm": self.name, "label": label, "real_bytes": self.pop.real_bytes,
+                    "valid_bpb": entry["valid_bpb"], "test_bpb": entry["test_bpb"],
+                    "corpus": self.cfg.data.corpus}
+            if m.id in self.best:
+                entry["best_step"] = self.best[m.id]["step"]
+                entry["epochs_to_best"] = self.best[m.id]["epochs"]
+            runstate.save_member(path, m.id, m.genome, weights, info)
+            entry["checkpoint"] = str(path.relative_to(self.run_dir))
+            m.model.load_state_dict(current)
+            members.append(entry)
+        best = min(members, key=lambda e: e["valid_bpb"])  # chosen on valid, reported on test
+        return {
+            "real_bytes": self.pop.real_bytes, "steps": self.pop.steps,
+            "generated_bytes": self.pop.generated_bytes,
+            "epochs": round(self.stream.epochs_done, 4),
+            "train_flops": sum(m.flops for m in self.pop.members),
+            "members": members, "best_member": best["id"],
+            "best_valid_bpb": best["valid_bpb"], "best_test_bpb": best["test_bpb"],
+            "consensus_valid_bpb": consensus_bpb(logps["valid"]),
+            "consensus_test_bpb": consensus_bpb(logps["test"]),
+        }
+
+    def curve(self) -> list[dict]:
+        return [{"real_bytes": r["real_bytes"], "best_bpb": r["best_dev_bpb"],
+                 "consensus_bpb": r["consensus_dev_bpb"],
+                 "members": {k: v["dev_bpb"] for k, v in r["members"].items()}}
+                for r in self.history]
+
+
+def isolated(social: SocialConfig) -> SocialConfig:
+    """The same settings with every channel closed: members train alone."""
+    return replace(social, channel="none", language_every=0)
+
