@@ -38,6 +38,7 @@ def _config_options(fn):
 
 def _open_run(command: str, preset, config_file, overrides, out, resume_dir, force):
     from multitudes import config, experiment
+    from multitudes.corpora import resolve
 
     if resume_dir:
         if preset or config_file or overrides or out:
@@ -45,6 +46,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
         return Path(resume_dir), experiment.prepare_run_dir(Path(resume_dir), command, None,
                                                             True, False), True
     cfg = config.load(preset, config_file, overrides)
+    resolve(cfg.data.corpus)  # a bad corpus fails before anything is written
     out = Path(out or f"runs/{command}-{cfg.name}")
     return out, experiment.prepare_run_dir(out, command, cfg, False, force), False
 
@@ -56,7 +58,7 @@ def train(preset, config_file, overrides, out, resume_dir, force, quiet) -> None
     from multitudes import experiment, genome, report
 
     out, cfg, resume = _open_run("train", preset, config_file, overrides, out, resume_dir, force)
-    click.echo(genome.describe(cfg.members), err=True)
+    click.echo(genome.describe(cfg.members))
     results = experiment.run_train(cfg, out, resume, progress=not quiet)
     click.echo(report.table(results))
     click.echo(f"run written to {out}/ (results.json, metrics.jsonl, members/)")
@@ -70,7 +72,7 @@ def compare(preset, config_file, overrides, out, resume_dir, force, quiet) -> No
 
     out, cfg, resume = _open_run("compare", preset, config_file, overrides, out, resume_dir,
                                  force)
-    click.echo(genome.describe(cfg.members), err=True)
+    click.echo(genome.describe(cfg.members))
     results = experiment.run_compare(cfg, out, resume, progress=not quiet)
     click.echo(report.table(results))
     page = report.write_html(out)

@@ -133,12 +133,13 @@ def _download(url: str, dest: Path) -> None:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {url}",
                       disable=None) as bar:
+                received = 0
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
-            if total is not None and dest.stat().st_size != total:
-                raise UserError(f"download of {url} was cut short "
-                                f"({dest.stat().st_size} of {total} bytes)")
+            if total is not None and received != total:
+                raise UserError(f"download of {url} was cut short ({received} of {total} bytes)")
     except urllib.error.HTTPError as e:
         raise UserError(f"download of {url} failed: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:

@@ -1,0 +1,160 @@
+"""The command line as a user runs it: real subprocesses, real files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args, cwd=None, check=True):
+    result = subprocess.run([sys.executable, "-m", "multitudes", *map(str, args)],
+                            capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def numbers(results: dict) -> dict:
+    return {arm: [(m["id"], m["valid_bpb"], m["test_bpb"]) for m in res["members"]]
+            for arm, res in results["arms"].items()}
+
+
+@pytest.fixture(scope="module")
+def debug_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "debug"
+    cli("train", "--preset", "debug", "--out", out, "--quiet")
+    return out
+
+
+def test_train_then_eval(debug_run):
+    results = json.loads((debug_run / "results.json").read_text())
+    members = results["arms"]["social"]["members"]
+    assert [m["family"] for m in members] == ["gpt", "lstm"]
+    for m in members:
+        assert 3.0 < m["test_bpb"] < 8.0 and m["params"] > 0
+        assert (debug_run / m["checkpoint"] / "manifest.json").is_file()
+    rows = [json.loads(line) for line in (debug_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [8, 16, 24, 32]
+    assert list((debug_run / "tb").iterdir())  # TensorBoard event file
+    out = cli("eval", debug_run / members[0]["checkpoint"], "--json")
+    assert json.loads(out.stdout)["bpb"] == pytest.approx(members[0]["test_bpb"], abs=1e-9)
+    text = cli("eval", debug_run, "--split", "valid").stdout
+    assert f"{members[1]['valid_bpb']:.4f}" in text
+
+
+def test_same_seed_same_numbers(debug_run, tmp_path):
+    cli("train", "--preset", "debug", "--out", tmp_path / "again", "--quiet")
+    a = json.loads((debug_run / "results.json").read_text())
+    b = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert numbers(a) == numbers(b)
+
+
+def test_kill_and_resume_gives_the_same_numbers(debug_run, tmp_path):
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "multitudes", "train", "--preset", "debug", "--out", out,
+            "--quiet", "--set", "train.real_bytes=32768"]
+    reference = tmp_path / "reference"
+    cli("train", "--preset", "debug", "--out", reference, "--quiet", "--set",
+        "train.real_bytes=32768")
+    proc = subprocess.Popen(list(map(str, args)), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    manifest = out / "checkpoints" / "social" / "manifest.json"
+    deadline = time.time() + 120
+    while not manifest.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "results.json").exists(), "the run finished before it could be killed"
+    cli("train", "--resume", out, "--quiet")
+    a = json.loads((reference / "results.json").read_text())
+    b = json.loads((out / "results.json").read_text())
+    assert numbers(a) == numbers(b)
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # no duplicated rows after the resume
+
+
+def test_compare_writes_results_and_report(tmp_path):
+    out = tmp_path / "cmp"
+    result = cli("compare", "--preset", "debug", "--out", out, "--quiet")
+    assert "data efficiency of the social arm" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["arms"]) == {"isolated", "social"}
+    assert results["real_bytes"] == 16384
+    for arm in results["arms"].values():
+        assert {"members", "best_test_bpb", "consensus_test_bpb", "train_flops",
+                "curve"} <= set(arm)
+        for m in arm["members"]:
+            assert {"id", "family", "params", "valid_bpb", "test_bpb", "checkpoint"} <= set(m)
+    iso_curve = results["arms"]["isolated"]["curve"]
+    assert iso_curve[-1]["real_bytes"] == 2 * 16384  # read on to M x the real bytes
+    assert isinstance(results["data_efficiency"], float) or results["data_efficiency"] is None
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "consensus" in page
+    (out / "report.html").unlink()
+    cli("report", out)
+    assert (out / "report.html").is_file()
+
+
+def one_line_error(result, needle):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("multitudes: error:") and needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--preset", "nope"], "unknown preset 'nope'"),
+    (["train", "--preset", "debug", "--set", "train.batch_sise=2"], "unknown key train.batch_sise"),
+    (["train", "--preset", "debug", "--set", "train.batch_size=x"], "expected int"),
+    (["train", "--preset", "debug", "--set", "members.0.d_model=33"], "divisible by n_head"),
+    (["train", "--preset", "debug", "--set", "members.0.alpha=-1"], "must be non-negative"),
+    (["train", "--preset", "debug", "--set", "data.corpus='enwik7'"], "unknown corpus"),
+    (["train", "--preset", "debug", "--set", "data.corpus='file:/nonexistent'"], "does not exist"),
+    (["train", "--config", "/nonexistent.toml"], "does not exist"),
+    (["train", "--resume", "/nonexistent-run"], "no run there"),
+    (["eval", "/nonexistent"], "does not exist"),
+    (["train", "--bogus"], "No such option"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
+    one_line_error(cli(*args, "--out", tmp_path / "o", check=False) if args[0] == "train"
+                   and "--resume" not in args and "--bogus" not in args
+                   else cli(*args, check=False), needle)
+
+
+def test_empty_data_file(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    one_line_error(cli("train", "--preset", "debug", "--out", tmp_path / "o", "--set",
+                       f"data.corpus='file:{empty}'", check=False), "is empty")
+
+
+def test_damaged_member_checkpoint(debug_run, tmp_path):
+    import shutil
+    ck = tmp_path / "ck"
+    shutil.copytree(debug_run / "members" / "social" / "m0-gpt", ck)
+    raw = bytearray((ck / "model.safetensors").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (ck / "model.safetensors").write_bytes(bytes(raw))
+    one_line_error(cli("eval", ck, check=False), "fails its sha256")
+    (ck / "model.safetensors").write_bytes(bytes(raw[:100]))
+    one_line_error(cli("eval", ck, check=False), "fails its sha256")
+
+
+def test_an_existing_run_is_not_overwritten(debug_run):
+    before = (debug_run / "results.json").read_bytes()
+    one_line_error(cli("train", "--preset", "debug", "--out", debug_run, check=False),
+                   "already holds a run")
+    assert (debug_run / "results.json").read_bytes() == before
+
+
+def test_listings():
+    assert {"gpt", "looped", "lstm", "gru"} <= set(cli("models").stdout.split())
+    assert "quick" in cli("presets").stdout

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny
+from multitudes.evaluate import bpb, byte_log2probs, consensus_bpb, window_plan
+from multitudes.models import build
+
+
+@pytest.mark.parametrize("n, T, S", [(100, 16, 8), (100, 16, 16), (17, 16, 8), (5, 16, 8),
+                                     (1000, 64, 1)])
+def test_every_byte_is_scored_once(n, T, S):
+    covered = np.zeros(n, dtype=int)
+    T_eff = min(T, n - 1)
+    for start, first in window_plan(n, T_eff, S):
+        covered[start + 1 + first:start + T_eff + 1] += 1
+    assert covered[0] == 0 and (covered[1:] == 1).all()
+
+
+class Uniform(torch.nn.Module):
+    def forward(self, idx):
+        return torch.zeros(*idx.shape, 256)
+
+
+def test_uniform_model_scores_eight_bits():
+    data = np.frombuffer(bytes(range(256)) * 3, dtype=np.uint8)
+    lp = byte_log2probs(Uniform(), data, 32)
+    assert len(lp) == len(data) - 1 and bpb(lp) == pytest.approx(8.0)
+
+
+def test_scores_do_not_depend_on_batching_and_use_context():
+    model = build(tiny("gpt"))
+    data = np.frombuffer(b"abcdefgh" * 40, dtype=np.uint8)
+    a = byte_log2probs(model, data, 32, 8, batch_size=1)
+    b = byte_log2probs(model, data, 32, 8, batch_size=64)
+    assert np.allclose(a, b, atol=1e-5)
+
+
+def test_consensus_of_the_mixture():
+    p = np.log2(np.array([[0.5, 0.25], [0.25, 0.25]]))
+    assert consensus_bpb(p) == pytest.approx(-np.mean(np.log2([0.375, 0.25])))
+    assert consensus_bpb([p[0], p[0]]) == pytest.approx(bpb(p[0]))
