@@ -1,0 +1,50 @@
+"""Shared helpers for the benchmarks: quick-preset genomes, a batch source, a timer."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from multitudes.config import load
+from multitudes.corpora import resolve
+from multitudes.data import BatchStream, load_splits
+
+
+def quick_genomes():
+    return load(preset="quick").members
+
+
+def batches(n: int, batch_size: int, context: int, seed: int = 0) -> list[torch.Tensor]:
+    stream = BatchStream(load_splits(resolve("sample"))["train"], batch_size, context, seed)
+    return [stream.next() for _ in range(n)]
+
+
+def best_time(fn, repeats: int) -> float:
+    """The fastest of `repeats` timings of fn(): the least disturbed by the machine."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak(device: torch.device, n: int = 1024, reps: int = 20) -> float:
+    """FLOP/s of a square matmul measured now, on this device: the roof we compare with."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device,
+                                                                         dtype=dtype)
+    def run():
+        for _ in range(reps):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    run()
+    return 2 * n ** 3 * reps / best_time(run, 3)
+
+
+def env_line(device: torch.device) -> str:
+    return (f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+            f"numpy {np.__version__}")

@@ -1,0 +1,56 @@
+"""Cost of talking: a K=4 social step against the sum of the same members' isolated steps.
+
+The isolated reference is the same four members trained with every channel closed, on the same
+batches, timed alternately in the same run (best of several repeats). Target: logit-channel
+overhead <= 10%.
+
+    python benchmarks/social_overhead.py [--steps 16] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from common import batches, best_time, env_line, quick_genomes
+from multitudes.config import SocialConfig, TrainConfig
+from multitudes.population import Member, Population
+
+
+def population(social: SocialConfig, device) -> Population:
+    members = [Member.create(f"m{i}", g, device) for i, g in enumerate(quick_genomes())]
+    return Population(members, social, TrainConfig(), 10**6, device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = batches(args.steps, TrainConfig().batch_size, quick_genomes()[0].context)
+    arms = {
+        "isolated (sum of members)": SocialConfig(channel="none"),
+        "logit channel, uniform": SocialConfig(channel="logit"),
+        "logit channel, fitness": SocialConfig(channel="logit", trust="fitness"),
+        "logit + language (E=8, 4x64 B)": SocialConfig(channel="logit", language_every=8),
+    }
+    pops = {name: population(cfg, device) for name, cfg in arms.items()}
+    times = {name: [] for name in arms}
+    for pop in pops.values():  # warm up
+        for b in data[:2]:
+            pop.step(b)
+    for _ in range(args.repeats):
+        for name, pop in pops.items():
+            times[name].append(best_time(lambda: [pop.step(b) for b in data], 1))
+    print(env_line(device))
+    base = min(times["isolated (sum of members)"]) / args.steps
+    print(f"{'arm':<32} {'ms/step':>8} {'overhead':>9}")
+    for name in arms:
+        t = min(times[name]) / args.steps
+        print(f"{name:<32} {t * 1000:>8.1f} {t / base - 1:>+9.1%}")
+
+
+if __name__ == "__main__":
+    main()
