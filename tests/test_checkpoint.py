@@ -70,3 +70,13 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path):
         checkpoint.save(path, {"model": {"w": "not a tensor"}}, {"kind": "x"})
     assert checkpoint.load(path)[1]["n"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_a_kill_between_the_two_renames_is_recovered(tmp_path):
+    path = write(tmp_path)
+    aside = tmp_path / f".{path.name}.old-12345"
+    path.rename(aside)  # what a kill after the first rename of `save` leaves
+    (tmp_path / f".{path.name}.tmp-abc").mkdir()  # and a half-written newer one
+    checkpoint.recover(path)
+    assert checkpoint.load(path)[1]["n"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]

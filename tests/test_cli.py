@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -56,29 +57,84 @@ def test_same_seed_same_numbers(debug_run, tmp_path):
     assert numbers(a) == numbers(b)
 
 
-def test_kill_and_resume_gives_the_same_numbers(debug_run, tmp_path):
-    out = tmp_path / "killed"
-    args = [sys.executable, "-m", "multitudes", "train", "--preset", "debug", "--out", out,
-            "--quiet", "--set", "train.real_bytes=32768"]
-    reference = tmp_path / "reference"
-    cli("train", "--preset", "debug", "--out", reference, "--quiet", "--set",
-        "train.real_bytes=32768")
-    proc = subprocess.Popen(list(map(str, args)), env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    manifest = out / "checkpoints" / "social" / "manifest.json"
+def kill_at_a_random_moment(args, manifest: Path, seed: int) -> float:
+    """Start `multitudes ARGS`, SIGKILL it a random moment after its first checkpoint."""
+    proc = subprocess.Popen([sys.executable, "-m", "multitudes", *map(str, args)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not manifest.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.3)
+        time.sleep(0.01)
+    delay = random.Random(seed).uniform(0.0, 0.6)
+    time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "results.json").exists(), "the run finished before it could be killed"
+    return delay
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kill_and_resume_gives_the_same_numbers(tmp_path, seed):
+    longer = ["--set", "train.real_bytes=32768"]
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    cli("train", "--preset", "debug", "--out", reference, "--quiet", *longer)
+    delay = kill_at_a_random_moment(["train", "--preset", "debug", "--out", out, "--quiet",
+                                     *longer], out / "checkpoints" / "social" / "manifest.json",
+                                    seed)
+    assert not (out / "results.json").exists(), f"finished before the kill at +{delay:.2f}s"
     cli("train", "--resume", out, "--quiet")
     a = json.loads((reference / "results.json").read_text())
     b = json.loads((out / "results.json").read_text())
-    assert numbers(a) == numbers(b)
+    assert numbers(a) == numbers(b), f"killed at +{delay:.2f}s after the first checkpoint"
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # no duplicated rows after the resume
+
+
+def test_a_killed_compare_resumes_to_the_same_numbers(tmp_path):
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    cli("compare", "--preset", "debug", "--out", reference, "--quiet")
+    delay = kill_at_a_random_moment(["compare", "--preset", "debug", "--out", out, "--quiet"],
+                                    out / "checkpoints" / "isolated" / "manifest.json", 2)
+    assert not (out / "results.json").exists(), f"finished before the kill at +{delay:.2f}s"
+    cli("compare", "--resume", out, "--quiet")
+    a = json.loads((reference / "results.json").read_text())
+    b = json.loads((out / "results.json").read_text())
+    assert numbers(a) == numbers(b) and a["data_efficiency"] == b["data_efficiency"]
+    assert (out / "report.html").is_file()
+
+
+DISK_FULL = """
+import errno, os, sys
+import multitudes.checkpoint as checkpoint
+from multitudes.cli import main
+real_save, calls = checkpoint.save_file, [0]
+def save_file(tensors, filename, *args, **kwargs):
+    if "checkpoints" in str(filename):
+        calls[0] += 1
+        if calls[0] > int(os.environ["FILES_BEFORE_FULL"]):  # the disk fills up mid-file
+            with open(filename, "wb") as f:
+                f.write(b"half a tensor")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filename))
+    return real_save(tensors, filename, *args, **kwargs)
+checkpoint.save_file = save_file
+main(sys.argv[1:])
+"""
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(debug_run, tmp_path):
+    out = tmp_path / "full"
+    files_per_checkpoint = 7  # 2 members x (model, optimizer, rng) + the population
+    env = {**ENV, "FILES_BEFORE_FULL": str(files_per_checkpoint + 3)}
+    result = subprocess.run([sys.executable, "-c", DISK_FULL, "train", "--preset", "debug",
+                             "--out", str(out), "--quiet"], capture_output=True, text=True,
+                            env=env, timeout=600)
+    one_line_error(result, "No space left on device")
+    assert "previous checkpoint is kept" in result.stderr
+    from multitudes import checkpoint
+    _, state = checkpoint.load(out / "checkpoints" / "social")
+    assert state["steps"] == 4  # the first checkpoint, intact
+    cli("train", "--resume", out, "--quiet")  # space freed: the run goes on and ends the same
+    a = json.loads((debug_run / "results.json").read_text())
+    b = json.loads((out / "results.json").read_text())
+    assert numbers(a) == numbers(b)
 
 
 def test_compare_writes_results_and_report(tmp_path):

@@ -87,6 +87,25 @@ def save(path: Path, tensors: dict[str, dict[str, torch.Tensor]], state: dict) -
         raise
 
 
+def recover(path: Path) -> None:
+    """Undo what a kill in the middle of `save` left behind.
+
+    `save` moves the previous checkpoint aside before renaming the new one into place; a kill
+    between the two renames leaves only the aside copy, which is moved back here. Half-written
+    temporary directories are removed.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    if not path.exists():
+        aside = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
+        if aside:
+            os.replace(aside[-1], path)
+    for stale in list(path.parent.glob(f".{path.name}.old-*")) + list(
+            path.parent.glob(f".{path.name}.tmp-*")):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     """Read and verify a checkpoint; any problem is a UserError naming the checkpoint."""
     path = Path(path)

@@ -29,7 +29,7 @@ from multitudes.data import load_splits
 from multitudes.errors import UserError
 from multitudes.train import ArmRunner, isolated
 
-RUN_FILES = ("config.json", "metrics.jsonl", "results.json", "report.html", "checkpoints",
+RUN_FILES = ("config.json", "metrics.jsonl", "lineage.jsonl", "results.json", "report.html", "checkpoints",
              "members", "milestones", "tb")
 
 
@@ -68,12 +68,17 @@ def _tensorboard(out: Path):
 
 
 def _rewrite_metrics(out: Path, runners: list[ArmRunner]) -> None:
-    """On resume, metrics.jsonl is rebuilt from the checkpointed history: no duplicate rows."""
+    """On resume, metrics.jsonl and lineage.jsonl are rebuilt from the checkpointed state, so
+    rows written after the last checkpoint are not duplicated when the steps run again."""
     rows = sorted((r for runner in runners for r in runner.history),
                   key=lambda r: (r["arm"], r["step"]))
     tmp = out / ".metrics.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tmp.replace(out / "metrics.jsonl")
+    events = [e for runner in runners for e in runner.events]
+    tmp = out / ".lineage.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(e) + "\n" for e in events))
+    tmp.replace(out / "lineage.jsonl")
 
 
 def _milestone(out: Path, runner: ArmRunner, label: str) -> dict:

@@ -54,6 +54,7 @@ class Member:
     birth_bytes: int = 0
     flops: float = 0.0  # training FLOPs spent so far, the language channel's included
     flops_per_byte: int = 0
+    resets: int = 0  # times it fell sick (non-finite loss or gradients) and was reborn
 
     @classmethod
     def create(cls, member_id: str, genome: Genome, device: torch.device) -> "Member":
@@ -94,6 +95,7 @@ class Population:
     steps: int = 0
     real_bytes: int = 0  # real training bytes consumed so far (B * T per step)
     generated_bytes: int = 0  # bytes sampled by speakers: never counted as real bytes
+    events: list[dict] = field(default_factory=list)  # resets since the runner last looked
 
     def __post_init__(self) -> None:
         if self.culture is None:
@@ -122,15 +124,21 @@ class Population:
             m.model.train()
             with m.rng_scope(), self.autocast():
                 logits.append(m.model(x))
+        # A sick member (non-finite thoughts) is heard by no one and reborn below.
+        healthy = [bool(torch.isfinite(z).all()) for z in logits]
         targets = [None] * len(self.members)
         if self.listening:
             probs = social.thoughts(logits, [m.genome.tau for m in self.members])
             weights = social.trust_weights(self.social.trust, [m.fitness for m in self.members],
                                            self.social.top_k, self.social.fitness_temperature,
                                            self.generator)
-            targets = social.consensus(probs, weights)
+            targets = social.consensus(probs, weights, healthy)
 
-        for m, z, q in zip(self.members, logits, targets):
+        for m, z, q, ok in zip(self.members, logits, targets, healthy):
+            if not ok:
+                self._reset(m, "non-finite logits")
+                stats.data_loss.append(float("nan"))
+                continue
             data_loss = F.cross_entropy(z.float().reshape(-1, z.shape[-1]), y.reshape(-1))
             loss = data_loss
             if q is not None and m.genome.alpha > 0:
@@ -145,25 +153,52 @@ class Population:
                 loss = loss + self.social.beta * read
                 stats.language_loss.append(read.item())
                 m.flops += m.flops_per_byte * sum(len(t.tokens) - 1 for t in texts)
-            self._update(m, loss)
-            m.last_loss = data_loss.item()
             m.flops += m.flops_per_byte * x.numel()
+            problem = self._update(m, loss)
+            if problem:
+                self._reset(m, problem)
+                stats.data_loss.append(float("nan"))
+                continue
+            m.last_loss = data_loss.item()
             stats.data_loss.append(m.last_loss)
         self.steps += 1
         self.real_bytes += x.numel()
         self.generated_bytes += stats.generated_bytes
         return stats
 
-    def _update(self, m: Member, loss: torch.Tensor) -> None:
+    def _update(self, m: Member, loss: torch.Tensor) -> str | None:
+        """One optimizer step; a non-finite loss or gradient skips it and names the problem."""
+        if not torch.isfinite(loss):
+            return "non-finite loss"
         lr = lr_at(m.steps, m.genome, self.total_steps, self.train)
         for group in m.optimizer.param_groups:
             group["lr"] = lr
         m.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(m.model.parameters(), self.train.grad_clip)
+        # Clipping to infinity scales by exactly 1.0: the norm is checked either way.
+        norm = torch.nn.utils.clip_grad_norm_(m.model.parameters(),
+                                              self.train.grad_clip or float("inf"))
+        if not torch.isfinite(norm):
+            return "non-finite gradients"
         m.optimizer.step()
         m.steps += 1
+        return None
+
+    def _reset(self, m: Member, reason: str) -> None:
+        """Rebuild a sick member from its genome (fresh weights and optimizer, warm-up again).
+
+        Its new weights are drawn from its own random stream, so the rebirth is reproducible;
+        the other members are untouched.
+        """
+        with m.rng_scope():
+            m.model = build(m.genome).to(self.device)
+        m.optimizer = make_optimizer(m.model, m.genome)
+        m.steps, m.fitness, m.last_loss = 0, None, float("nan")
+        m.birth_bytes = self.real_bytes
+        m.resets += 1
+        self.events.append({"event": "reset", "member": m.id, "family": m.genome.family,
+                            "reason": reason, "step": self.steps, "real_bytes": self.real_bytes,
+                            "resets": m.resets})
 
     def _speak(self, x: torch.Tensor) -> int:
         """Language channel: every member continues prompts cut from the real batch."""
@@ -179,6 +214,8 @@ class Population:
             with self.autocast():
                 cont = social.speak(m.model, prompts, cfg.language_length,
                                     cfg.language_temperature, self.generator)
+            if cont is None:
+                continue
             for row in torch.cat([prompts, cont], dim=1).cpu():
                 self.culture.add(social.CultureText(m.id, row, plen))
             spoken += cont.numel()

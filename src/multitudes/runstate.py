@@ -1,10 +1,10 @@
 """Save and restore the whole state of a training arm, for exact resume.
 
 The state is everything the next step depends on: each member's weights, optimizer moments,
-random state and counters; the population's generator, counters and culture buffer; the batch
-stream's position; the evaluation history; in the data-limited regime each member's best
-weights so far. Restoring it and going on gives the same numbers, bit for bit on CPU, as never
-having stopped.
+random state and counters (resets included); the population's generator, counters and culture
+buffer; the batch stream's position; the evaluation history; the births and deaths so far; in
+the data-limited regime each member's best weights so far. Restoring it and going on gives the
+same numbers, bit for bit on CPU, as never having stopped.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from multitudes.population import Population
 
 
 def save_arm(path: Path, pop: Population, stream: BatchStream, history: list[dict],
-             best: dict[str, dict]) -> None:
+             best: dict[str, dict], events: list[dict]) -> None:
     tensors, members = {}, []
     for i, m in enumerate(pop.members):
         tensors[f"m{i}.model"] = m.model.state_dict()
@@ -31,17 +31,20 @@ def save_arm(path: Path, pop: Population, stream: BatchStream, history: list[dic
             tensors[f"m{i}.best"] = best[m.id]["weights"]
         members.append({"id": m.id, "genome": m.genome.to_dict(), "steps": m.steps,
                         "fitness": m.fitness, "birth_bytes": m.birth_bytes, "flops": m.flops,
+                        "resets": m.resets,
                         "optim": opt_rest,
                         "best": {k: v for k, v in best.get(m.id, {}).items() if k != "weights"}})
     tensors["population"] = {"generator": pop.generator.get_state()}
     state = {"kind": "arm", "members": members, "steps": pop.steps,
              "real_bytes": pop.real_bytes, "generated_bytes": pop.generated_bytes,
-             "stream": stream.state_dict(), "culture": pop.culture.state(), "history": history}
+             "stream": stream.state_dict(), "culture": pop.culture.state(), "history": history,
+             "events": events}
     checkpoint.save(path, tensors, state)
 
 
-def restore_arm(path: Path, pop: Population, stream: BatchStream) -> tuple[list[dict], dict]:
-    """Load `path` into a freshly built population; returns (history, best)."""
+def restore_arm(path: Path, pop: Population,
+                stream: BatchStream) -> tuple[list[dict], dict, list[dict]]:
+    """Load `path` into a freshly built population; returns (history, best, events)."""
     tensors, state = checkpoint.load(path)
     if state.get("kind") != "arm":
         raise UserError(f"checkpoint {path} is not a training-state checkpoint")
@@ -55,7 +58,7 @@ def restore_arm(path: Path, pop: Population, stream: BatchStream) -> tuple[list[
         checkpoint.load_optimizer(m.optimizer, tensors[f"m{i}.optim"], saved["optim"])
         m.rng_state = tensors[f"m{i}.rng"]["cpu"]
         m.steps, m.fitness, m.birth_bytes = saved["steps"], saved["fitness"], saved["birth_bytes"]
-        m.flops = saved["flops"]
+        m.flops, m.resets = saved["flops"], saved.get("resets", 0)
         if f"m{i}.best" in tensors:
             best[m.id] = {**saved["best"], "weights": tensors[f"m{i}.best"]}
     pop.generator.set_state(tensors["population"]["generator"])
@@ -63,7 +66,7 @@ def restore_arm(path: Path, pop: Population, stream: BatchStream) -> tuple[list[
     pop.generated_bytes = state["generated_bytes"]
     pop.culture.load_state(state["culture"])
     stream.load_state_dict(state["stream"])
-    return state["history"], best
+    return state["history"], best, state.get("events", [])
 
 
 def save_member(path: Path, member_id: str, genome, weights: dict[str, torch.Tensor],

@@ -42,8 +42,11 @@ def trust_weights(policy: str, fitness: list[float | None], top_k: int, temperat
         w = torch.zeros(K, K)
         w[torch.arange(K), (torch.arange(K) + offsets) % K] = 1.0
         return w
-    # Members not yet evaluated count as equally (un)fit.
-    bpb = torch.tensor([f if f is not None else 0.0 for f in fitness], dtype=torch.float64)
+    # Members not yet evaluated (all at the start, a newborn later) count as the least fit
+    # of those that were: a newcomer is not trusted above proven peers.
+    known = [f for f in fitness if f is not None]
+    unknown = max(known) if known else 0.0
+    bpb = torch.tensor([f if f is not None else unknown for f in fitness], dtype=torch.float64)
     if policy == "fitness":
         scores = (-bpb / temperature).expand(K, K).masked_fill(eye, float("-inf"))
         return torch.softmax(scores, dim=1).float()
@@ -57,14 +60,32 @@ def trust_weights(policy: str, fitness: list[float | None], top_k: int, temperat
     raise ValueError(f"unknown trust policy {policy!r}")
 
 
-def consensus(probs: list[torch.Tensor], weights: torch.Tensor | None) -> list[torch.Tensor]:
-    """q_m for every listener m: its peers' distributions mixed by `weights` (None: uniform)."""
+def consensus(probs: list[torch.Tensor], weights: torch.Tensor | None,
+              healthy: list[bool] | None = None) -> list[torch.Tensor | None]:
+    """q_m for every listener m: its peers' distributions mixed by `weights` (None: uniform).
+
+    Members not `healthy` (non-finite logits) are left out: their weights go to zero, the rows
+    are renormalised over the healthy peers, and a listener with no healthy peer hears nothing
+    (None). Their distributions are never touched, so a NaN cannot leak (0 * NaN is NaN).
+    """
     K = len(probs)
+    if healthy is None or all(healthy):
+        if weights is None:
+            total = torch.stack(probs).sum(0)
+            return [(total - p) / (K - 1) for p in probs]
+        stacked = torch.stack(probs)  # (K, B, T, V)
+        return [torch.einsum("j,j...->...", weights[m].to(stacked), stacked) for m in range(K)]
     if weights is None:
-        total = torch.stack(probs).sum(0)
-        return [(total - p) / (K - 1) for p in probs]
-    stacked = torch.stack(probs)  # (K, B, T, V)
-    return [torch.einsum("j,j...->...", weights[m].to(stacked), stacked) for m in range(K)]
+        weights = (1 - torch.eye(K)) / (K - 1)
+    alive = [j for j in range(K) if healthy[j]]
+    stacked = torch.stack([probs[j] for j in alive])
+    out = []
+    for m in range(K):
+        w = weights[m, alive].double()
+        total = w.sum()
+        out.append(None if total <= 0 else
+                   torch.einsum("j,j...->...", (w / total).to(stacked), stacked))
+    return out
 
 
 def listen_loss(logits: torch.Tensor, target: torch.Tensor, tau: float) -> torch.Tensor:
@@ -110,13 +131,19 @@ class CultureBuffer:
 
 @torch.no_grad()
 def speak(model, prompts: torch.Tensor, length: int, temperature: float,
-          generator: torch.Generator) -> torch.Tensor:
-    """Sample `length` bytes after each prompt (B, P) by incremental decoding; returns (B, L)."""
+          generator: torch.Generator) -> torch.Tensor | None:
+    """Sample `length` bytes after each prompt (B, P) by incremental decoding: (B, L).
+
+    Returns None when the speaker's distribution is not finite (it is sick; see population).
+    """
     was_training = model.training
     model.eval()
     logits, state = model.decode(prompts, None)
     out = []
     for _ in range(length):
+        if not torch.isfinite(logits[:, -1]).all():  # a sick speaker says nothing
+            model.train(was_training)
+            return None
         probs = F.softmax(logits[:, -1].float() / temperature, dim=-1)
         nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(prompts.device)  # (B, 1)
         out.append(nxt)

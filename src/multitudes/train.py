@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from multitudes import runstate
+from multitudes import checkpoint, runstate
 from multitudes.config import RunConfig, SocialConfig
 from multitudes.data import BatchStream
+from multitudes.errors import UserError
 from multitudes.evaluate import bpb, byte_log2probs, consensus_bpb
 from multitudes.population import Member, Population
 
@@ -53,6 +54,7 @@ class ArmRunner:
         generator = torch.Generator().manual_seed(cfg.train.seed)
         self.pop = Population(members, social, cfg.train, total_steps, self.device, generator)
         self.history: list[dict] = []
+        self.events: list[dict] = []  # births and deaths (so far: resets of sick members)
         self.best: dict[str, dict] = {}  # data-limited regime: each member's best dev weights
         self.keep_best = unique_bytes > 0
 
@@ -66,12 +68,20 @@ class ArmRunner:
 
     # -- state -------------------------------------------------------------------------------
     def save(self) -> None:
-        runstate.save_arm(self.state_path, self.pop, self.stream, self.history, self.best)
+        try:
+            runstate.save_arm(self.state_path, self.pop, self.stream, self.history, self.best,
+                              self.events)
+        except OSError as e:  # disk full, quota, permissions: the previous checkpoint is intact
+            raise UserError(f"could not write the checkpoint {self.state_path}: "
+                            f"{e.strerror or e}; the previous checkpoint is kept, free space "
+                            f"and go on with --resume {self.run_dir}") from None
 
     def try_resume(self) -> bool:
+        checkpoint.recover(self.state_path)
         if not (self.state_path / "manifest.json").exists():
             return False
-        self.history, self.best = runstate.restore_arm(self.state_path, self.pop, self.stream)
+        self.history, self.best, self.events = runstate.restore_arm(self.state_path, self.pop,
+                                                                    self.stream)
         return True
 
     # -- training ----------------------------------------------------------------------------
@@ -86,6 +96,8 @@ class ArmRunner:
         while self.pop.steps < target:
             stats = self.pop.step(self.stream.next())
             bar.update(1)
+            if self.pop.events:
+                self._record_events(bar)
             bar.set_postfix(loss=f"{min(stats.data_loss) / LN2:.3f}bpb")
             if self.pop.steps % train.eval_every == 0 or self.pop.steps == target:
                 row = self.evaluate_dev()
@@ -103,6 +115,17 @@ class ArmRunner:
                 self.save()
         bar.close()
         self.save()
+
+    def _record_events(self, bar) -> None:
+        """Log each birth or death and append it to the run's lineage.jsonl."""
+        with open(self.run_dir / "lineage.jsonl", "a") as f:
+            for event in self.pop.events:
+                row = {"arm": self.name, **event}
+                self.events.append(row)
+                f.write(json.dumps(row) + "\n")
+                bar.write(f"{self.name}: {event['member']} reset at step {event['step']} "
+                          f"({event['reason']}); the others go on")
+        self.pop.events.clear()
 
     def evaluate_dev(self) -> dict:
         T, stride = self.cfg.context, self.cfg.train.eval_stride
