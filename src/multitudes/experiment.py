@@ -2,8 +2,9 @@
 
 Compare, stream regime: both arms start from the same genomes and seeds and read the same
 batches. Each is scored on the full valid and test splits after N real bytes. The isolated arm
-then reads on to M x N; its dev-slice curve gives the data-efficiency multiplier: the real bytes
-it needs to reach the social arm's best dev bpb at N, divided by N ("> M" when never reached).
+then reads on until its best dev bpb falls to the social arm's at N, or to M x N at most; its
+dev-slice curve gives the data-efficiency multiplier: the real bytes it needs to reach the social
+arm's best dev bpb at N, divided by N ("> M" when never reached).
 Every arm uses a schedule without length-dependent decay (`constant`), so each point of the
 isolated curve is what a run of that length would have reached: the multiplier is not inflated
 by comparing an annealed arm with an unannealed one.
@@ -148,8 +149,10 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     for runner in runners:
         runner.run_until(N, out / "metrics.jsonl", writer)
         arms[runner.name] = _milestone(out, runner, runner.name)
-    if cfg.regime == "stream":
-        runners[1].run_until(int(N * cfg.compare.multiplier), out / "metrics.jsonl", writer)
+    if cfg.regime == "stream":  # read on only as far as the multiplier needs
+        social_bpb = runners[0].history[-1]["best_dev_bpb"]
+        runners[1].run_until(int(N * cfg.compare.multiplier), out / "metrics.jsonl", writer,
+                             stop_below=social_bpb)
     writer.close()
     for runner in runners:
         arms[runner.name]["curve"] = runner.curve()

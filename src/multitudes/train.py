@@ -88,9 +88,14 @@ class ArmRunner:
     def steps_for(self, real_bytes: int) -> int:
         return math.ceil(real_bytes / self.stream.bytes_per_batch)
 
-    def run_until(self, real_bytes: int, metrics_file: Path, writer=None) -> None:
+    def run_until(self, real_bytes: int, metrics_file: Path, writer=None,
+                  stop_below: float | None = None) -> None:
+        """Train to `real_bytes`, or until the best dev bpb falls to `stop_below`."""
         target = self.steps_for(real_bytes)
         train = self.cfg.train
+        if stop_below is not None and self.history and \
+                self.history[-1]["best_dev_bpb"] <= stop_below:
+            return  # reached before a kill: a resumed run does not read on
         bar = tqdm(total=target, initial=self.pop.steps, desc=f"{self.name:>9}", unit="step",
                    disable=None if self.progress else True, dynamic_ncols=True)
         while self.pop.steps < target:
@@ -111,6 +116,8 @@ class ArmRunner:
                                       row["real_bytes"])
                     writer.flush()
                 bar.set_postfix(dev=f"{row['best_dev_bpb']:.3f}bpb")
+                if stop_below is not None and row["best_dev_bpb"] <= stop_below:
+                    break
             if train.checkpoint_every and self.pop.steps % train.checkpoint_every == 0:
                 self.save()
         bar.close()
