@@ -37,7 +37,7 @@ def debug_run(tmp_path_factory):
 def test_train_then_eval(debug_run):
     results = json.loads((debug_run / "results.json").read_text())
     members = results["arms"]["social"]["members"]
-    assert [m["family"] for m in members] == ["gpt", "lstm"]
+    assert len(members) == 2 and members[0]["id"] == "m0-gpt"  # the best founder never dies
     for m in members:
         assert 3.0 < m["test_bpb"] < 8.0 and m["params"] > 0
         assert (debug_run / m["checkpoint"] / "manifest.json").is_file()
@@ -156,7 +156,10 @@ def test_compare_writes_results_and_report(tmp_path):
     assert iso_curve[-1] == reached[0] if reached else iso_curve[-1]["real_bytes"] == 2 * N
     assert isinstance(results["data_efficiency"], float) or results["data_efficiency"] is None
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "consensus" in page
+    # curves, compute, multiplier, then the social arm's family tree and newborns' curves
+    assert page.count("data:image/png;base64,") == 5 and "consensus" in page
+    assert "Family tree of the social arm" in page and "Newborns of the social arm" in page
+    assert "culture" in results["arms"]["social"] and "culture" not in results["arms"]["isolated"]
     (out / "report.html").unlink()
     cli("report", out)
     assert (out / "report.html").is_file()
@@ -217,3 +220,20 @@ def test_an_existing_run_is_not_overwritten(debug_run):
 def test_listings():
     assert {"gpt", "looped", "lstm", "gru"} <= set(cli("models").stdout.split())
     assert "quick" in cli("presets").stdout
+
+
+def test_lineage_is_recorded_drawn_and_replayed(debug_run, tmp_path):
+    rows = [json.loads(x) for x in (debug_run / "lineage.jsonl").read_text().splitlines()]
+    births = [r for r in rows if r["event"] == "birth"]
+    deaths = [r for r in rows if r["event"] == "death"]
+    assert [b["member"] for b in births[:2]] == ["m0-gpt", "m1-lstm"]  # the founders
+    assert len(births) - 2 == len(deaths) == 3  # generations at steps 8, 16, 24
+    for b in births[2:]:
+        assert b["parents"] and b["ops"] and b["fitness"] > 0 and b["real_bytes"] > 0
+    tree = cli("lineage", debug_run).stdout
+    assert "social: 5 births, 3 deaths" in tree and "founder" in tree
+    for b in births[2:]:
+        assert f"{b['member']}" in tree and f"born at step {b['step']}" in tree
+    result = cli("replay", debug_run, "--out", tmp_path / "replayed", "--quiet")
+    assert "the same numbers, bit for bit" in result.stdout
+    one_line_error(cli("lineage", tmp_path, check=False), "no lineage.jsonl")

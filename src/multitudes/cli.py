@@ -1,4 +1,5 @@
-"""The command line: `multitudes train | compare | eval | report | models | presets`.
+"""The command line: `multitudes train | compare | eval | lineage | replay | report | models |
+presets`.
 
 Every expected failure (bad config, missing file, corrupt checkpoint, failed download) is a
 UserError and ends as one line on stderr with exit code 2; click's own usage errors are folded
@@ -100,6 +101,42 @@ def eval_cmd(target, corpus, split, stride, n_loop, as_json) -> None:
             click.echo(f"{r['id']:>14}  {r['family']:>6}  {r['split']} bpb {r['bpb']:.4f}  "
                        f"({r['bytes_scored']:,} bytes of {r['data']}, n_ctx {r['context']}, "
                        f"stride {r['stride']})")
+
+
+@cli.command(name="lineage")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def lineage_cmd(run_dir) -> None:
+    """Print a run's family tree: births, deaths and resets."""
+    from multitudes import lineage
+
+    click.echo(lineage.tree(lineage.read(Path(run_dir))))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Where to replay (default: "
+              "RUN_DIR-replay).")
+@click.option("--force", is_flag=True, help="Replace a run already in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def replay(run_dir, out, force, quiet) -> None:
+    """Re-run a finished run with its recorded births and deaths; check the numbers agree."""
+    from multitudes import experiment, lineage, report
+
+    run_dir = Path(run_dir)
+    rows = lineage.read(run_dir)
+    record, original = experiment.read_finished_run(run_dir)
+    out = Path(out or f"{run_dir}-replay")
+    cfg = experiment.prepare_run_dir(out, record["command"], record["cfg"], False, force)
+    run = experiment.run_train if record["command"] == "train" else experiment.run_compare
+    results = run(cfg, out, progress=not quiet, replay=rows)
+    if record["command"] == "compare":
+        report.write_html(out)
+    click.echo(report.table(results))
+    same = experiment.numbers(results) == experiment.numbers(original)
+    click.echo(f"replay of {run_dir} in {out}: "
+               + ("the same numbers, bit for bit" if same else "DIFFERENT numbers"))
+    if not same:
+        sys.exit(1)
 
 
 @cli.command()

@@ -113,6 +113,43 @@ class SocialConfig:
 
 
 @dataclass
+class EvolutionConfig:
+    every: int = 0
+    """G: steps between generations (0: no evolution). A generation follows a dev evaluation."""
+    replace_fraction: float = 0.25
+    """r: the worst fraction of the population that dies each generation (at least one)."""
+    tournament: int = 2
+    """Entrants per parent tournament (the fittest on dev bpb wins)."""
+    crossover: float = 0.5
+    """Chance that a birth crosses two parents; otherwise it mutates one."""
+    family_switch: float = 0.05
+    """Chance that a mutation switches the family."""
+    budget: int = 0
+    """Parameters a newborn may have (0: twice the largest founder's count)."""
+    inherit: str = "none"
+    """`none` (newborns start from scratch) or `parent` (copy weights and optimizer, as PBT)."""
+    childhood_steps: int = 0
+    """C: steps during which a newborn listens harder."""
+    childhood_alpha: float = 1.0
+    """The newborn's listen weight during its childhood."""
+    seed: int = 0
+    """Seed of the evolution's own generator (deaths, parents, operators)."""
+
+    def check(self) -> None:
+        for name in ("every", "budget", "childhood_steps", "seed"):
+            if getattr(self, name) < 0:
+                raise UserError(f"evolution.{name}={getattr(self, name)}: must be non-negative")
+        _positive(self, "tournament", "evolution")
+        for name in ("replace_fraction", "crossover", "family_switch"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UserError(f"evolution.{name}={getattr(self, name)}: must be in [0, 1]")
+        if self.childhood_alpha < 0:
+            raise UserError(f"evolution.childhood_alpha={self.childhood_alpha}: must be "
+                            f"non-negative")
+        _choice(self, "inherit", ("none", "parent"), "evolution")
+
+
+@dataclass
 class CompareConfig:
     multiplier: float = 2.0
     """M: the isolated arm reads M x the social arm's real bytes, for the efficiency curve."""
@@ -132,6 +169,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     social: SocialConfig = field(default_factory=SocialConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     members: list[Genome] = field(default_factory=lambda: [Genome()])
 
     def check(self) -> None:
@@ -141,10 +179,15 @@ class RunConfig:
                             "'stream' needs data.unique_bytes = 0")
         if self.data.unique_bytes < 0:
             raise UserError("data.unique_bytes must be non-negative")
-        for part in (self.train, self.social, self.compare):
+        for part in (self.train, self.social, self.compare, self.evolution):
             part.check()
         if not self.members:
             raise UserError("the config has no [[members]]")
+        if self.evolution.every and self.evolution.every % self.train.eval_every:
+            raise UserError(f"evolution.every={self.evolution.every} must be a multiple of "
+                            f"train.eval_every={self.train.eval_every} (fitness is dev bpb)")
+        if self.evolution.every and len(self.members) < 2:
+            raise UserError("evolution needs at least 2 members (the best never dies)")
         contexts = {g.context for g in self.members}
         if len(contexts) > 1:
             raise UserError(f"members.*.context must agree (all members read the same windows), "
@@ -190,7 +233,7 @@ def _build_section(cls, data, key: str):
 def from_dict(data: dict) -> RunConfig:
     data = copy.deepcopy(data)
     sections = {"data": DataConfig, "train": TrainConfig, "social": SocialConfig,
-                "compare": CompareConfig}
+                "compare": CompareConfig, "evolution": EvolutionConfig}
     known = {f.name for f in fields(RunConfig)}
     for name in data:
         if name not in known:

@@ -23,6 +23,7 @@ import math
 import shutil
 from pathlib import Path
 
+from multitudes import generations
 from multitudes.checkpoint import write_json_atomic
 from multitudes.config import RunConfig, from_dict
 from multitudes.corpora import resolve
@@ -63,14 +64,36 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
     return cfg
 
 
+def read_finished_run(run_dir: Path) -> tuple[dict, dict]:
+    """A finished run's command and config ({"command", "cfg"}) and its results.json."""
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / "config.json").read_text())
+        results = json.loads((run_dir / "results.json").read_text())
+        cfg = from_dict(record["config"])
+    except FileNotFoundError as e:
+        raise UserError(f"{run_dir} is not a finished run: {Path(e.filename).name} is "
+                        f"missing") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{run_dir}: unreadable run files: {e}") from None
+    return {"command": record["command"], "cfg": cfg}, results
+
+
+def numbers(results: dict) -> dict:
+    """What a replay or a resume must reproduce: every member's valid and test bpb."""
+    return {arm: [(m["id"], m["valid_bpb"], m["test_bpb"]) for m in res["members"]]
+            for arm, res in results["arms"].items()}
+
+
 def _tensorboard(out: Path):
     from tensorboardX import SummaryWriter
     return SummaryWriter(str(out / "tb"))
 
 
 def _rewrite_metrics(out: Path, runners: list[ArmRunner]) -> None:
-    """On resume, metrics.jsonl and lineage.jsonl are rebuilt from the checkpointed state, so
-    rows written after the last checkpoint are not duplicated when the steps run again."""
+    """metrics.jsonl and lineage.jsonl rebuilt from the runners' state: at the start of a run
+    (the founders' births), and on resume, so that rows written after the last checkpoint are
+    not duplicated when those steps run again."""
     rows = sorted((r for runner in runners for r in runner.history),
                   key=lambda r: (r["arm"], r["step"]))
     tmp = out / ".metrics.jsonl.tmp"
@@ -92,20 +115,25 @@ def _milestone(out: Path, runner: ArmRunner, label: str) -> dict:
     return result
 
 
-def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
+def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
+              replay: list[dict] | None = None) -> dict:
     out = Path(out)
     splits = load_splits(resolve(cfg.data.corpus))
     talks = cfg.social.channel != "none" or cfg.social.language_every > 0
     arm = "social" if talks and len(cfg.members) > 1 else "isolated"
     runner = ArmRunner(cfg, arm, cfg.social, splits, out, cfg.train.real_bytes,
-                       cfg.data.unique_bytes, progress)
-    if resume and runner.try_resume():
-        _rewrite_metrics(out, [runner])
+                       cfg.data.unique_bytes, progress, cfg.evolution, replay)
+    if resume:
+        runner.try_resume()
+    _rewrite_metrics(out, [runner])
     writer = _tensorboard(out)
     runner.run_until(cfg.train.real_bytes, out / "metrics.jsonl", writer)
     writer.close()
     result = _milestone(out, runner, arm)
     result["curve"] = runner.curve()
+    culture = generations.cultural_transmission(runner.history, runner.events, arm)
+    if culture:
+        result["culture"] = culture
     results = {"command": "train", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": result["real_bytes"],
                "arms": {arm: result}}
@@ -123,7 +151,8 @@ def crossing(curve: list[tuple[float, float]], target: float) -> float | None:
     return None
 
 
-def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
+def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
+                replay: list[dict] | None = None) -> dict:
     out = Path(out)
     if cfg.train.schedule != "constant" and cfg.regime == "stream":
         raise UserError("compare needs train.schedule = \"constant\" in the stream regime: the "
@@ -138,12 +167,13 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
         plan = [("social", cfg.social, N, U)] + [
             (f"isolated{f'-{k}U' if k > 1 else ''}", isolated(cfg.social), N, k * U)
             for k in (1, 2, 4)]
-    runners = [ArmRunner(cfg, name, social, splits, out, total, unique, progress)
+    runners = [ArmRunner(cfg, name, social, splits, out, total, unique, progress,
+                         cfg.evolution if name == "social" else None, replay)
                for name, social, total, unique in plan]
     if resume:
         for runner in runners:
             runner.try_resume()
-        _rewrite_metrics(out, runners)
+    _rewrite_metrics(out, runners)
     writer = _tensorboard(out)
     arms = {}
     for runner in runners:
@@ -156,6 +186,9 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     writer.close()
     for runner in runners:
         arms[runner.name]["curve"] = runner.curve()
+        culture = generations.cultural_transmission(runner.history, runner.events, runner.name)
+        if culture:
+            arms[runner.name]["culture"] = culture
     efficiency = (_stream_efficiency(arms, N, cfg.compare.multiplier) if cfg.regime == "stream"
                   else _unique_efficiency(arms, cfg.data.unique_bytes))
     results = {"command": "compare", "preset": cfg.name, "regime": cfg.regime,

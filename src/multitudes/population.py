@@ -55,6 +55,13 @@ class Member:
     flops: float = 0.0  # training FLOPs spent so far, the language channel's included
     flops_per_byte: int = 0
     resets: int = 0  # times it fell sick (non-finite loss or gradients) and was reborn
+    childhood_left: int = 0  # steps it still listens with `childhood_alpha` (a newborn)
+    childhood_alpha: float = 0.0
+
+    @property
+    def alpha(self) -> float:
+        """The listen weight now: raised during a newborn's childhood."""
+        return self.childhood_alpha if self.childhood_left > 0 else self.genome.alpha
 
     @classmethod
     def create(cls, member_id: str, genome: Genome, device: torch.device) -> "Member":
@@ -141,9 +148,9 @@ class Population:
                 continue
             data_loss = F.cross_entropy(z.float().reshape(-1, z.shape[-1]), y.reshape(-1))
             loss = data_loss
-            if q is not None and m.genome.alpha > 0:
+            if q is not None and m.alpha > 0:
                 heard = social.listen_loss(z, q, m.genome.tau)
-                loss = loss + m.genome.alpha * heard
+                loss = loss + m.alpha * heard
                 stats.listen_loss.append(heard.item())
             texts = (self.culture.sample(m.id, self.social.language_batch, self.generator)
                      if self.social.language_every and self.social.beta > 0 else [])
@@ -160,6 +167,7 @@ class Population:
                 stats.data_loss.append(float("nan"))
                 continue
             m.last_loss = data_loss.item()
+            m.childhood_left = max(0, m.childhood_left - 1)
             stats.data_loss.append(m.last_loss)
         self.steps += 1
         self.real_bytes += x.numel()

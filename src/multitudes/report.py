@@ -65,9 +65,11 @@ def _plots(results: dict) -> list[tuple[str, str]]:
         if not curve:
             continue
         xs = [r["real_bytes"] for r in curve]
-        for m in res["members"]:
-            ax.plot(xs, [r["members"][m["id"]] for r in curve], styles.get(arm, ":"),
-                    color=FAMILY_COLOURS.get(m["family"]), alpha=0.75, label=f"{arm} {m['id']}")
+        ids = list(dict.fromkeys(i for r in curve for i in r["members"]))  # newborns too
+        for mid in ids:
+            ys = [r["members"].get(mid, float("nan")) for r in curve]
+            ax.plot(xs, ys, styles.get(arm, ":"), color=FAMILY_COLOURS.get(_family(mid)),
+                    alpha=0.75, label=f"{arm} {mid}")
         ax.plot(xs, [r["consensus_bpb"] for r in curve], styles.get(arm, ":"), color="black",
                 lw=2, label=f"{arm} consensus")
     ax.axvline(results["real_bytes"], color="grey", lw=0.8)
@@ -114,6 +116,74 @@ def _plots(results: dict) -> list[tuple[str, str]]:
             figures.append(("The multiplier: real bytes the isolated arm needs to reach the "
                             "social arm's best dev bpb", _png(fig)))
             plt.close(fig)
+    figures += _evolution_plots(results, plt)
+    return figures
+
+
+def _family(member_id: str) -> str:
+    return member_id.split("-", 1)[-1]
+
+
+def _evolution_plots(results: dict, plt) -> list[tuple[str, str]]:
+    """The family tree (slots over time) and the newborns' learning against the founders'."""
+    figures = []
+    rows = results.get("lineage") or []
+    for arm in dict.fromkeys(r["arm"] for r in rows if r["event"] == "birth" and r["parents"]):
+        mine = [r for r in rows if r["arm"] == arm and r["event"] in ("birth", "death")]
+        slot, start, end_fitness, lines, pending = {}, {}, {}, [], None
+        for r in mine:
+            if r["event"] == "death":
+                pending = slot[r["member"]]
+                lines.append((r["member"], r["step"]))
+                end_fitness[r["member"]] = r["fitness"]
+            elif not r["parents"]:
+                slot[r["member"]], start[r["member"]] = len(slot), 0
+            else:
+                slot[r["member"]], start[r["member"]] = pending, r["step"]
+        ended = dict(lines)
+        last = max([r["step"] for r in mine] + [results.get("arms", {}).get(arm, {})
+                                                 .get("steps", 0)])
+        final = {m["id"]: m["valid_bpb"] for m in results["arms"].get(arm, {}).get("members", [])}
+        fig, ax = plt.subplots(figsize=(8, 0.6 * len(set(slot.values())) + 1.5))
+        for mid, y in slot.items():
+            x0, x1 = start[mid], ended.get(mid, last)
+            colour = FAMILY_COLOURS.get(_family(mid))
+            ax.plot([x0, x1], [y, y], color=colour, lw=3, alpha=0.7)
+            bpb = end_fitness.get(mid, final.get(mid))
+            size = 30 + 400 * max(0.0, 8.0 - bpb) / 8.0 if bpb else 30
+            ax.scatter([x1], [y], s=size, color=colour, zorder=3)
+            ax.annotate(mid, (x0, y), textcoords="offset points", xytext=(2, 5), fontsize=7)
+        for r in mine:
+            if r["event"] == "birth" and r["parents"]:
+                for parent in r["parents"]:
+                    ax.annotate("", (r["step"], slot[r["member"]]), (r["step"], slot[parent]),
+                                arrowprops=dict(arrowstyle="->", color="grey", lw=0.8))
+        ax.set(xlabel="step", ylabel="slot in the population", title=f"Lineage of the {arm} arm "
+               "(colour: family; dot size: lower bpb at death or end is bigger)")
+        ax.set_yticks(sorted(set(slot.values())))
+        ax.grid(alpha=0.3)
+        figures.append((f"Family tree of the {arm} arm: each bar is a life, arrows go from "
+                        "parents to newborns", _png(fig)))
+        plt.close(fig)
+    for arm, res in results["arms"].items():
+        culture = res.get("culture")
+        if not culture or not culture["newborns"]:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        xs, ys = zip(*culture["founder_curve"])
+        ax.plot(xs, ys, color="black", lw=2, label="founders (mean), age = bytes of the run")
+        for n in culture["newborns"]:
+            ax.plot(*zip(*n["curve"]), "-o", ms=3, color=FAMILY_COLOURS.get(n["family"]),
+                    label=f"newborn {n['member']}")
+        speed = culture["median_speedup"]
+        ax.set(xlabel="age: real bytes seen since birth", ylabel="dev bpb",
+               title="Cultural transmission: newborns against the founders at the same age"
+               + (f" (median {speed:.2f}x faster)" if speed else ""))
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        figures.append((f"Newborns of the {arm} arm learn from their elders: dev bpb against "
+                        "age, beside the founders' curve", _png(fig)))
+        plt.close(fig)
     return figures
 
 
@@ -126,6 +196,9 @@ def write_html(run_dir: Path) -> Path:
         results = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{path} is unreadable: {e}") from None
+    lineage_file = run_dir / "lineage.jsonl"
+    if lineage_file.is_file():
+        results["lineage"] = [json.loads(x) for x in lineage_file.read_text().splitlines()]
     parts = [f"<h1>multitudes: {html.escape(results['command'])} "
              f"<code>{html.escape(str(results.get('preset')))}</code></h1>",
              f"<p>Corpus <b>{html.escape(results['corpus'])}</b>, {results['regime']} regime, "
@@ -139,6 +212,9 @@ def write_html(run_dir: Path) -> Path:
         parts.append(f"<figure><img src='data:image/png;base64,{png}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("<h2>Text summary</h2><pre>" + html.escape(table(results)) + "</pre>")
+    if results.get("lineage"):
+        from multitudes.lineage import tree
+        parts.append("<h2>Lineage</h2><pre>" + html.escape(tree(results["lineage"])) + "</pre>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>multitudes report</title>"
             "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
             "table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;"

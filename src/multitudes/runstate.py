@@ -16,11 +16,15 @@ import torch
 from multitudes import checkpoint
 from multitudes.data import BatchStream
 from multitudes.errors import UserError
-from multitudes.population import Population
+from multitudes.genome import Genome
+from multitudes.population import Member, Population
 
 
 def save_arm(path: Path, pop: Population, stream: BatchStream, history: list[dict],
-             best: dict[str, dict], events: list[dict]) -> None:
+             best: dict[str, dict], events: list[dict], founders: list[Genome],
+             extra: dict | None = None) -> None:
+    """`founders`: the config's genomes (a resume checks them); `extra`: the runner's own state
+    (the evolution's generator, the next member number)."""
     tensors, members = {}, []
     for i, m in enumerate(pop.members):
         tensors[f"m{i}.model"] = m.model.state_dict()
@@ -31,42 +35,51 @@ def save_arm(path: Path, pop: Population, stream: BatchStream, history: list[dic
             tensors[f"m{i}.best"] = best[m.id]["weights"]
         members.append({"id": m.id, "genome": m.genome.to_dict(), "steps": m.steps,
                         "fitness": m.fitness, "birth_bytes": m.birth_bytes, "flops": m.flops,
-                        "resets": m.resets,
+                        "resets": m.resets, "childhood_left": m.childhood_left,
+                        "childhood_alpha": m.childhood_alpha,
                         "optim": opt_rest,
                         "best": {k: v for k, v in best.get(m.id, {}).items() if k != "weights"}})
     tensors["population"] = {"generator": pop.generator.get_state()}
     state = {"kind": "arm", "members": members, "steps": pop.steps,
              "real_bytes": pop.real_bytes, "generated_bytes": pop.generated_bytes,
              "stream": stream.state_dict(), "culture": pop.culture.state(), "history": history,
-             "events": events}
+             "events": events, "founders": [g.to_dict() for g in founders], "extra": extra or {}}
     checkpoint.save(path, tensors, state)
 
 
-def restore_arm(path: Path, pop: Population,
-                stream: BatchStream) -> tuple[list[dict], dict, list[dict]]:
-    """Load `path` into a freshly built population; returns (history, best, events)."""
+def restore_arm(path: Path, pop: Population, stream: BatchStream, founders: list[Genome]
+                ) -> tuple[list[dict], dict, list[dict], dict]:
+    """Load `path` into a freshly built population; returns (history, best, events, extra).
+
+    With evolution the members may no longer be the founders: each is rebuilt from its saved
+    genome (reusing the freshly built founder when it is still alive).
+    """
     tensors, state = checkpoint.load(path)
     if state.get("kind") != "arm":
         raise UserError(f"checkpoint {path} is not a training-state checkpoint")
-    saved_ids = [m["id"] for m in state["members"]]
-    if saved_ids != [m.id for m in pop.members] or any(
-            s["genome"] != m.genome.to_dict() for s, m in zip(state["members"], pop.members)):
+    if state.get("founders") != [g.to_dict() for g in founders]:
         raise UserError(f"checkpoint {path} holds a different population than the config")
-    best = {}
-    for i, (m, saved) in enumerate(zip(pop.members, state["members"])):
+    built = {(m.id, m.genome): m for m in pop.members}
+    members, best = [], {}
+    for i, saved in enumerate(state["members"]):
+        genome = Genome.from_dict(saved["genome"])
+        m = built.get((saved["id"], genome)) or Member.create(saved["id"], genome, pop.device)
         m.model.load_state_dict(tensors[f"m{i}.model"])
         checkpoint.load_optimizer(m.optimizer, tensors[f"m{i}.optim"], saved["optim"])
         m.rng_state = tensors[f"m{i}.rng"]["cpu"]
         m.steps, m.fitness, m.birth_bytes = saved["steps"], saved["fitness"], saved["birth_bytes"]
-        m.flops, m.resets = saved["flops"], saved.get("resets", 0)
+        m.flops, m.resets = saved["flops"], saved["resets"]
+        m.childhood_left, m.childhood_alpha = saved["childhood_left"], saved["childhood_alpha"]
         if f"m{i}.best" in tensors:
             best[m.id] = {**saved["best"], "weights": tensors[f"m{i}.best"]}
+        members.append(m)
+    pop.members = members
     pop.generator.set_state(tensors["population"]["generator"])
     pop.steps, pop.real_bytes = state["steps"], state["real_bytes"]
     pop.generated_bytes = state["generated_bytes"]
     pop.culture.load_state(state["culture"])
     stream.load_state_dict(state["stream"])
-    return state["history"], best, state.get("events", [])
+    return state["history"], best, state["events"], state["extra"]
 
 
 def save_member(path: Path, member_id: str, genome, weights: dict[str, torch.Tensor],

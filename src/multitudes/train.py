@@ -9,18 +9,22 @@ the full valid and test splits and save its weights for `multitudes eval`.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import random
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from multitudes import checkpoint, runstate
-from multitudes.config import RunConfig, SocialConfig
+from multitudes import checkpoint, generations, runstate
+from multitudes import evolution as evolution_ops
+from multitudes.config import EvolutionConfig, RunConfig, SocialConfig
 from multitudes.data import BatchStream
 from multitudes.errors import UserError
+from multitudes.genome import Genome
 from multitudes.evaluate import bpb, byte_log2probs, consensus_bpb
 from multitudes.population import Member, Population
 
@@ -41,8 +45,17 @@ class ArmRunner:
     """One arm (`isolated`, `social`, ...) of a run, steppable to successive byte targets."""
 
     def __init__(self, cfg: RunConfig, name: str, social: SocialConfig, splits: dict,
-                 run_dir: Path, total_bytes: int, unique_bytes: int = 0, progress: bool = True):
+                 run_dir: Path, total_bytes: int, unique_bytes: int = 0, progress: bool = True,
+                 evolution: EvolutionConfig | None = None, replay: list[dict] | None = None):
+        """`evolution`: run generations with these settings (None or every=0: no evolution);
+        `replay`: take the births and deaths from these lineage rows instead of deciding."""
         self.cfg, self.name, self.run_dir, self.progress = cfg, name, Path(run_dir), progress
+        self.evolution = evolution if evolution is not None and evolution.every else None
+        self.replay = replay
+        self.evo_rng = random.Random(evolution.seed if evolution else 0)
+        self.next_number = len(cfg.members)
+        self.budget = (evolution.budget if evolution and evolution.budget
+                       else 2 * max(g.n_params for g in cfg.members))
         self.device = resolve_device(cfg.train.device)
         train = splits["train"][:unique_bytes] if unique_bytes else splits["train"]
         self.splits = splits
@@ -57,6 +70,10 @@ class ArmRunner:
         self.events: list[dict] = []  # births and deaths (so far: resets of sick members)
         self.best: dict[str, dict] = {}  # data-limited regime: each member's best dev weights
         self.keep_best = unique_bytes > 0
+        if self.evolution:  # the founders open the lineage
+            self.events = [{"arm": name, "event": "birth", "member": m.id, "parents": [],
+                            "genome": m.genome.to_dict(), "ops": [], "step": 0,
+                            "real_bytes": 0, "fitness": None} for m in members]
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -70,7 +87,9 @@ class ArmRunner:
     def save(self) -> None:
         try:
             runstate.save_arm(self.state_path, self.pop, self.stream, self.history, self.best,
-                              self.events)
+                              self.events, self.cfg.members,
+                              {"evolution_rng": _jsonable(self.evo_rng.getstate()),
+                               "next_number": self.next_number})
         except OSError as e:  # disk full, quota, permissions: the previous checkpoint is intact
             raise UserError(f"could not write the checkpoint {self.state_path}: "
                             f"{e.strerror or e}; the previous checkpoint is kept, free space "
@@ -80,8 +99,10 @@ class ArmRunner:
         checkpoint.recover(self.state_path)
         if not (self.state_path / "manifest.json").exists():
             return False
-        self.history, self.best, self.events = runstate.restore_arm(self.state_path, self.pop,
-                                                                    self.stream)
+        self.history, self.best, self.events, extra = runstate.restore_arm(
+            self.state_path, self.pop, self.stream, self.cfg.members)
+        self.evo_rng.setstate(_tuples(extra["evolution_rng"]))
+        self.next_number = extra["next_number"]
         return True
 
     # -- training ----------------------------------------------------------------------------
@@ -118,10 +139,60 @@ class ArmRunner:
                 bar.set_postfix(dev=f"{row['best_dev_bpb']:.3f}bpb")
                 if stop_below is not None and row["best_dev_bpb"] <= stop_below:
                     break
+                if self.evolution and self.pop.steps % self.evolution.every == 0 \
+                        and self.pop.steps < target:
+                    self.generation(bar)
             if train.checkpoint_every and self.pop.steps % train.checkpoint_every == 0:
                 self.save()
         bar.close()
         self.save()
+
+    def generation(self, bar) -> None:
+        """The worst die and newborns take their places (decided, or replayed from a lineage)."""
+        evo = self.evolution
+        if self.replay is not None:
+            deaths, births = generations.from_lineage(self.replay, self.name, self.pop.steps)
+        else:
+            deaths, births = generations.plan(self.pop.members, evo, self.evo_rng, self.budget,
+                                              self.next_number)
+        self.next_number += len(births)
+        with open(self.run_dir / "lineage.jsonl", "a") as f:
+            for dead_id, birth in zip(deaths, births):
+                index = next(i for i, m in enumerate(self.pop.members) if m.id == dead_id)
+                dead, newborn = self.pop.members[index], self._newborn(birth)
+                self.pop.members[index] = newborn
+                rows = [{"arm": self.name, "event": "death", "member": dead.id,
+                         "step": self.pop.steps, "real_bytes": self.pop.real_bytes,
+                         "fitness": dead.fitness,
+                         "age_bytes": self.pop.real_bytes - dead.birth_bytes},
+                        {"arm": self.name, "event": "birth", **birth, "step": self.pop.steps,
+                         "real_bytes": self.pop.real_bytes, "fitness": newborn.fitness,
+                         "inherit": evo.inherit}]
+                for row in rows:
+                    self.events.append(row)
+                    f.write(json.dumps(row) + "\n")
+                bar.write(f"{self.name} generation at step {self.pop.steps}: {dead.id} "
+                          f"({dead.fitness:.3f} bpb) dies, {newborn.id} is born of "
+                          f"{' x '.join(birth['parents'])} ({', '.join(birth['ops']) or 'clone'})")
+
+    def _newborn(self, birth: dict) -> Member:
+        """A member from a birth record: from scratch, or with its first parent's weights."""
+        evo = self.evolution
+        genome = Genome.from_dict(birth["genome"])
+        child = Member.create(birth["member"], genome, self.device)
+        parent = next(m for m in self.pop.members if m.id == birth["parents"][0])
+        same_shape = all(getattr(genome, k) == getattr(parent.genome, k)
+                         for k in evolution_ops.ARCHITECTURE)
+        if evo.inherit == "parent" and same_shape:  # as in population-based training
+            child.model.load_state_dict(parent.model.state_dict())
+            child.optimizer.load_state_dict(copy.deepcopy(parent.optimizer.state_dict()))
+            child.optimizer.param_groups[0]["weight_decay"] = genome.weight_decay  # its own
+            child.steps = parent.steps
+        child.birth_bytes = self.pop.real_bytes
+        child.childhood_left, child.childhood_alpha = evo.childhood_steps, evo.childhood_alpha
+        T, stride = self.cfg.context, self.cfg.train.eval_stride
+        child.fitness = bpb(byte_log2probs(child.model, self.dev, T, stride, device=self.device))
+        return child
 
     def _record_events(self, bar) -> None:
         """Log each birth or death and append it to the run's lineage.jsonl."""
@@ -203,6 +274,15 @@ class ArmRunner:
                  "consensus_bpb": r["consensus_dev_bpb"],
                  "members": {k: v["dev_bpb"] for k, v in r["members"].items()}}
                 for r in self.history]
+
+
+def _jsonable(state):
+    """random.Random's state (nested tuples) as JSON lists."""
+    return [_jsonable(x) for x in state] if isinstance(state, tuple) else state
+
+
+def _tuples(state):
+    return tuple(_tuples(x) for x in state) if isinstance(state, list) else state
 
 
 def isolated(social: SocialConfig) -> SocialConfig:
