@@ -237,3 +237,16 @@ def test_lineage_is_recorded_drawn_and_replayed(debug_run, tmp_path):
     result = cli("replay", debug_run, "--out", tmp_path / "replayed", "--quiet")
     assert "the same numbers, bit for bit" in result.stdout
     one_line_error(cli("lineage", tmp_path, check=False), "no lineage.jsonl")
+
+
+def test_the_evolution_ablation_runs_three_arms_at_equal_bytes(tmp_path):
+    out = tmp_path / "ablation"
+    result = cli("compare", "--preset", "debug", "--set", "compare.evolution_ablation=true",
+                 "--out", out, "--quiet")
+    assert "data efficiency of the social+evolution arm" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["arms"]) == ["social", "social+evolution", "isolated"]
+    assert {a["real_bytes"] for a in results["arms"].values()} == {16384}
+    rows = [json.loads(x) for x in (out / "lineage.jsonl").read_text().splitlines()]
+    assert {r["arm"] for r in rows} == {"social+evolution"}  # only that arm has generations
+    assert "reached" in " ".join(results["evolution_data_efficiency"])

@@ -152,6 +152,8 @@ class EvolutionConfig:
 @dataclass
 class CompareConfig:
     multiplier: float = 2.0
+    evolution_ablation: bool = False
+    """Also run `social+evolution` beside a `social` arm without evolution (the ablation)."""
     """M: the isolated arm reads M x the social arm's real bytes, for the efficiency curve."""
 
     def check(self) -> None:

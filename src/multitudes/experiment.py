@@ -159,17 +159,19 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
                         "isolated curve must not be read off an unfinished cosine schedule")
     splits = load_splits(resolve(cfg.data.corpus))
     N = cfg.train.real_bytes
+    ablation = cfg.compare.evolution_ablation
+    socials = [("social", None if ablation else cfg.evolution)] + (
+        [("social+evolution", cfg.evolution)] if ablation else [])
     if cfg.regime == "stream":
-        plan = [("social", cfg.social, N, 0), ("isolated", isolated(cfg.social),
-                                                 int(N * cfg.compare.multiplier), 0)]
+        plan = [(name, cfg.social, N, 0, evo) for name, evo in socials] + [
+            ("isolated", isolated(cfg.social), int(N * cfg.compare.multiplier), 0, None)]
     else:
         U = cfg.data.unique_bytes
-        plan = [("social", cfg.social, N, U)] + [
-            (f"isolated{f'-{k}U' if k > 1 else ''}", isolated(cfg.social), N, k * U)
+        plan = [(name, cfg.social, N, U, evo) for name, evo in socials] + [
+            (f"isolated{f'-{k}U' if k > 1 else ''}", isolated(cfg.social), N, k * U, None)
             for k in (1, 2, 4)]
-    runners = [ArmRunner(cfg, name, social, splits, out, total, unique, progress,
-                         cfg.evolution if name == "social" else None, replay)
-               for name, social, total, unique in plan]
+    runners = [ArmRunner(cfg, name, social, splits, out, total, unique, progress, evo, replay)
+               for name, social, total, unique, evo in plan]
     if resume:
         for runner in runners:
             runner.try_resume()
@@ -179,26 +181,31 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     for runner in runners:
         runner.run_until(N, out / "metrics.jsonl", writer)
         arms[runner.name] = _milestone(out, runner, runner.name)
-    if cfg.regime == "stream":  # read on only as far as the multiplier needs
-        social_bpb = runners[0].history[-1]["best_dev_bpb"]
-        runners[1].run_until(int(N * cfg.compare.multiplier), out / "metrics.jsonl", writer,
-                             stop_below=social_bpb)
+    if cfg.regime == "stream":  # read on only as far as the multipliers need
+        social_bpb = min(r.history[-1]["best_dev_bpb"] for r in runners if r.name in
+                         dict(socials))
+        runners[-1].run_until(int(N * cfg.compare.multiplier), out / "metrics.jsonl", writer,
+                              stop_below=social_bpb)
     writer.close()
     for runner in runners:
         arms[runner.name]["curve"] = runner.curve()
         culture = generations.cultural_transmission(runner.history, runner.events, runner.name)
         if culture:
             arms[runner.name]["culture"] = culture
-    efficiency = (_stream_efficiency(arms, N, cfg.compare.multiplier) if cfg.regime == "stream"
-                  else _unique_efficiency(arms, cfg.data.unique_bytes))
+    def efficiency_of(arm: str) -> dict:
+        return (_stream_efficiency(arms, N, cfg.compare.multiplier, arm)
+                if cfg.regime == "stream" else _unique_efficiency(arms, cfg.data.unique_bytes, arm))
+    efficiency = efficiency_of("social")
+    if ablation:
+        efficiency["evolution_data_efficiency"] = efficiency_of("social+evolution")
     results = {"command": "compare", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": N, **efficiency, "arms": arms}
     write_json_atomic(out / "results.json", results)
     return results
 
 
-def _stream_efficiency(arms: dict, N: int, M: float) -> dict:
-    social_bpb = next(r for r in arms["social"]["curve"] if r["real_bytes"] >= N)["best_bpb"]
+def _stream_efficiency(arms: dict, N: int, M: float, arm: str = "social") -> dict:
+    social_bpb = next(r for r in arms[arm]["curve"] if r["real_bytes"] >= N)["best_bpb"]
     curve = [(r["real_bytes"], r["best_bpb"]) for r in arms["isolated"]["curve"]]
     needed = crossing(curve, social_bpb)
     return {"data_efficiency": needed / N if needed else None,
@@ -207,8 +214,8 @@ def _stream_efficiency(arms: dict, N: int, M: float) -> dict:
                                      "social arm's best dev bpb at equal bytes, / real bytes"}
 
 
-def _unique_efficiency(arms: dict, U: int) -> dict:
-    target = arms["social"]["best_valid_bpb"]
+def _unique_efficiency(arms: dict, U: int, arm: str = "social") -> dict:
+    target = arms[arm]["best_valid_bpb"]
     points = [(math.log(k), arms[name]["best_valid_bpb"])
               for k, name in ((1, "isolated"), (2, "isolated-2U"), (4, "isolated-4U"))]
     needed = crossing(points, target)

@@ -42,6 +42,9 @@ def table(results: dict) -> str:
                  f"{results['regime']} regime)")
     if "data_efficiency" in results:
         lines.append(f"data efficiency of the social arm: {_fmt_efficiency(results)}")
+    if "evolution_data_efficiency" in results:
+        lines.append(f"data efficiency of the social+evolution arm: "
+                     f"{_fmt_efficiency(results['evolution_data_efficiency'])}")
     return "\n".join(lines)
 
 
