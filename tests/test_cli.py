@@ -250,3 +250,23 @@ def test_the_evolution_ablation_runs_three_arms_at_equal_bytes(tmp_path):
     rows = [json.loads(x) for x in (out / "lineage.jsonl").read_text().splitlines()]
     assert {r["arm"] for r in rows} == {"social+evolution"}  # only that arm has generations
     assert "reached" in " ".join(results["evolution_data_efficiency"])
+
+
+def test_the_data_limited_regime_end_to_end(tmp_path):
+    out = tmp_path / "limited"
+    result = cli("compare", "--preset", "debug", "--set", "regime='data-limited'", "--set",
+                 "data.unique_bytes=4096", "--set", "evolution.every=0", "--out", out, "--quiet")
+    assert "data efficiency of the social arm" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["arms"]) == ["social", "isolated", "isolated-2U", "isolated-4U"]
+    assert results["data_efficiency_bound"] == 4
+    for name, arm in results["arms"].items():
+        assert arm["real_bytes"] == 16384  # every arm reads the same real bytes ...
+        unique = {"isolated-2U": 8192, "isolated-4U": 16384}.get(name, 4096)
+        assert arm["epochs"] == pytest.approx(16384 / unique, rel=0.05)  # ... over less data
+        for m in arm["members"]:  # each member scored with its best dev weights
+            assert m["best_step"] <= arm["steps"] and m["epochs_to_best"] <= arm["epochs"]
+    assert "epochs to best" in (out / "report.html").read_text()
+    social, alone = results["arms"]["social"], results["arms"]["isolated"]
+    if alone["best_valid_bpb"] < social["best_valid_bpb"]:
+        assert results["data_efficiency_at_most"] and "<= 1.00x" in result.stdout

@@ -221,5 +221,6 @@ def _unique_efficiency(arms: dict, U: int, arm: str = "social") -> dict:
     needed = crossing(points, target)
     return {"data_efficiency": math.exp(needed) if needed is not None else None,
             "data_efficiency_reached": needed is not None, "data_efficiency_bound": 4,
+            "data_efficiency_at_most": points[0][1] < target,  # isolated on U already better
             "data_efficiency_basis": "unique training bytes the isolated arm needs to reach the "
                                      "social arm's best valid bpb (interpolated in log U), / U"}

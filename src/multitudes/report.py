@@ -21,6 +21,8 @@ def _fmt_efficiency(results: dict) -> str:
     if "data_efficiency" not in results:
         return ""
     value, bound = results["data_efficiency"], results["data_efficiency_bound"]
+    if results.get("data_efficiency_at_most"):
+        return f"<= {value:.2f}x (the isolated arm on U unique bytes is already better)"
     if results["data_efficiency_reached"]:
         return f"{value:.2f}x"
     return f"> {bound:g}x (the isolated arm never reached the social arm)"
@@ -30,16 +32,24 @@ def table(results: dict) -> str:
     """The comparison as text: every member of every arm, then best and consensus."""
     lines = [f"{'arm':<12} {'member':<12} {'family':<7} {'params':>9} {'valid bpb':>10} "
              f"{'test bpb':>9}"]
+    limited = results.get("regime") == "data-limited"
+    if limited:  # each member is scored at its best dev point: say after how many epochs
+        lines[0] += f" {'epochs to best':>15}"
     for arm, res in results["arms"].items():
         for m in res["members"]:
             lines.append(f"{arm:<12} {m['id']:<12} {m['family']:<7} {m['params']:>9,} "
-                         f"{m['valid_bpb']:>10.4f} {m['test_bpb']:>9.4f}")
+                         f"{m['valid_bpb']:>10.4f} {m['test_bpb']:>9.4f}"
+                         + (f" {m.get('epochs_to_best', float('nan')):>15.2f}" if limited
+                            else ""))
         lines.append(f"{arm:<12} {'best':<12} {'':<7} {'':>9} {res['best_valid_bpb']:>10.4f} "
                      f"{res['best_test_bpb']:>9.4f}   ({res['best_member']})")
         lines.append(f"{arm:<12} {'consensus':<12} {'':<7} {'':>9} "
                      f"{res['consensus_valid_bpb']:>10.4f} {res['consensus_test_bpb']:>9.4f}")
     lines.append(f"real bytes per arm: {results['real_bytes']:,} ({results['corpus']}, "
                  f"{results['regime']} regime)")
+    if limited:
+        lines.append("epochs read per arm: " + ", ".join(
+            f"{arm} {res['epochs']:.2f}" for arm, res in results["arms"].items()))
     if "data_efficiency" in results:
         lines.append(f"data efficiency of the social arm: {_fmt_efficiency(results)}")
     if "evolution_data_efficiency" in results:
