@@ -141,3 +141,22 @@ def test_local_files(tmp_path):
     good = tmp_path / "good"
     good.write_bytes(b"hello world")
     assert resolve(f"file:{good}").path == Path(good)
+
+
+def test_an_unreadable_data_file_is_one_clear_error(tmp_path, monkeypatch):
+    """Permission denied, simulated: tests may run as root, who reads any file."""
+    import builtins
+    import errno
+
+    path = tmp_path / "locked.txt"
+    path.write_bytes(b"bytes")
+    real_open = builtins.open
+
+    def locked_open(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", locked_open)
+    with pytest.raises(UserError, match="cannot be read: Permission denied"):
+        resolve(f"file:{path}")
