@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from multitudes import experiment
+
 
 def multitudes(*args: str) -> list[str]:
     return [sys.executable, "-m", "multitudes", *args]
@@ -26,9 +28,8 @@ def multitudes(*args: str) -> list[str]:
 
 def numbers(run: Path) -> dict:
     results = json.loads((run / "results.json").read_text())
-    arms = {arm: [(m["id"], m["valid_bpb"], m["test_bpb"]) for m in res["members"]]
-            for arm, res in results["arms"].items()}
-    return {"arms": arms, "data_efficiency": results.get("data_efficiency")}
+    return {"arms": experiment.numbers(results),
+            "data_efficiency": results.get("data_efficiency")}
 
 
 def timed(cmd: list[str]) -> float:

@@ -16,6 +16,7 @@ import torch
 from common import batches, best_time, env_line, quick_genomes
 from multitudes.config import SocialConfig, TrainConfig
 from multitudes.population import Member, Population
+from multitudes.train import resolve_device
 
 
 def population(social: SocialConfig, device) -> Population:
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
     data = batches(args.steps, TrainConfig().batch_size, quick_genomes()[0].context)
     arms = {
         "isolated (sum of members)": SocialConfig(channel="none"),

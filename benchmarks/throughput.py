@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from common import batches, best_time, env_line, matmul_peak, quick_genomes
 from multitudes.config import SocialConfig, TrainConfig
 from multitudes.population import Member, Population, make_optimizer
+from multitudes.train import resolve_device
 
 
 def main() -> None:
@@ -25,7 +26,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
     train = TrainConfig()
     data = batches(args.steps, train.batch_size, quick_genomes()[0].context)
     peak = matmul_peak(device)

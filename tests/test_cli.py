@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from multitudes.experiment import numbers
+
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -20,11 +22,6 @@ def cli(*args, cwd=None, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
-
-
-def numbers(results: dict) -> dict:
-    return {arm: [(m["id"], m["valid_bpb"], m["test_bpb"]) for m in res["members"]]
-            for arm, res in results["arms"].items()}
 
 
 @pytest.fixture(scope="module")

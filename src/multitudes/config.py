@@ -63,8 +63,7 @@ class TrainConfig:
         for name in ("batch_size", "real_bytes", "eval_every", "dev_bytes"):
             _positive(self, name, "train")
         for name in ("eval_stride", "checkpoint_every", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise UserError(f"train.{name}={getattr(self, name)}: must be non-negative")
+            _non_negative(self, name, "train")
         _choice(self, "schedule", ("constant", "cosine"), "train")
         _choice(self, "device", ("auto", "cpu", "cuda"), "train")
         if not 0 <= self.min_lr_ratio <= 1:
@@ -108,8 +107,7 @@ class SocialConfig:
                      "language_prompt_length"):
             _positive(self, name, "social")
         for name in ("listen_after", "language_every", "beta"):
-            if getattr(self, name) < 0:
-                raise UserError(f"social.{name}={getattr(self, name)}: must be non-negative")
+            _non_negative(self, name, "social")
 
 
 @dataclass
@@ -136,16 +134,12 @@ class EvolutionConfig:
     """Seed of the evolution's own generator (deaths, parents, operators)."""
 
     def check(self) -> None:
-        for name in ("every", "budget", "childhood_steps", "seed"):
-            if getattr(self, name) < 0:
-                raise UserError(f"evolution.{name}={getattr(self, name)}: must be non-negative")
+        for name in ("every", "budget", "childhood_steps", "seed", "childhood_alpha"):
+            _non_negative(self, name, "evolution")
         _positive(self, "tournament", "evolution")
         for name in ("replace_fraction", "crossover", "family_switch"):
             if not 0 <= getattr(self, name) <= 1:
                 raise UserError(f"evolution.{name}={getattr(self, name)}: must be in [0, 1]")
-        if self.childhood_alpha < 0:
-            raise UserError(f"evolution.childhood_alpha={self.childhood_alpha}: must be "
-                            f"non-negative")
         _choice(self, "inherit", ("none", "parent"), "evolution")
 
 
@@ -206,6 +200,11 @@ class RunConfig:
 def _positive(obj, name: str, section: str) -> None:
     if not getattr(obj, name) > 0:
         raise UserError(f"{section}.{name}={getattr(obj, name)}: must be positive")
+
+
+def _non_negative(obj, name: str, section: str) -> None:
+    if getattr(obj, name) < 0:
+        raise UserError(f"{section}.{name}={getattr(obj, name)}: must be non-negative")
 
 
 def _choice(obj, name: str, options: tuple, section: str) -> None:

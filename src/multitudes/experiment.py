@@ -31,8 +31,8 @@ from multitudes.data import load_splits
 from multitudes.errors import UserError
 from multitudes.train import ArmRunner, isolated
 
-RUN_FILES = ("config.json", "metrics.jsonl", "lineage.jsonl", "results.json", "report.html", "checkpoints",
-             "members", "milestones", "tb")
+RUN_FILES = ("config.json", "metrics.jsonl", "lineage.jsonl", "results.json", "report.html",
+             "checkpoints", "members", "milestones", "tb")
 
 
 def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool,
@@ -96,13 +96,14 @@ def _rewrite_metrics(out: Path, runners: list[ArmRunner]) -> None:
     not duplicated when those steps run again."""
     rows = sorted((r for runner in runners for r in runner.history),
                   key=lambda r: (r["arm"], r["step"]))
-    tmp = out / ".metrics.jsonl.tmp"
+    _write_jsonl(out / "metrics.jsonl", rows)
+    _write_jsonl(out / "lineage.jsonl", [e for runner in runners for e in runner.events])
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(out / "metrics.jsonl")
-    events = [e for runner in runners for e in runner.events]
-    tmp = out / ".lineage.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in events))
-    tmp.replace(out / "lineage.jsonl")
+    tmp.replace(path)
 
 
 def _milestone(out: Path, runner: ArmRunner, label: str) -> dict:
@@ -130,15 +131,20 @@ def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     runner.run_until(cfg.train.real_bytes, out / "metrics.jsonl", writer)
     writer.close()
     result = _milestone(out, runner, arm)
-    result["curve"] = runner.curve()
-    culture = generations.cultural_transmission(runner.history, runner.events, arm)
-    if culture:
-        result["culture"] = culture
+    _add_curves(result, runner)
     results = {"command": "train", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": result["real_bytes"],
                "arms": {arm: result}}
     write_json_atomic(out / "results.json", results)
     return results
+
+
+def _add_curves(result: dict, runner: ArmRunner) -> None:
+    """An arm's dev curve and, when it evolved, its newborns' against the founders'."""
+    result["curve"] = runner.curve()
+    culture = generations.cultural_transmission(runner.history, runner.events, runner.name)
+    if culture:
+        result["culture"] = culture
 
 
 def crossing(curve: list[tuple[float, float]], target: float) -> float | None:
@@ -188,10 +194,8 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
                               stop_below=social_bpb)
     writer.close()
     for runner in runners:
-        arms[runner.name]["curve"] = runner.curve()
-        culture = generations.cultural_transmission(runner.history, runner.events, runner.name)
-        if culture:
-            arms[runner.name]["culture"] = culture
+        _add_curves(arms[runner.name], runner)
+
     def efficiency_of(arm: str) -> dict:
         return (_stream_efficiency(arms, N, cfg.compare.multiplier, arm)
                 if cfg.regime == "stream" else _unique_efficiency(arms, cfg.data.unique_bytes, arm))

@@ -67,11 +67,15 @@ class Member:
     def create(cls, member_id: str, genome: Genome, device: torch.device) -> "Member":
         rng_state = torch.Generator().manual_seed(genome.seed).get_state()
         member = cls(member_id, genome, None, None, rng_state)
-        with member.rng_scope():
-            member.model = build(genome).to(device)
-        member.optimizer = make_optimizer(member.model, genome)
+        member.reinitialise(device)
         member.flops_per_byte = genome.flops_per_byte
         return member
+
+    def reinitialise(self, device: torch.device) -> None:
+        """Fresh weights (drawn from this member's own random stream) and a fresh optimizer."""
+        with self.rng_scope():
+            self.model = build(self.genome).to(device)
+        self.optimizer = make_optimizer(self.model, self.genome)
 
     @contextmanager
     def rng_scope(self):
@@ -198,9 +202,7 @@ class Population:
         Its new weights are drawn from its own random stream, so the rebirth is reproducible;
         the other members are untouched.
         """
-        with m.rng_scope():
-            m.model = build(m.genome).to(self.device)
-        m.optimizer = make_optimizer(m.model, m.genome)
+        m.reinitialise(self.device)
         m.steps, m.fitness, m.last_loss = 0, None, float("nan")
         m.birth_bytes = self.real_bytes
         m.resets += 1

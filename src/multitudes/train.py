@@ -24,8 +24,8 @@ from multitudes import evolution as evolution_ops
 from multitudes.config import EvolutionConfig, RunConfig, SocialConfig
 from multitudes.data import BatchStream
 from multitudes.errors import UserError
-from multitudes.genome import Genome
 from multitudes.evaluate import bpb, byte_log2probs, consensus_bpb
+from multitudes.genome import Genome
 from multitudes.population import Member, Population
 
 LN2 = math.log(2)
@@ -156,24 +156,19 @@ class ArmRunner:
             deaths, births = generations.plan(self.pop.members, evo, self.evo_rng, self.budget,
                                               self.next_number)
         self.next_number += len(births)
-        with open(self.run_dir / "lineage.jsonl", "a") as f:
-            for dead_id, birth in zip(deaths, births):
-                index = next(i for i, m in enumerate(self.pop.members) if m.id == dead_id)
-                dead, newborn = self.pop.members[index], self._newborn(birth)
-                self.pop.members[index] = newborn
-                rows = [{"arm": self.name, "event": "death", "member": dead.id,
-                         "step": self.pop.steps, "real_bytes": self.pop.real_bytes,
-                         "fitness": dead.fitness,
-                         "age_bytes": self.pop.real_bytes - dead.birth_bytes},
-                        {"arm": self.name, "event": "birth", **birth, "step": self.pop.steps,
-                         "real_bytes": self.pop.real_bytes, "fitness": newborn.fitness,
-                         "inherit": evo.inherit}]
-                for row in rows:
-                    self.events.append(row)
-                    f.write(json.dumps(row) + "\n")
-                bar.write(f"{self.name} generation at step {self.pop.steps}: {dead.id} "
-                          f"({dead.fitness:.3f} bpb) dies, {newborn.id} is born of "
-                          f"{' x '.join(birth['parents'])} ({', '.join(birth['ops']) or 'clone'})")
+        for dead_id, birth in zip(deaths, births):
+            index = next(i for i, m in enumerate(self.pop.members) if m.id == dead_id)
+            dead, newborn = self.pop.members[index], self._newborn(birth)
+            self.pop.members[index] = newborn
+            self._log([{"event": "death", "member": dead.id, "step": self.pop.steps,
+                        "real_bytes": self.pop.real_bytes, "fitness": dead.fitness,
+                        "age_bytes": self.pop.real_bytes - dead.birth_bytes},
+                       {"event": "birth", **birth, "step": self.pop.steps,
+                        "real_bytes": self.pop.real_bytes, "fitness": newborn.fitness,
+                        "inherit": evo.inherit}])
+            bar.write(f"{self.name} generation at step {self.pop.steps}: {dead.id} "
+                      f"({dead.fitness:.3f} bpb) dies, {newborn.id} is born of "
+                      f"{' x '.join(birth['parents'])} ({', '.join(birth['ops']) or 'clone'})")
 
     def _newborn(self, birth: dict) -> Member:
         """A member from a birth record: from scratch, or with its first parent's weights."""
@@ -190,25 +185,30 @@ class ArmRunner:
             child.steps = parent.steps
         child.birth_bytes = self.pop.real_bytes
         child.childhood_left, child.childhood_alpha = evo.childhood_steps, evo.childhood_alpha
-        T, stride = self.cfg.context, self.cfg.train.eval_stride
-        child.fitness = bpb(byte_log2probs(child.model, self.dev, T, stride, device=self.device))
+        child.fitness = bpb(self._dev_log2probs(child.model))
         return child
 
     def _record_events(self, bar) -> None:
-        """Log each birth or death and append it to the run's lineage.jsonl."""
-        with open(self.run_dir / "lineage.jsonl", "a") as f:
-            for event in self.pop.events:
-                row = {"arm": self.name, **event}
-                self.events.append(row)
-                f.write(json.dumps(row) + "\n")
-                bar.write(f"{self.name}: {event['member']} reset at step {event['step']} "
-                          f"({event['reason']}); the others go on")
+        """Print the population's resets and append them to the lineage."""
+        for event in self.pop.events:
+            bar.write(f"{self.name}: {event['member']} reset at step {event['step']} "
+                      f"({event['reason']}); the others go on")
+        self._log(self.pop.events)
         self.pop.events.clear()
 
+    def _log(self, rows: list[dict]) -> None:
+        """Births, deaths and resets of this arm: kept in its state, appended to lineage.jsonl."""
+        rows = [{"arm": self.name, **row} for row in rows]
+        self.events.extend(rows)
+        with open(self.run_dir / "lineage.jsonl", "a") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+
+    def _dev_log2probs(self, model) -> torch.Tensor:
+        return byte_log2probs(model, self.dev, self.cfg.context, self.cfg.train.eval_stride,
+                              device=self.device)
+
     def evaluate_dev(self) -> dict:
-        T, stride = self.cfg.context, self.cfg.train.eval_stride
-        logps = [byte_log2probs(m.model, self.dev, T, stride, device=self.device)
-                 for m in self.pop.members]
+        logps = [self._dev_log2probs(m.model) for m in self.pop.members]
         row = {"arm": self.name, "step": self.pop.steps, "real_bytes": self.pop.real_bytes,
                "generated_bytes": self.pop.generated_bytes,
                "epochs": round(self.stream.epochs_done, 4), "members": {}}
