@@ -74,6 +74,25 @@ def test_tournament_picks_the_fitter_entrant():
     assert wins == ["b"] * 5
 
 
+def test_the_young_are_not_judged_and_the_best_never_dies():
+    from types import SimpleNamespace
+
+    from multitudes.config import EvolutionConfig
+    from multitudes.generations import plan
+
+    members = [SimpleNamespace(id=f"m{i}", fitness=f, genome=Genome(family="gpt", seed=i))
+               for i, f in enumerate([3.0, 5.0, 4.0, 6.0])]
+    cfg = EvolutionConfig(every=8, replace_fraction=0.5, min_age=96)
+    ages = {"m0": 200, "m1": 200, "m2": 200, "m3": 50}
+    deaths, births = plan(members, cfg, random.Random(0), BUDGET, 4, ages)
+    assert deaths == ["m1", "m2"]  # the worst old enough, worst first; m3 is too young
+    assert len(births) == 2 and all(set(b["parents"]) <= {"m0", "m3"} for b in births)
+    assert plan(members, cfg, random.Random(0), BUDGET, 4, dict.fromkeys(ages, 10)) == ([], [])
+    # min_age = 0: the worst half dies, whatever the ages
+    assert plan(members, EvolutionConfig(every=8, replace_fraction=0.5), random.Random(0),
+                BUDGET, 4, ages)[0] == ["m3", "m1"]
+
+
 def test_replay_follows_the_lineage_not_the_generator(text_file, tmp_path):
     """A run replayed from another run's lineage ends where that run did, whatever its seed."""
     import json

@@ -18,12 +18,19 @@ from multitudes.config import EvolutionConfig
 
 
 def plan(members, cfg: EvolutionConfig, rng: random.Random, budget: int,
-         next_number: int) -> tuple[list[str], list[dict]]:
-    """Decide one generation: the ids that die and the births that replace them, in order."""
+         next_number: int, ages: dict[str, int] | None = None) -> tuple[list[str], list[dict]]:
+    """Decide one generation: the ids that die and the births that replace them, in order.
+
+    `ages`: steps each member has lived; one younger than `cfg.min_age` is not judged yet (as
+    in population-based training's "ready" condition): late bloomers get time to bloom. When
+    nobody is old enough, nothing happens.
+    """
     fitness = {m.id: m.fitness for m in members}
     ranked = sorted(fitness, key=lambda i: (fitness[i], i))  # best first
-    n_die = min(len(ranked) - 1, max(1, math.floor(cfg.replace_fraction * len(ranked))))
-    deaths = ranked[len(ranked) - n_die:][::-1]  # worst first; the best never dies
+    ages = ages or {}
+    mortal = [i for i in ranked[1:] if ages.get(i, cfg.min_age) >= cfg.min_age]  # never the best
+    n_die = min(len(mortal), max(1, math.floor(cfg.replace_fraction * len(ranked))))
+    deaths = mortal[len(mortal) - n_die:][::-1] if n_die else []  # worst first
     survivors = {i: fitness[i] for i in ranked if i not in deaths}
     genomes = {m.id: m.genome for m in members}
     births = []
