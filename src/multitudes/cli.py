@@ -38,18 +38,28 @@ def _config_options(fn):
 
 
 def _open_run(command: str, preset, config_file, overrides, out, resume_dir, force):
-    from multitudes import config, experiment
+    """The run directory, its config, whether it resumes, and this process's rank group.
+
+    Under torchrun every rank reads the config itself (nothing is written yet), then joins the
+    others; rank 0 alone creates the run directory.
+    """
+    from multitudes import config, distributed, experiment
     from multitudes.corpora import resolve
 
     if resume_dir:
         if preset or config_file or overrides or out:
             raise UserError("--resume takes the run's own config; drop --preset/--config/--set/--out")
-        return Path(resume_dir), experiment.prepare_run_dir(Path(resume_dir), command, None,
-                                                            True, False), True
-    cfg = config.load(preset, config_file, overrides)
-    resolve(cfg.data.corpus)  # a bad corpus fails before anything is written
-    out = Path(out or f"runs/{command}-{cfg.name}")
-    return out, experiment.prepare_run_dir(out, command, cfg, False, force), False
+        out = Path(resume_dir)
+        cfg = experiment.prepare_run_dir(out, command, None, True, False)
+    else:
+        cfg = config.load(preset, config_file, overrides)
+        resolve(cfg.data.corpus)  # a bad corpus fails before anything is written
+        out = Path(out or f"runs/{command}-{cfg.name}")
+    d = cfg.distributed
+    group = distributed.connect(d.thoughts, d.top_k, d.timeout)
+    if not resume_dir:
+        group.on_main(lambda: experiment.prepare_run_dir(out, command, cfg, False, force))
+    return out, cfg, bool(resume_dir), group
 
 
 @cli.command()
@@ -58,11 +68,13 @@ def train(preset, config_file, overrides, out, resume_dir, force, quiet) -> None
     """Train one population (one arm) and score it on the valid and test splits."""
     from multitudes import experiment, genome, report
 
-    out, cfg, resume = _open_run("train", preset, config_file, overrides, out, resume_dir, force)
-    click.echo(genome.describe(cfg.members))
-    results = experiment.run_train(cfg, out, resume, progress=not quiet)
-    click.echo(report.table(results))
-    click.echo(f"run written to {out}/ (results.json, metrics.jsonl, members/)")
+    out, cfg, resume, group = _open_run("train", preset, config_file, overrides, out,
+                                        resume_dir, force)
+    say = click.echo if group.main else _silent
+    say(genome.describe(cfg.members))
+    results = experiment.run_train(cfg, out, resume, progress=not quiet, group=group)
+    say(report.table(results))
+    say(f"run written to {out}/ (results.json, metrics.jsonl, members/)")
 
 
 @cli.command()
@@ -71,13 +83,18 @@ def compare(preset, config_file, overrides, out, resume_dir, force, quiet) -> No
     """Isolated vs social arms at equal real bytes; writes results.json and report.html."""
     from multitudes import experiment, genome, report
 
-    out, cfg, resume = _open_run("compare", preset, config_file, overrides, out, resume_dir,
-                                 force)
-    click.echo(genome.describe(cfg.members))
-    results = experiment.run_compare(cfg, out, resume, progress=not quiet)
-    click.echo(report.table(results))
-    page = report.write_html(out)
-    click.echo(f"report: {page}")
+    out, cfg, resume, group = _open_run("compare", preset, config_file, overrides, out,
+                                        resume_dir, force)
+    say = click.echo if group.main else _silent
+    say(genome.describe(cfg.members))
+    results = experiment.run_compare(cfg, out, resume, progress=not quiet, group=group)
+    if group.main:
+        say(report.table(results))
+        say(f"report: {report.write_html(out)}")
+
+
+def _silent(*_args, **_kwargs) -> None:
+    """Ranks other than 0 print nothing (rank 0 speaks for the run)."""
 
 
 @cli.command(name="eval")
@@ -120,8 +137,10 @@ def lineage_cmd(run_dir) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def replay(run_dir, out, force, quiet) -> None:
     """Re-run a finished run with its recorded births and deaths; check the numbers agree."""
-    from multitudes import experiment, lineage, report
+    from multitudes import distributed, experiment, lineage, report
 
+    if distributed.world_size_from_env() > 1:
+        raise UserError("replay runs in one process; start it without torchrun")
     run_dir = Path(run_dir)
     rows = lineage.read(run_dir)
     record, original = experiment.read_finished_run(run_dir)
@@ -182,3 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("multitudes: interrupted; the latest checkpoint is kept (--resume DIR)",
                    err=True)
         sys.exit(130)
+    finally:
+        joined = sys.modules.get("multitudes.distributed")  # imported only by runs that train
+        if joined is not None:
+            joined.disconnect()

@@ -116,6 +116,9 @@ class EvolutionConfig:
     """G: steps between generations (0: no evolution). A generation follows a dev evaluation."""
     replace_fraction: float = 0.25
     """r: the worst fraction of the population that dies each generation (at least one)."""
+    min_age: int = 0
+    """Steps a member must have lived before it can die (PBT's "ready"): late bloomers, such as
+    the RNNs, are judged only once they had time to learn."""
     tournament: int = 2
     """Entrants per parent tournament (the fittest on dev bpb wins)."""
     crossover: float = 0.5
@@ -134,7 +137,7 @@ class EvolutionConfig:
     """Seed of the evolution's own generator (deaths, parents, operators)."""
 
     def check(self) -> None:
-        for name in ("every", "budget", "childhood_steps", "seed", "childhood_alpha"):
+        for name in ("every", "budget", "childhood_steps", "seed", "childhood_alpha", "min_age"):
             _non_negative(self, name, "evolution")
         _positive(self, "tournament", "evolution")
         for name in ("replace_fraction", "crossover", "family_switch"):
@@ -146,13 +149,31 @@ class EvolutionConfig:
 @dataclass
 class CompareConfig:
     multiplier: float = 2.0
+    """M: the isolated arm reads M x the social arm's real bytes, for the efficiency curve."""
     evolution_ablation: bool = False
     """Also run `social+evolution` beside a `social` arm without evolution (the ablation)."""
-    """M: the isolated arm reads M x the social arm's real bytes, for the efficiency curve."""
 
     def check(self) -> None:
         if not self.multiplier >= 1:
             raise UserError(f"compare.multiplier={self.multiplier}: must be at least 1")
+
+
+@dataclass
+class DistributedConfig:
+    thoughts: str = "float32"
+    """How the peers' distributions travel between ranks: `float32` (exact), `bfloat16` (half
+    the bytes) or `topk` (the k likeliest bytes per position). Applied on one process too, so
+    the numbers do not depend on the number of ranks."""
+    top_k: int = 32
+    """k for `thoughts = "topk"` (fewer than the 256 byte values)."""
+    timeout: float = 300.0
+    """Seconds a rank waits for its peers in a collective before the run stops with an error."""
+
+    def check(self) -> None:
+        _choice(self, "thoughts", ("float32", "bfloat16", "topk"), "distributed")
+        if not 0 < self.top_k < 256:
+            raise UserError(f"distributed.top_k={self.top_k}: must be in 1..255")
+        _positive(self, "timeout", "distributed")
 
 
 @dataclass
@@ -166,6 +187,7 @@ class RunConfig:
     social: SocialConfig = field(default_factory=SocialConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     members: list[Genome] = field(default_factory=lambda: [Genome()])
 
     def check(self) -> None:
@@ -175,7 +197,7 @@ class RunConfig:
                             "'stream' needs data.unique_bytes = 0")
         if self.data.unique_bytes < 0:
             raise UserError("data.unique_bytes must be non-negative")
-        for part in (self.train, self.social, self.compare, self.evolution):
+        for part in (self.train, self.social, self.compare, self.evolution, self.distributed):
             part.check()
         if not self.members:
             raise UserError("the config has no [[members]]")
@@ -234,7 +256,8 @@ def _build_section(cls, data, key: str):
 def from_dict(data: dict) -> RunConfig:
     data = copy.deepcopy(data)
     sections = {"data": DataConfig, "train": TrainConfig, "social": SocialConfig,
-                "compare": CompareConfig, "evolution": EvolutionConfig}
+                "compare": CompareConfig, "evolution": EvolutionConfig,
+                "distributed": DistributedConfig}
     known = {f.name for f in fields(RunConfig)}
     for name in data:
         if name not in known:

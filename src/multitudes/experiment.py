@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 from multitudes import generations
+from multitudes.distributed import Group
 from multitudes.checkpoint import write_json_atomic
 from multitudes.config import RunConfig, from_dict
 from multitudes.corpora import resolve
@@ -85,15 +86,19 @@ def numbers(results: dict) -> dict:
             for arm, res in results["arms"].items()}
 
 
-def _tensorboard(out: Path):
+def _tensorboard(out: Path, group: Group):
+    if not group.main:  # only rank 0 writes the run's files
+        return None
     from tensorboardX import SummaryWriter
     return SummaryWriter(str(out / "tb"))
 
 
-def _rewrite_metrics(out: Path, runners: list[ArmRunner]) -> None:
+def _rewrite_metrics(out: Path, runners: list[ArmRunner], group: Group) -> None:
     """metrics.jsonl and lineage.jsonl rebuilt from the runners' state: at the start of a run
     (the founders' births), and on resume, so that rows written after the last checkpoint are
     not duplicated when those steps run again."""
+    if not group.main:
+        return
     rows = sorted((r for runner in runners for r in runner.history),
                   key=lambda r: (r["arm"], r["step"]))
     _write_jsonl(out / "metrics.jsonl", rows)
@@ -109,33 +114,41 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 def _milestone(out: Path, runner: ArmRunner, label: str) -> dict:
     """Score a milestone once; a resumed run reads it back instead of scoring it again."""
     path = out / "milestones" / f"{label}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    group = runner.group
+    if group.broadcast(path.is_file() if group.main else None):
+        return group.broadcast(json.loads(path.read_text()) if group.main else None)
     result = runner.milestone(label)
-    write_json_atomic(path, result)
+    if group.main:
+        write_json_atomic(path, result)
     return result
 
 
+def _write_results(out: Path, results: dict, group: Group) -> None:
+    if group.main:
+        write_json_atomic(out / "results.json", results)
+
+
 def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
-              replay: list[dict] | None = None) -> dict:
-    out = Path(out)
+              replay: list[dict] | None = None, group: Group | None = None) -> dict:
+    out, group = Path(out), group or Group()
     splits = load_splits(resolve(cfg.data.corpus))
     talks = cfg.social.channel != "none" or cfg.social.language_every > 0
     arm = "social" if talks and len(cfg.members) > 1 else "isolated"
     runner = ArmRunner(cfg, arm, cfg.social, splits, out, cfg.train.real_bytes,
-                       cfg.data.unique_bytes, progress, cfg.evolution, replay)
+                       cfg.data.unique_bytes, progress, cfg.evolution, replay, group)
     if resume:
         runner.try_resume()
-    _rewrite_metrics(out, [runner])
-    writer = _tensorboard(out)
+    _rewrite_metrics(out, [runner], group)
+    writer = _tensorboard(out, group)
     runner.run_until(cfg.train.real_bytes, out / "metrics.jsonl", writer)
-    writer.close()
+    if writer is not None:
+        writer.close()
     result = _milestone(out, runner, arm)
     _add_curves(result, runner)
     results = {"command": "train", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": result["real_bytes"],
                "arms": {arm: result}}
-    write_json_atomic(out / "results.json", results)
+    _write_results(out, results, group)
     return results
 
 
@@ -158,8 +171,8 @@ def crossing(curve: list[tuple[float, float]], target: float) -> float | None:
 
 
 def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
-                replay: list[dict] | None = None) -> dict:
-    out = Path(out)
+                replay: list[dict] | None = None, group: Group | None = None) -> dict:
+    out, group = Path(out), group or Group()
     if cfg.train.schedule != "constant" and cfg.regime == "stream":
         raise UserError("compare needs train.schedule = \"constant\" in the stream regime: the "
                         "isolated curve must not be read off an unfinished cosine schedule")
@@ -176,13 +189,14 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
         plan = [(name, cfg.social, N, U, evo) for name, evo in socials] + [
             (f"isolated{f'-{k}U' if k > 1 else ''}", isolated(cfg.social), N, k * U, None)
             for k in (1, 2, 4)]
-    runners = [ArmRunner(cfg, name, social, splits, out, total, unique, progress, evo, replay)
+    runners = [ArmRunner(cfg, name, social, splits, out, total, unique, progress, evo, replay,
+                         group)
                for name, social, total, unique, evo in plan]
     if resume:
         for runner in runners:
             runner.try_resume()
-    _rewrite_metrics(out, runners)
-    writer = _tensorboard(out)
+    _rewrite_metrics(out, runners, group)
+    writer = _tensorboard(out, group)
     arms = {}
     for runner in runners:
         runner.run_until(N, out / "metrics.jsonl", writer)
@@ -192,7 +206,8 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
                          dict(socials))
         runners[-1].run_until(int(N * cfg.compare.multiplier), out / "metrics.jsonl", writer,
                               stop_below=social_bpb)
-    writer.close()
+    if writer is not None:
+        writer.close()
     for runner in runners:
         _add_curves(arms[runner.name], runner)
 
@@ -204,7 +219,7 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
         efficiency["evolution_data_efficiency"] = efficiency_of("social+evolution")
     results = {"command": "compare", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": N, **efficiency, "arms": arms}
-    write_json_atomic(out / "results.json", results)
+    _write_results(out, results, group)
     return results
 
 

@@ -1,5 +1,9 @@
 """Members and the population that trains them together on one stream of real bytes.
 
+Under torchrun a rank holds the weights of the members it owns (`Member.rank`) and the
+bookkeeping of all of them; the thoughts and counters of the others reach it through the
+`distributed.Group` (see distributed.py). In one process the group is the identity.
+
 No parameter and no gradient crosses members: each has its own model, optimizer and random
 state, and what it hears from its peers is detached. A member's random state is its own: model
 initialisation and dropout run inside `member.rng_scope()`, which swaps the member's generator
@@ -17,8 +21,14 @@ import torch.nn.functional as F
 
 from multitudes import social
 from multitudes.config import SocialConfig, TrainConfig
+from multitudes.distributed import Group
+from multitudes.errors import UserError
 from multitudes.genome import Genome
 from multitudes.models import build
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def lr_at(step: int, genome: Genome, total_steps: int, train: TrainConfig) -> float:
@@ -57,6 +67,11 @@ class Member:
     resets: int = 0  # times it fell sick (non-finite loss or gradients) and was reborn
     childhood_left: int = 0  # steps it still listens with `childhood_alpha` (a newborn)
     childhood_alpha: float = 0.0
+    rank: int = 0  # the rank that owns (and trains) this member; elsewhere model is None
+
+    # What a rank learns of the members it does not own (see Population.sync).
+    COUNTERS = ("steps", "fitness", "last_loss", "birth_bytes", "flops", "resets",
+                "childhood_left", "childhood_alpha")
 
     @property
     def alpha(self) -> float:
@@ -64,12 +79,18 @@ class Member:
         return self.childhood_alpha if self.childhood_left > 0 else self.genome.alpha
 
     @classmethod
-    def create(cls, member_id: str, genome: Genome, device: torch.device) -> "Member":
+    def create(cls, member_id: str, genome: Genome, device: torch.device, rank: int = 0,
+               build: bool = True) -> "Member":
+        """A fresh member; `build=False` on the ranks that do not own it (no weights there)."""
         rng_state = torch.Generator().manual_seed(genome.seed).get_state()
-        member = cls(member_id, genome, None, None, rng_state)
-        member.reinitialise(device)
+        member = cls(member_id, genome, None, None, rng_state, rank=rank)
+        if build:
+            member.reinitialise(device)
         member.flops_per_byte = genome.flops_per_byte
         return member
+
+    def counters(self) -> dict:
+        return {name: getattr(self, name) for name in self.COUNTERS}
 
     def reinitialise(self, device: torch.device) -> None:
         """Fresh weights (drawn from this member's own random stream) and a fresh optimizer."""
@@ -107,10 +128,43 @@ class Population:
     real_bytes: int = 0  # real training bytes consumed so far (B * T per step)
     generated_bytes: int = 0  # bytes sampled by speakers: never counted as real bytes
     events: list[dict] = field(default_factory=list)  # resets since the runner last looked
+    group: Group = field(default_factory=Group)
 
     def __post_init__(self) -> None:
         if self.culture is None:
             self.culture = social.CultureBuffer(self.social.culture_size)
+        if self.group.distributed and self.social.language_every:
+            raise UserError("the language channel (social.language_every > 0) runs in one "
+                            "process only; start the run without torchrun")
+
+    def owns(self, m: Member) -> bool:
+        return m.rank == self.group.rank
+
+    @property
+    def owners(self) -> list[int]:
+        return [m.rank for m in self.members]
+
+    def sync(self, extra: dict[int, object] | None = None) -> dict[int, object]:
+        """Bring every rank's copy of the members' counters up to date from their owners, and
+        collect the owners' resets; returns the union of the ranks' `extra` (index -> object).
+
+        Every rank must call it at the same point. In one process it changes nothing.
+        """
+        extra = extra or {}
+        if not self.group.distributed:
+            return dict(extra)
+        mine = {i: m.counters() for i, m in enumerate(self.members) if self.owns(m)}
+        counters, events, merged = {}, [], {}
+        for part in self.group.gather({"counters": mine, "events": self.events, "extra": extra}):
+            counters.update(part["counters"])
+            events.extend(part["events"])
+            merged.update(part["extra"])
+        for i, values in counters.items():
+            for name, value in values.items():
+                setattr(self.members[i], name, value)
+        index = {m.id: i for i, m in enumerate(self.members)}
+        self.events = sorted(events, key=lambda e: (e["step"], index.get(e["member"], -1)))
+        return merged
 
     @property
     def listening(self) -> bool:
@@ -130,22 +184,21 @@ class Population:
         if self.social.language_every and self.steps % self.social.language_every == 0:
             stats.generated_bytes = self._speak(x)
 
-        logits = []
-        for m in self.members:  # every member perceives the data on its own
+        mine = [i for i, m in enumerate(self.members) if self.owns(m)]
+        logits = {}
+        for i in mine:  # every member perceives the data on its own
+            m = self.members[i]
             m.model.train()
             with m.rng_scope(), self.autocast():
-                logits.append(m.model(x))
+                logits[i] = m.model(x)
         # A sick member (non-finite thoughts) is heard by no one and reborn below.
-        healthy = [bool(torch.isfinite(z).all()) for z in logits]
-        targets = [None] * len(self.members)
+        healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
+        targets = {}
         if self.listening:
-            probs = social.thoughts(logits, [m.genome.tau for m in self.members])
-            weights = social.trust_weights(self.social.trust, [m.fitness for m in self.members],
-                                           self.social.top_k, self.social.fitness_temperature,
-                                           self.generator)
-            targets = social.consensus(probs, weights, healthy)
+            targets = self._consensus(logits, healthy)
 
-        for m, z, q, ok in zip(self.members, logits, targets, healthy):
+        for i in mine:
+            m, z, q, ok = self.members[i], logits[i], targets.get(i), healthy[i]
             if not ok:
                 self._reset(m, "non-finite logits")
                 stats.data_loss.append(float("nan"))
@@ -177,6 +230,26 @@ class Population:
         self.real_bytes += x.numel()
         self.generated_bytes += stats.generated_bytes
         return stats
+
+    def _consensus(self, logits: dict[int, torch.Tensor], healthy: dict[int, bool]
+                   ) -> dict[int, torch.Tensor | None]:
+        """The target of each member this rank owns: its trusted peers' thoughts, mixed.
+
+        The thoughts of every member (and its health and fitness, which the trust weights read)
+        are shared across ranks first, so every rank mixes the same consensus.
+        """
+        mine = sorted(logits)
+        probs = dict(zip(mine, social.thoughts([logits[i] for i in mine],
+                                               [self.members[i].genome.tau for i in mine])))
+        status = {i: [float(healthy[i]), _nan_if_none(self.members[i].fitness)] for i in mine}
+        heard, rows = self.group.share_thoughts(probs, status, self.owners)
+        for m, (_, fitness) in zip(self.members, rows):  # a reset elsewhere shows here
+            m.fitness = None if math.isnan(fitness) else fitness
+        weights = social.trust_weights(self.social.trust, [m.fitness for m in self.members],
+                                       self.social.top_k, self.social.fitness_temperature,
+                                       self.generator)
+        mixed = social.consensus(heard, weights, [bool(ok) for ok, _ in rows], listeners=mine)
+        return {i: mixed[i] for i in mine}
 
     def _update(self, m: Member, loss: torch.Tensor) -> str | None:
         """One optimizer step; a non-finite loss or gradient skips it and names the problem."""

@@ -5,6 +5,9 @@ random state and counters (resets included); the population's generator, counter
 buffer; the batch stream's position; the evaluation history; the births and deaths so far; in
 the data-limited regime each member's best weights so far. Restoring it and going on gives the
 same numbers, bit for bit on CPU, as never having stopped.
+
+Under torchrun each rank saves its own checkpoint: the tensors of the members it owns and the
+bookkeeping of all (which is the same on every rank); a resume needs the same number of ranks.
 """
 
 from __future__ import annotations
@@ -27,20 +30,22 @@ def save_arm(path: Path, pop: Population, stream: BatchStream, history: list[dic
     (the evolution's generator, the next member number)."""
     tensors, members = {}, []
     for i, m in enumerate(pop.members):
-        tensors[f"m{i}.model"] = m.model.state_dict()
-        opt_tensors, opt_rest = checkpoint.optimizer_tensors(m.optimizer)
-        tensors[f"m{i}.optim"] = opt_tensors
-        tensors[f"m{i}.rng"] = {"cpu": m.rng_state}
-        if m.id in best:
-            tensors[f"m{i}.best"] = best[m.id]["weights"]
+        opt_rest = None
+        if pop.owns(m):
+            tensors[f"m{i}.model"] = m.model.state_dict()
+            opt_tensors, opt_rest = checkpoint.optimizer_tensors(m.optimizer)
+            tensors[f"m{i}.optim"] = opt_tensors
+            tensors[f"m{i}.rng"] = {"cpu": m.rng_state}
+            if m.id in best:
+                tensors[f"m{i}.best"] = best[m.id]["weights"]
         members.append({"id": m.id, "genome": m.genome.to_dict(), "steps": m.steps,
                         "fitness": m.fitness, "birth_bytes": m.birth_bytes, "flops": m.flops,
                         "resets": m.resets, "childhood_left": m.childhood_left,
-                        "childhood_alpha": m.childhood_alpha,
+                        "childhood_alpha": m.childhood_alpha, "rank": m.rank,
                         "optim": opt_rest,
                         "best": {k: v for k, v in best.get(m.id, {}).items() if k != "weights"}})
     tensors["population"] = {"generator": pop.generator.get_state()}
-    state = {"kind": "arm", "members": members, "steps": pop.steps,
+    state = {"kind": "arm", "world": pop.group.world, "members": members, "steps": pop.steps,
              "real_bytes": pop.real_bytes, "generated_bytes": pop.generated_bytes,
              "stream": stream.state_dict(), "culture": pop.culture.state(), "history": history,
              "events": events, "founders": [g.to_dict() for g in founders], "extra": extra or {}}
@@ -59,14 +64,19 @@ def restore_arm(path: Path, pop: Population, stream: BatchStream, founders: list
         raise UserError(f"checkpoint {path} is not a training-state checkpoint")
     if state.get("founders") != [g.to_dict() for g in founders]:
         raise UserError(f"checkpoint {path} holds a different population than the config")
-    built = {(m.id, m.genome): m for m in pop.members}
+    if state.get("world", 1) != pop.group.world:
+        raise UserError(f"checkpoint {path} was written by {state.get('world', 1)} rank(s); "
+                        f"resume it on the same number (now {pop.group.world})")
+    built = {(m.id, m.genome, m.rank): m for m in pop.members}
     members, best = [], {}
     for i, saved in enumerate(state["members"]):
-        genome = Genome.from_dict(saved["genome"])
-        m = built.get((saved["id"], genome)) or Member.create(saved["id"], genome, pop.device)
-        m.model.load_state_dict(tensors[f"m{i}.model"])
-        checkpoint.load_optimizer(m.optimizer, tensors[f"m{i}.optim"], saved["optim"])
-        m.rng_state = tensors[f"m{i}.rng"]["cpu"]
+        genome, rank = Genome.from_dict(saved["genome"]), saved.get("rank", 0)
+        m = built.get((saved["id"], genome, rank)) or Member.create(
+            saved["id"], genome, pop.device, rank, build=rank == pop.group.rank)
+        if pop.owns(m):
+            m.model.load_state_dict(tensors[f"m{i}.model"])
+            checkpoint.load_optimizer(m.optimizer, tensors[f"m{i}.optim"], saved["optim"])
+            m.rng_state = tensors[f"m{i}.rng"]["cpu"]
         m.steps, m.fitness, m.birth_bytes = saved["steps"], saved["fitness"], saved["birth_bytes"]
         m.flops, m.resets = saved["flops"], saved["resets"]
         m.childhood_left, m.childhood_alpha = saved["childhood_left"], saved["childhood_alpha"]

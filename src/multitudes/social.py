@@ -61,30 +61,37 @@ def trust_weights(policy: str, fitness: list[float | None], top_k: int, temperat
 
 
 def consensus(probs: list[torch.Tensor], weights: torch.Tensor | None,
-              healthy: list[bool] | None = None) -> list[torch.Tensor | None]:
+              healthy: list[bool] | None = None,
+              listeners: list[int] | None = None) -> list[torch.Tensor | None]:
     """q_m for every listener m: its peers' distributions mixed by `weights` (None: uniform).
 
     Members not `healthy` (non-finite logits) are left out: their weights go to zero, the rows
     are renormalised over the healthy peers, and a listener with no healthy peer hears nothing
     (None). Their distributions are never touched, so a NaN cannot leak (0 * NaN is NaN).
+    `listeners`: compute q only for these members (a rank's own), None for the others.
     """
     K = len(probs)
+    wanted = range(K) if listeners is None else listeners
+    out: list[torch.Tensor | None] = [None] * K
     if healthy is None or all(healthy):
         if weights is None:
             total = torch.stack(probs).sum(0)
-            return [(total - p) / (K - 1) for p in probs]
+            for m in wanted:
+                out[m] = (total - probs[m]) / (K - 1)
+            return out
         stacked = torch.stack(probs)  # (K, B, T, V)
-        return [torch.einsum("j,j...->...", weights[m].to(stacked), stacked) for m in range(K)]
+        for m in wanted:
+            out[m] = torch.einsum("j,j...->...", weights[m].to(stacked), stacked)
+        return out
     if weights is None:
         weights = (1 - torch.eye(K)) / (K - 1)
     alive = [j for j in range(K) if healthy[j]]
     stacked = torch.stack([probs[j] for j in alive])
-    out = []
-    for m in range(K):
+    for m in wanted:
         w = weights[m, alive].double()
         total = w.sum()
-        out.append(None if total <= 0 else
-                   torch.einsum("j,j...->...", (w / total).to(stacked), stacked))
+        out[m] = (None if total <= 0 else
+                  torch.einsum("j,j...->...", (w / total).to(stacked), stacked))
     return out
 
 
