@@ -186,8 +186,10 @@ def presets() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    finished = False
     try:
         cli.main(args=argv, standalone_mode=False, prog_name="multitudes")
+        finished = True
     except UserError as e:
         click.echo(f"multitudes: error: {e}", err=True)
         sys.exit(2)
@@ -203,5 +205,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     finally:
         joined = sys.modules.get("multitudes.distributed")  # imported only by runs that train
-        if joined is not None:
-            joined.disconnect()
+        if joined is not None:  # after a failure no peer is waited for: one may be dead
+            joined.disconnect(wait_for_peers=finished)

@@ -234,9 +234,17 @@ def connect(thoughts: str = "float32", top_k: int = 32, timeout: float = 300.0) 
     return Group(dist.get_rank(), dist.get_world_size(), thoughts, top_k)
 
 
-def disconnect() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def disconnect(wait_for_peers: bool = True) -> None:
+    """Leave the ranks. After a run, first wait for every peer to finish its last collective:
+    a rank that exits while a peer still reads from it makes that peer abort (gloo)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait_for_peers:
+        try:
+            dist.barrier()
+        except RuntimeError:
+            pass  # a peer is gone already: nothing left to wait for
+    dist.destroy_process_group()
 
 
 def device_for_rank(name: str) -> str:
