@@ -30,20 +30,21 @@ def _fmt_efficiency(results: dict) -> str:
 
 def table(results: dict) -> str:
     """The comparison as text: every member of every arm, then best and consensus."""
-    lines = [f"{'arm':<12} {'member':<12} {'family':<7} {'params':>9} {'valid bpb':>10} "
+    w = max([12] + [len(arm) for arm in results["arms"]])  # `social+evolution` is 16 wide
+    lines = [f"{'arm':<{w}} {'member':<12} {'family':<7} {'params':>9} {'valid bpb':>10} "
              f"{'test bpb':>9}"]
     limited = results.get("regime") == "data-limited"
     if limited:  # each member is scored at its best dev point: say after how many epochs
         lines[0] += f" {'epochs to best':>15}"
     for arm, res in results["arms"].items():
         for m in res["members"]:
-            lines.append(f"{arm:<12} {m['id']:<12} {m['family']:<7} {m['params']:>9,} "
+            lines.append(f"{arm:<{w}} {m['id']:<12} {m['family']:<7} {m['params']:>9,} "
                          f"{m['valid_bpb']:>10.4f} {m['test_bpb']:>9.4f}"
                          + (f" {m.get('epochs_to_best', float('nan')):>15.2f}" if limited
                             else ""))
-        lines.append(f"{arm:<12} {'best':<12} {'':<7} {'':>9} {res['best_valid_bpb']:>10.4f} "
+        lines.append(f"{arm:<{w}} {'best':<12} {'':<7} {'':>9} {res['best_valid_bpb']:>10.4f} "
                      f"{res['best_test_bpb']:>9.4f}   ({res['best_member']})")
-        lines.append(f"{arm:<12} {'consensus':<12} {'':<7} {'':>9} "
+        lines.append(f"{arm:<{w}} {'consensus':<12} {'':<7} {'':>9} "
                      f"{res['consensus_valid_bpb']:>10.4f} {res['consensus_test_bpb']:>9.4f}")
     lines.append(f"real bytes per arm: {results['real_bytes']:,} ({results['corpus']}, "
                  f"{results['regime']} regime)")
