@@ -146,15 +146,6 @@ class Group:
         return heard, rows
 
     # -- objects -----------------------------------------------------------------------------
-    def merge(self, local: dict) -> dict:
-        """The union of every rank's `local` dict (keys are disjoint: member indices)."""
-        if not self.distributed:
-            return dict(local)
-        merged = {}
-        for part in self._collective(self._gather_objects, local):
-            merged.update(part)
-        return merged
-
     def gather(self, obj) -> list:
         """Every rank's `obj`, in rank order."""
         return [obj] if not self.distributed else self._collective(self._gather_objects, obj)
