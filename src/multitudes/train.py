@@ -280,11 +280,8 @@ class ArmRunner:
 
     def evaluate_dev(self) -> dict:
         """Score every member on the dev slice (each rank its own, then shared)."""
-        scored = {i: self._dev_log2probs(m.model) for i, m in enumerate(self.pop.members)
-                  if self.pop.owns(m)}
-        for i, lp in scored.items():
-            self.pop.members[i].fitness = bpb(lp)
-        scored = self.pop.sync(scored)
+        scored = self.pop.sync({i: self._dev_log2probs(m.model)
+                                for i, m in enumerate(self.pop.members) if self.pop.owns(m)})
         logps = [scored[i] for i in range(len(self.pop.members))]
         row = {"arm": self.name, "step": self.pop.steps, "real_bytes": self.pop.real_bytes,
                "generated_bytes": self.pop.generated_bytes,
@@ -312,7 +309,7 @@ class ArmRunner:
         In the data-limited regime each member is scored with its best dev weights so far.
         Each rank scores and saves the members it owns; the scores are then shared.
         """
-        self.pop.sync()  # the counters (train FLOPs) of every member, from its owner
+        # One sync brings both the scores and every member's counters (train FLOPs).
         scored = self.pop.sync({i: self._score(m, label) for i, m in enumerate(self.pop.members)
                                 if self.pop.owns(m)})
         members = [scored[i][0] for i in range(len(self.pop.members))]
