@@ -9,16 +9,27 @@ import torch
 
 from multitudes.config import load
 from multitudes.corpora import resolve
-from multitudes.data import BatchStream, load_splits
+from multitudes.data import load_splits, make_stream
+
+
+def quick_config():
+    return load(preset="quick")
 
 
 def quick_genomes():
-    return load(preset="quick").members
+    return quick_config().members
 
 
-def batches(n: int, batch_size: int, context: int, seed: int = 0) -> list[torch.Tensor]:
-    stream = BatchStream(load_splits(resolve("sample"))["train"], batch_size, context, seed)
-    return [stream.next() for _ in range(n)]
+def batches(n: int, batch_size: int, context: int, seed: int = 0,
+            sampling: str = "random") -> list[tuple[torch.Tensor, bool]]:
+    """n batches of the sample's training split, each with whether it continues the last."""
+    stream = make_stream(load_splits(resolve("sample"))["train"], batch_size, context, seed,
+                         sampling)
+    out = []
+    for _ in range(n):
+        batch = stream.next()
+        out.append((batch, stream.continues))
+    return out
 
 
 def best_time(fn, repeats: int) -> float:

@@ -26,9 +26,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import batches, env_line, quick_genomes  # noqa: E402
+from common import batches, env_line, quick_config, quick_genomes  # noqa: E402
 from multitudes import distributed  # noqa: E402
-from multitudes.config import SocialConfig, TrainConfig  # noqa: E402
+from multitudes.config import SocialConfig  # noqa: E402
 from multitudes.population import Member, Population  # noqa: E402
 from multitudes.train import resolve_device  # noqa: E402
 
@@ -41,16 +41,16 @@ def worker(steps: int, thoughts: str, top_k: int) -> None:
     owners = distributed.assign([g.flops_per_byte for g in genomes], group.world)
     members = [Member.create(f"m{i}", g, device, rank, build=rank == group.rank)
                for i, (g, rank) in enumerate(zip(genomes, owners))]
-    train = TrainConfig(batch_size=32)
+    train = quick_config().train
     pop = Population(members, SocialConfig(channel="logit"), train, 10**6, device, group=group)
-    data = batches(steps + 2, train.batch_size, genomes[0].context)
+    data = batches(steps + 2, train.batch_size, genomes[0].context, sampling=train.sampling)
     for b in data[:2]:  # warm up
-        pop.step(b)
+        pop.step(*b)
     group.barrier()
     group.comm_seconds, group.comm_bytes = 0.0, 0
     start = time.perf_counter()
     for b in data[2:]:
-        pop.step(b)
+        pop.step(*b)
     group.barrier()
     wall = time.perf_counter() - start
     shares = group.gather(group.comm_seconds / wall)

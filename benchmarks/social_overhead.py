@@ -13,15 +13,15 @@ import argparse
 
 import torch
 
-from common import batches, best_time, env_line, quick_genomes
-from multitudes.config import SocialConfig, TrainConfig
+from common import batches, best_time, env_line, quick_config, quick_genomes
+from multitudes.config import SocialConfig
 from multitudes.population import Member, Population
 from multitudes.train import resolve_device
 
 
 def population(social: SocialConfig, device) -> Population:
     members = [Member.create(f"m{i}", g, device) for i, g in enumerate(quick_genomes())]
-    return Population(members, social, TrainConfig(), 10**6, device)
+    return Population(members, social, quick_config().train, 10**6, device)
 
 
 def main() -> None:
@@ -30,7 +30,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     device = resolve_device("auto")
-    data = batches(args.steps, TrainConfig().batch_size, quick_genomes()[0].context)
+    train = quick_config().train
+    data = batches(args.steps, train.batch_size, quick_genomes()[0].context,
+                   sampling=train.sampling)
     arms = {
         "isolated (sum of members)": SocialConfig(channel="none"),
         "logit channel, uniform": SocialConfig(channel="logit"),
@@ -41,10 +43,10 @@ def main() -> None:
     times = {name: [] for name in arms}
     for pop in pops.values():  # warm up
         for b in data[:2]:
-            pop.step(b)
+            pop.step(*b)
     for _ in range(args.repeats):
         for name, pop in pops.items():
-            times[name].append(best_time(lambda: [pop.step(b) for b in data], 1))
+            times[name].append(best_time(lambda: [pop.step(*b) for b in data], 1))
     print(env_line(device))
     base = min(times["isolated (sum of members)"]) / args.steps
     print(f"{'arm':<32} {'ms/step':>8} {'overhead':>9}")

@@ -15,8 +15,9 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from common import batches, best_time, env_line, matmul_peak, quick_genomes
-from multitudes.config import SocialConfig, TrainConfig
+from common import (batches, best_time, env_line, matmul_peak, quick_config,
+                    quick_genomes)
+from multitudes.config import SocialConfig
 from multitudes.population import Member, Population, make_optimizer
 from multitudes.train import resolve_device
 
@@ -27,8 +28,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     device = resolve_device("auto")
-    train = TrainConfig()
-    data = batches(args.steps, train.batch_size, quick_genomes()[0].context)
+    train = quick_config().train  # the recipe's batch shape, lanes and carried state
+    data = batches(args.steps, train.batch_size, quick_genomes()[0].context,
+                   sampling=train.sampling)
     peak = matmul_peak(device)
     print(env_line(device))
     print(f"matmul peak measured now: {peak / 1e9:.1f} GFLOP/s")
@@ -41,13 +43,19 @@ def main() -> None:
         plain_opt = make_optimizer(plain_model, genome)
 
         def ours():
-            for b in data:
-                pop.step(b)
+            for b, continues in data:
+                pop.step(b, continues)
 
         def plain():
-            for b in data:
+            state = None
+            for b, continues in data:
                 b = b.to(device)
-                logits = plain_model(b[:, :-1])
+                if member.stateful:  # truncated BPTT, as the population does
+                    logits, state = plain_model.decode(b[:, :-1], state if continues else None)
+                    state = tuple(s.detach() for s in state) if isinstance(state, tuple) \
+                        else state.detach()
+                else:
+                    logits = plain_model(b[:, :-1])
                 loss = F.cross_entropy(logits.reshape(-1, 256), b[:, 1:].reshape(-1))
                 plain_opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -59,7 +67,7 @@ def main() -> None:
         for _ in range(args.repeats):  # alternate, so drift hits both alike
             t_plain.append(best_time(plain, 1))
             t_ours.append(best_time(ours, 1))
-        nbytes = args.steps * data[0][:, 1:].numel()
+        nbytes = args.steps * data[0][0][:, 1:].numel()
         ours_bps, plain_bps = nbytes / min(t_ours), nbytes / min(t_plain)
         achieved = ours_bps * genome.flops_per_byte
         print(f"{genome.family:>7} {genome.n_params:>9,} {plain_bps:>10,.0f} {ours_bps:>10,.0f} "

@@ -34,7 +34,14 @@ def debug_run(tmp_path_factory):
 def test_train_then_eval(debug_run):
     results = json.loads((debug_run / "results.json").read_text())
     members = results["arms"]["social"]["members"]
-    assert len(members) == 2 and members[0]["id"] == "m0-gpt"  # the best founder never dies
+    assert len(members) == 2
+    rows = {r["step"]: r for r in map(json.loads, (debug_run / "metrics.jsonl").open())}
+    deaths = [e for e in map(json.loads, (debug_run / "lineage.jsonl").open())
+              if e["event"] == "death"]
+    assert deaths
+    for death in deaths:  # the best member never dies
+        dev = {k: v["dev_bpb"] for k, v in rows[death["step"]]["members"].items()}
+        assert dev[death["member"]] > min(dev.values())
     for m in members:
         assert 3.0 < m["test_bpb"] < 8.0 and m["params"] > 0
         assert (debug_run / m["checkpoint"] / "manifest.json").is_file()
@@ -201,7 +208,8 @@ def test_empty_data_file(tmp_path):
 def test_damaged_member_checkpoint(debug_run, tmp_path):
     import shutil
     ck = tmp_path / "ck"
-    shutil.copytree(debug_run / "members" / "social" / "m0-gpt", ck)
+    first = json.loads((debug_run / "results.json").read_text())["arms"]["social"]["members"][0]
+    shutil.copytree(debug_run / first["checkpoint"], ck)
     raw = bytearray((ck / "model.safetensors").read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     (ck / "model.safetensors").write_bytes(bytes(raw))

@@ -59,8 +59,9 @@ def test_a_sick_member_is_reset_and_the_others_hear_only_the_healthy(poison, rea
     for a, b in zip(pop.members[1:], healthy_pair.members):
         for p, q in zip(a.model.parameters(), b.model.parameters()):
             assert torch.isfinite(p).all()
-            if reason == "non-finite logits":
-                assert torch.allclose(p, q, atol=1e-6)
+            if reason == "non-finite logits":  # Adam's first step turns float noise in a
+                # near-zero gradient into up to ~1e-3 of a step (lr 3e-3 / warmup): 1e-5 bounds it
+                assert torch.allclose(p, q, atol=1e-5)
     pop.events.clear()
     stats = pop.step(second)  # everyone, the reborn member included, trains on
     assert not pop.events and np.isfinite(stats.data_loss).all()

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from multitudes.corpora import resolve
-from multitudes.data import BatchStream, load_splits, split_bounds
+from multitudes.data import BatchStream, LaneStream, load_splits, split_bounds
 
 
 def test_split_rules():
@@ -45,3 +45,38 @@ def test_an_epoch_reads_every_window_once():
 def test_too_short_data_is_refused():
     with pytest.raises(ValueError, match="too short"):
         BatchStream(np.zeros(10, dtype=np.uint8), 2, 16, seed=0)
+
+
+def test_lanes_are_read_in_order_and_say_when_they_continue():
+    data = np.arange(4 * 40 + 1, dtype=np.int64).astype(np.uint8)
+    stream = LaneStream(data, 4, 8)  # lanes of 40 bytes: 5 windows each
+    first = stream.next()
+    assert not stream.continues and first[:, 0].tolist() == [0, 40, 80, 120]
+    second = stream.next()
+    assert stream.continues and (second[:, 0] == first[:, -1]).all()  # each lane goes on
+    for _ in range(3):
+        stream.next()
+    assert stream.state.epoch == 1
+    again = stream.next()
+    assert not stream.continues and (again == first).all()  # a new epoch starts afresh
+    resumed = LaneStream(data, 4, 8)
+    resumed.load_state_dict(stream.state_dict())
+    assert (resumed.next() == stream.next()).all() and resumed.continues and stream.continues
+
+
+def test_dealt_bytes_are_what_the_stream_reads():
+    data = np.frombuffer(bytes(range(256)) * 10, dtype=np.uint8)
+    lanes = LaneStream(data, 4, 16)
+    batches = [lanes.next() for _ in range(3)]
+    read = lanes.dealt_bytes(3 * 4 * 16)
+    assert len(read) == 3 * 4 * 16
+    per_lane = [b"".join(bytes(b[row, 1:].numpy().astype(np.uint8)) for b in batches)
+                for row in range(4)]
+    assert read == b"".join(per_lane)
+    windows = BatchStream(data, 4, 16, seed=3)
+    dealt = windows.dealt_bytes(2 * 64)
+    got = b"".join(bytes(row[1:].numpy().astype(np.uint8)) for b in (windows.next(),
+                                                                       windows.next())
+                   for row in b)
+    assert dealt == got
+    assert windows.dealt_bytes(10**9) == bytes(data)  # past one epoch: the whole split

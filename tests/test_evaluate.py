@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from conftest import tiny
-from multitudes.evaluate import bpb, byte_log2probs, consensus_bpb, window_plan
+from multitudes.evaluate import (bpb, byte_log2probs, carried_log2probs, consensus_bpb,
+                                 window_plan)
 from multitudes.models import build
 
 
@@ -40,3 +41,25 @@ def test_consensus_of_the_mixture():
     p = np.log2(np.array([[0.5, 0.25], [0.25, 0.25]]))
     assert consensus_bpb(p) == pytest.approx(-np.mean(np.log2([0.375, 0.25])))
     assert consensus_bpb([p[0], p[0]]) == pytest.approx(bpb(p[0]))
+
+
+@pytest.mark.parametrize("family", ["gru", "lstm"])
+def test_carried_state_scores_every_byte_once_as_one_pass_would(family):
+    model = build(tiny(family))
+    data = np.frombuffer(b"the state is carried through the split. " * 30, dtype=np.uint8)
+    one_lane = carried_log2probs(model, data, 32, lanes=1, chunk=50)
+    with torch.no_grad():  # the whole split in one decode: the reference
+        logits, _ = model.decode(torch.from_numpy(data[None, :-1].astype(np.int64)), None)
+    ref = torch.log_softmax(logits[0], -1).gather(
+        -1, torch.from_numpy(data[1:].astype(np.int64))[:, None])[:, 0] / np.log(2)
+    assert len(one_lane) == len(data) - 1
+    assert np.allclose(one_lane, ref.numpy(), atol=1e-5)
+    lanes = carried_log2probs(model, data, 32, lanes=7, chunk=13)
+    assert len(lanes) == len(data) - 1 and np.isfinite(lanes).all()
+    assert np.allclose(lanes[:100], one_lane[:100], atol=1e-5)  # lane 0 is the same pass
+    assert byte_log2probs(model, data, 32, carry_state=True).shape == (len(data) - 1,)
+
+
+def test_only_stateful_models_carry_state():
+    data = np.frombuffer(bytes(range(256)) * 3, dtype=np.uint8)
+    assert bpb(byte_log2probs(Uniform(), data, 32, carry_state=True)) == pytest.approx(8.0)

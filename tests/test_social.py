@@ -126,3 +126,13 @@ def test_language_channel_fills_a_bounded_culture_and_counts_bytes_apart():
     assert pop.real_bytes == 5 * 4 * 32
     assert len(stats.language_loss) == 2
     assert {t.speaker for t in pop.culture.sample("m0", 20, torch.Generator())} == {"m1"}
+
+
+def test_wsd_cools_down_at_its_horizon_only():
+    from multitudes.population import cooldown_factor
+    assert cooldown_factor(0, None, 0.2) == 1.0 and cooldown_factor(10**6, None, 0.2) == 1.0
+    assert [cooldown_factor(s, 100, 0.2) for s in (0, 79)] == [1.0, 1.0]
+    assert cooldown_factor(80, 100, 0.2) == 1.0  # the cooldown's first step
+    assert cooldown_factor(85, 100, 0.2) == pytest.approx(1 - 0.5)
+    assert 0 < cooldown_factor(99, 100, 0.2) < 0.23
+    assert cooldown_factor(100, 100, 0.2) == 0.0

@@ -40,8 +40,14 @@ class TrainConfig:
     """B: windows per step; every member reads the same windows."""
     real_bytes: int = 1_000_000
     """Real training bytes the run consumes (B * T per step)."""
+    sampling: str = "random"
+    """`random` (windows in a seeded random order) or `contiguous` (B lanes read in order; a
+    member that holds state, an RNN, carries it across windows and is scored with it)."""
     schedule: str = "constant"
-    """`constant` (warmup then flat: every point of a curve is a finished run) or `cosine`."""
+    """`constant` (warmup then flat), `wsd` (warmup, stable, then a (1 - sqrt) cooldown over the
+    last `cooldown` of the run: Hägele et al. 2024) or `cosine`."""
+    cooldown: float = 0.2
+    """`wsd`: the fraction of a run's steps spent cooling down to zero."""
     min_lr_ratio: float = 0.1
     """Cosine floor as a fraction of the peak lr."""
     grad_clip: float = 1.0
@@ -64,7 +70,11 @@ class TrainConfig:
             _positive(self, name, "train")
         for name in ("eval_stride", "checkpoint_every", "grad_clip"):
             _non_negative(self, name, "train")
-        _choice(self, "schedule", ("constant", "cosine"), "train")
+        _choice(self, "schedule", ("constant", "wsd", "cosine"), "train")
+        _choice(self, "sampling", ("random", "contiguous"), "train")
+        for name in ("cooldown",):
+            if not 0 < getattr(self, name) < 1:
+                raise UserError(f"train.{name}={getattr(self, name)}: must be in (0, 1)")
         _choice(self, "device", ("auto", "cpu", "cuda"), "train")
         if not 0 <= self.min_lr_ratio <= 1:
             raise UserError(f"train.min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
@@ -150,12 +160,16 @@ class EvolutionConfig:
 class CompareConfig:
     multiplier: float = 2.0
     """M: the isolated arm reads M x the social arm's real bytes, for the efficiency curve."""
+    read_on_points: int = 4
+    """`wsd` schedule: finished isolated runs (cooldowns branched off its stable trunk) at
+    N x (1 + j (M - 1) / points), j = 1..points, read until one reaches the social arm."""
     evolution_ablation: bool = False
     """Also run `social+evolution` beside a `social` arm without evolution (the ablation)."""
 
     def check(self) -> None:
         if not self.multiplier >= 1:
             raise UserError(f"compare.multiplier={self.multiplier}: must be at least 1")
+        _positive(self, "read_on_points", "compare")
 
 
 @dataclass

@@ -3,10 +3,14 @@
 Splits follow the literature: enwik8 and enwik9 keep their last 10M bytes as valid (5M) then test
 (5M); any other file is cut 90% / 5% / 5% in file order. Splits are memory-mapped, never copied.
 
-The batch stream deals non-overlapping windows of T+1 bytes (T predicted bytes each) from the
-training split in a seeded random order, epoch after epoch. An epoch's order and alignment are a
-pure function of (seed, epoch), so the stream's whole state is two integers and a run resumes on
-the exact next batch.
+Two batch streams deal windows of T+1 bytes (T predicted bytes each) from the training split;
+each one's whole state is two integers (epoch, index), so a run resumes on the exact next batch.
+
+- `BatchStream` (`train.sampling = "random"`): non-overlapping windows in a seeded random order,
+  epoch after epoch; an epoch's order and alignment are a pure function of (seed, epoch).
+- `LaneStream` (`"contiguous"`): the split is cut into B lanes, and row b of every batch is the
+  next window of lane b, as the online compressors read a file. A model that holds state (an
+  RNN) carries it from one window to the next: truncated backpropagation through time.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class StreamState:
 
 class BatchStream:
     """Seeded batches of B windows of T+1 bytes; consecutive windows overlap by one byte."""
+
+    continues = False  # row b of a batch never follows row b of the previous one
 
     def __init__(self, data: np.ndarray, batch_size: int, context: int, seed: int):
         if len(data) < 2 * (context + 1):
@@ -99,3 +105,71 @@ class BatchStream:
         """Fractional epochs read so far."""
         return self.state.epoch + self.state.index / max(1, len(self._epoch_starts(
             self.state.epoch)))
+
+    def dealt_bytes(self, real_bytes: int) -> bytes:
+        """The distinct bytes a fresh stream deals in its first `real_bytes`, in the order dealt
+        (each window's T predicted bytes); past one epoch, the whole split in file order."""
+        fresh = BatchStream(self.data, self.batch_size, self.context, self.seed)
+        starts = fresh._epoch_starts(0)
+        n = -(-real_bytes // self.bytes_per_batch) * self.batch_size
+        if n >= len(starts):
+            return bytes(self.data)
+        return b"".join(bytes(self.data[s + 1:s + 1 + self.context]) for s in starts[:n])
+
+
+class LaneStream:
+    """B contiguous lanes of the split; batch i holds window i of every lane.
+
+    `continues` tells the population whether row b of the batch just dealt follows row b of the
+    one before (so a carried state is valid); it is False at the start of every epoch.
+    """
+
+    def __init__(self, data: np.ndarray, batch_size: int, context: int):
+        self.lane = (len(data) - 1) // batch_size  # bytes of each lane (the last byte: a target)
+        if self.lane < context:
+            raise ValueError(f"training data of {len(data)} bytes is too short for "
+                             f"{batch_size} lanes of context {context}")
+        self.data, self.batch_size, self.context = data, batch_size, context
+        self.windows = self.lane // context  # windows per lane and epoch
+        self.state = StreamState()
+        self.continues = False
+
+    @property
+    def bytes_per_batch(self) -> int:
+        return self.batch_size * self.context
+
+    def next(self) -> torch.Tensor:
+        """The next batch as a (B, T+1) int64 tensor: window `index` of every lane."""
+        self.continues = self.state.index > 0
+        first = np.arange(self.batch_size) * self.lane + self.state.index * self.context
+        idx = first[:, None] + np.arange(self.context + 1)[None, :]
+        self.state.index += 1
+        if self.state.index >= self.windows:
+            self.state = StreamState(self.state.epoch + 1, 0)
+        return torch.from_numpy(self.data[idx].astype(np.int64))
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.state.epoch, "index": self.state.index,
+                "continues": self.continues}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = StreamState(int(state["epoch"]), int(state["index"]))
+        self.continues = bool(state.get("continues", False))
+
+    @property
+    def epochs_done(self) -> float:
+        return self.state.epoch + self.state.index / self.windows
+
+    def dealt_bytes(self, real_bytes: int) -> bytes:
+        """The distinct bytes dealt in the first `real_bytes`: each lane's read part (its
+        predicted bytes), lane after lane; past one epoch, every lane whole."""
+        steps = min(-(-real_bytes // self.bytes_per_batch), self.windows)
+        return b"".join(bytes(self.data[b * self.lane + 1:b * self.lane + 1 + steps * self.context])
+                        for b in range(self.batch_size))
+
+
+def make_stream(data: np.ndarray, batch_size: int, context: int, seed: int, sampling: str):
+    """The batch stream a run reads: `random` windows or `contiguous` lanes."""
+    if sampling == "contiguous":
+        return LaneStream(data, batch_size, context)
+    return BatchStream(data, batch_size, context, seed)

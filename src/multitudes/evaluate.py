@@ -7,6 +7,11 @@ so each byte after the first is predicted exactly once, with at least T - S byte
 2019 score with long overlapping contexts; S = 1 would be the most generous and T times slower).
 The first byte of a split has no context and is not scored, so n bytes give n - 1 predictions.
 bpb is the mean of -log2 p(byte) over them; on enwik8 the same number is called bpc.
+
+A model that holds state (an RNN trained on contiguous lanes) is scored as a compressor would
+code the split: `carry_state=True` cuts the split into lanes and runs each start to end with its
+state carried, every byte scored exactly once; each lane but the first starts with its state
+warmed on the `context` bytes before it (read, not scored).
 """
 
 from __future__ import annotations
@@ -32,11 +37,64 @@ def window_plan(n: int, context: int, stride: int) -> list[tuple[int, int]]:
     return plan
 
 
+def _autocast(device):
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _cat_state(first, rest):
+    """Stack two recurrent states along the batch dimension (dim 1: (layers, B, d))."""
+    if isinstance(first, tuple):
+        return tuple(torch.cat([a, b], dim=1) for a, b in zip(first, rest))
+    return torch.cat([first, rest], dim=1)
+
+
+@torch.no_grad()
+def carried_log2probs(model, data: np.ndarray, context: int, lanes: int = 16,
+                      chunk: int = 256, device: torch.device | str = "cpu",
+                      progress: bool = False) -> np.ndarray:
+    """log2 p(byte) for bytes 1..n-1 of `data`, each lane's state carried (see above)."""
+    n = len(data)
+    if n < 2:
+        raise ValueError("a split needs at least 2 bytes to score one prediction")
+    lanes = max(1, min(lanes, (n - 1) // max(1, context)))
+    S = -(-(n - 1) // lanes)  # targets per lane; lane j predicts bytes j*S+1 .. (j+1)*S
+    padded = np.zeros(lanes * S + 1, dtype=np.int64)
+    padded[:n] = data
+    inputs = torch.from_numpy(padded[:-1].reshape(lanes, S)).to(device)
+    targets = torch.from_numpy(padded[1:].reshape(lanes, S)).to(device)
+    was_training = model.training
+    model.eval()
+    state = None
+    with _autocast(device):
+        if lanes > 1:  # warm lanes 1.. on the bytes before them; lane 0 starts at the file start
+            warm = min(context, S)
+            idx = np.arange(1, lanes)[:, None] * S - warm + np.arange(warm)[None, :]
+            _, rest = model.decode(torch.from_numpy(padded[idx]).to(device), None)
+            _, zero = model.decode(inputs[:1, :1], None)
+            zero = tuple(torch.zeros_like(t) for t in zero) if isinstance(zero, tuple) \
+                else torch.zeros_like(zero)
+            state = _cat_state(zero, rest)
+        out = torch.empty(lanes, S, dtype=torch.float64)
+        for t in tqdm(range(0, S, chunk), desc="eval", disable=None if progress else True,
+                      leave=False):
+            logits, state = model.decode(inputs[:, t:t + chunk], state)
+            logp = F.log_softmax(logits.float(), dim=-1).gather(
+                -1, targets[:, t:t + chunk, None])[..., 0]
+            out[:, t:t + chunk] = (logp / math.log(2)).double().cpu()
+    model.train(was_training)
+    return out.reshape(-1)[: n - 1].numpy()
+
+
 @torch.no_grad()
 def byte_log2probs(model, data: np.ndarray, context: int, stride: int = 0,
                    batch_size: int = 32, device: torch.device | str = "cpu",
-                   progress: bool = False) -> np.ndarray:
-    """log2 p(byte) for bytes 1..n-1 of `data`, by the windowing protocol above."""
+                   progress: bool = False, carry_state: bool = False) -> np.ndarray:
+    """log2 p(byte) for bytes 1..n-1 of `data`, by the windowing protocol above (or with the
+    state carried through lanes, for a stateful model and `carry_state`)."""
+    if carry_state and getattr(model, "stateful", False):
+        return carried_log2probs(model, data, context, device=device, progress=progress)
     stride = stride or max(1, context // 2)
     n = len(data)
     T = min(context, n - 1)
@@ -44,8 +102,7 @@ def byte_log2probs(model, data: np.ndarray, context: int, stride: int = 0,
     out = np.empty(n - 1, dtype=np.float64)
     was_training = model.training
     model.eval()
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if torch.device(device).type == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    autocast = _autocast(device)
     for i in tqdm(range(0, len(plan), batch_size), desc="eval", disable=None if progress else True, leave=False):
         chunk = plan[i:i + batch_size]
         idx = np.stack([data[s:s + T + 1] for s, _ in chunk]).astype(np.int64)

@@ -5,9 +5,11 @@ batches. Each is scored on the full valid and test splits after N real bytes. Th
 then reads on until its best dev bpb falls to the social arm's at N, or to M x N at most; its
 dev-slice curve gives the data-efficiency multiplier: the real bytes it needs to reach the social
 arm's best dev bpb at N, divided by N ("> M" when never reached).
-Every arm uses a schedule without length-dependent decay (`constant`), so each point of the
-isolated curve is what a run of that length would have reached: the multiplier is not inflated
-by comparing an annealed arm with an unannealed one.
+No point of the isolated curve may be flattered or handicapped by its schedule: either every arm
+runs without length-dependent decay (`constant`), so each point of the curve is what a run of
+that length would reach, or (`wsd`) every arm's result is a finished run cooled down at its end:
+the social arm's at N, and the isolated arm's at N, then at N x (1 + j (M - 1) / P) as cooldowns
+branched off its stable trunk (Hägele et al. 2024), read until one reaches the social arm.
 
 Compare, data-limited regime: the training split is cut to U unique bytes read in epochs; every
 arm keeps each member's best valid weights (early stopping). The isolated arm is also trained on
@@ -23,7 +25,7 @@ import math
 import shutil
 from pathlib import Path
 
-from multitudes import generations
+from multitudes import generations, yardsticks
 from multitudes.distributed import Group
 from multitudes.checkpoint import write_json_atomic
 from multitudes.config import RunConfig, from_dict
@@ -147,9 +149,19 @@ def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     _add_curves(result, runner)
     results = {"command": "train", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": result["real_bytes"],
+               "yardsticks": _yardsticks(runner, result["real_bytes"], group),
                "arms": {arm: result}}
     _write_results(out, results, group)
     return results
+
+
+def _yardsticks(runner: ArmRunner, real_bytes: int, group: Group) -> dict | None:
+    """The classical compressors on valid and test, given the bytes this arm's stream dealt
+    (every arm of a comparison reads the same); computed on rank 0 only (it writes results)."""
+    if not group.main:
+        return None
+    targets = {"dev": runner.dev, "valid": runner.splits["valid"], "test": runner.splits["test"]}
+    return yardsticks.for_splits(runner.stream.dealt_bytes(real_bytes), targets)
 
 
 def _add_curves(result: dict, runner: ArmRunner) -> None:
@@ -173,9 +185,10 @@ def crossing(curve: list[tuple[float, float]], target: float) -> float | None:
 def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
                 replay: list[dict] | None = None, group: Group | None = None) -> dict:
     out, group = Path(out), group or Group()
-    if cfg.train.schedule != "constant" and cfg.regime == "stream":
-        raise UserError("compare needs train.schedule = \"constant\" in the stream regime: the "
-                        "isolated curve must not be read off an unfinished cosine schedule")
+    if cfg.train.schedule == "cosine" and cfg.regime == "stream":
+        raise UserError("compare needs train.schedule = \"constant\" or \"wsd\" in the stream "
+                        "regime: the isolated curve must not be read off an unfinished cosine "
+                        "schedule")
     splits = load_splits(resolve(cfg.data.corpus))
     N = cfg.train.real_bytes
     ablation = cfg.compare.evolution_ablation
@@ -189,8 +202,9 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
         plan = [(name, cfg.social, N, U, evo) for name, evo in socials] + [
             (f"isolated{f'-{k}U' if k > 1 else ''}", isolated(cfg.social), N, k * U, None)
             for k in (1, 2, 4)]
+    branching = cfg.regime == "stream" and cfg.train.schedule == "wsd"
     runners = [ArmRunner(cfg, name, social, splits, out, total, unique, progress, evo, replay,
-                         group)
+                         group, branching=branching and name == "isolated")
                for name, social, total, unique, evo in plan]
     if resume:
         for runner in runners:
@@ -198,18 +212,23 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     _rewrite_metrics(out, runners, group)
     writer = _tensorboard(out, group)
     arms = {}
+    metrics = out / "metrics.jsonl"
     for runner in runners:
-        runner.run_until(N, out / "metrics.jsonl", writer)
+        if runner.branching:  # scored at the end of its cooldown, before it returns to the trunk
+            runner.finish_branch(N, metrics, writer, lambda r: _milestone(out, r, r.name))
+        else:
+            runner.run_until(N, metrics, writer)
         arms[runner.name] = _milestone(out, runner, runner.name)
     if cfg.regime == "stream":  # read on only as far as the multipliers need
         social_bpb = min(r.history[-1]["best_dev_bpb"] for r in runners if r.name in
                          dict(socials))
-        runners[-1].run_until(int(N * cfg.compare.multiplier), out / "metrics.jsonl", writer,
-                              stop_below=social_bpb)
+        _read_on(runners[-1], N, cfg.compare, social_bpb, metrics, writer)
     if writer is not None:
         writer.close()
     for runner in runners:
         _add_curves(arms[runner.name], runner)
+        if runner.finished:
+            arms[runner.name]["finished"] = runner.finished
 
     def efficiency_of(arm: str) -> dict:
         return (_stream_efficiency(arms, N, cfg.compare.multiplier, arm)
@@ -218,17 +237,38 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     if ablation:
         efficiency["evolution_data_efficiency"] = efficiency_of("social+evolution")
     results = {"command": "compare", "preset": cfg.name, "regime": cfg.regime,
-               "corpus": cfg.data.corpus, "real_bytes": N, **efficiency, "arms": arms}
+               "corpus": cfg.data.corpus, "real_bytes": N, **efficiency,
+               "yardsticks": _yardsticks(runners[0], N, group), "arms": arms}
     _write_results(out, results, group)
     return results
 
 
+def _read_on(runner: ArmRunner, N: int, compare, target: float, metrics: Path, writer) -> None:
+    """The isolated arm reads on until its best member reaches `target`, or to M x N: along its
+    curve (`constant`), or through finished runs branched off its trunk (`wsd`)."""
+    M = compare.multiplier
+    if not runner.branching:
+        runner.run_until(int(N * M), metrics, writer, stop_below=target)
+        return
+    for j in range(1, compare.read_on_points + 1):
+        if runner.finished[-1]["best_dev_bpb"] <= target:
+            return
+        runner.finish_branch(int(N * (1 + j * (M - 1) / compare.read_on_points)), metrics,
+                             writer)
+
+
 def _stream_efficiency(arms: dict, N: int, M: float, arm: str = "social") -> dict:
     social_bpb = next(r for r in arms[arm]["curve"] if r["real_bytes"] >= N)["best_bpb"]
-    curve = [(r["real_bytes"], r["best_bpb"]) for r in arms["isolated"]["curve"]]
+    if "finished" in arms["isolated"]:  # `wsd`: only finished runs count
+        curve = [(p["real_bytes"], p["best_dev_bpb"]) for p in arms["isolated"]["finished"]]
+    else:
+        curve = [(r["real_bytes"], r["best_bpb"]) for r in arms["isolated"]["curve"]]
     needed = crossing(curve, social_bpb)
     return {"data_efficiency": needed / N if needed else None,
             "data_efficiency_reached": needed is not None, "data_efficiency_bound": M,
+            # a finished isolated run at N already as good: the social arm bought nothing
+            "data_efficiency_at_most": ("finished" in arms["isolated"]
+                                        and curve[0][1] <= social_bpb),
             "data_efficiency_basis": "real bytes for the isolated arm's best member to reach the "
                                      "social arm's best dev bpb at equal bytes, / real bytes"}
 

@@ -27,16 +27,39 @@ from multitudes.genome import Genome
 from multitudes.models import build
 
 
+def _detach(state):
+    """A recurrent state (a tensor, or a tuple of them for an LSTM) cut from its graph."""
+    if isinstance(state, tuple):
+        return tuple(t.detach() for t in state)
+    return state.detach()
+
+
 def _nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def lr_at(step: int, genome: Genome, total_steps: int, train: TrainConfig) -> float:
-    """Linear warmup to genome.lr, then flat (`constant`) or a cosine down to the floor."""
+def cooldown_factor(step: int, horizon: int | None, fraction: float) -> float:
+    """`wsd`: 1 in the stable phase, then 1 - sqrt(progress) over the last `fraction` of the
+    `horizon` steps (Hägele et al. 2024). No horizon: a stable trunk, branched off later."""
+    if horizon is None:
+        return 1.0
+    length = max(1, round(fraction * horizon))
+    progress = (step - (horizon - length)) / length
+    return 1.0 if progress < 0 else max(0.0, 1.0 - math.sqrt(min(1.0, progress)))
+
+
+def lr_at(step: int, genome: Genome, total_steps: int, train: TrainConfig,
+          pop_step: int = 0, horizon: int | None = None) -> float:
+    """Linear warmup to genome.lr over the member's own steps, then flat (`constant`), flat and
+    cooled down at the population's `horizon` (`wsd`), or a cosine down to the floor."""
     if step < genome.warmup:
-        return genome.lr * (step + 1) / genome.warmup
+        warm = genome.lr * (step + 1) / genome.warmup
+        return warm * cooldown_factor(pop_step, horizon, train.cooldown) \
+            if train.schedule == "wsd" else warm
     if train.schedule == "constant":
         return genome.lr
+    if train.schedule == "wsd":
+        return genome.lr * cooldown_factor(pop_step, horizon, train.cooldown)
     progress = min(1.0, (step - genome.warmup) / max(1, total_steps - genome.warmup))
     floor = train.min_lr_ratio
     return genome.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
@@ -68,6 +91,7 @@ class Member:
     childhood_left: int = 0  # steps it still listens with `childhood_alpha` (a newborn)
     childhood_alpha: float = 0.0
     rank: int = 0  # the rank that owns (and trains) this member; elsewhere model is None
+    state: object = None  # a stateful model's state after the last window, detached (TBPTT)
 
     # What a rank learns of the members it does not own (see Population.sync).
     COUNTERS = ("steps", "fitness", "last_loss", "birth_bytes", "flops", "resets",
@@ -97,6 +121,11 @@ class Member:
         with self.rng_scope():
             self.model = build(self.genome).to(device)
         self.optimizer = make_optimizer(self.model, self.genome)
+        self.state = None
+
+    @property
+    def stateful(self) -> bool:
+        return getattr(self.model, "stateful", False)
 
     @contextmanager
     def rng_scope(self):
@@ -123,6 +152,7 @@ class Population:
     total_steps: int
     device: torch.device
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
+    horizon: int | None = None  # `wsd`: the step the cooldown ends at (None: the stable trunk)
     culture: social.CultureBuffer | None = None
     steps: int = 0
     real_bytes: int = 0  # real training bytes consumed so far (B * T per step)
@@ -176,8 +206,12 @@ class Population:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
-    def step(self, batch: torch.Tensor) -> StepStats:
-        """One training step of every member on the same batch (B, T+1) of real bytes."""
+    def step(self, batch: torch.Tensor, continues: bool = False) -> StepStats:
+        """One training step of every member on the same batch (B, T+1) of real bytes.
+
+        `continues`: row b of this batch follows row b of the last one (contiguous lanes), so
+        a stateful member goes on from its carried state; otherwise it starts afresh.
+        """
         batch = batch.to(self.device)
         x, y = batch[:, :-1], batch[:, 1:]
         stats = StepStats([], [], [])
@@ -190,7 +224,11 @@ class Population:
             m = self.members[i]
             m.model.train()
             with m.rng_scope(), self.autocast():
-                logits[i] = m.model(x)
+                if m.stateful:  # truncated BPTT: the state flows in, no gradient flows back
+                    logits[i], state = m.model.decode(x, m.state if continues else None)
+                    m.state = _detach(state)
+                else:
+                    logits[i] = m.model(x)
         # A sick member (non-finite thoughts) is heard by no one and reborn below.
         healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
         targets = {}
@@ -255,7 +293,7 @@ class Population:
         """One optimizer step; a non-finite loss or gradient skips it and names the problem."""
         if not torch.isfinite(loss):
             return "non-finite loss"
-        lr = lr_at(m.steps, m.genome, self.total_steps, self.train)
+        lr = lr_at(m.steps, m.genome, self.total_steps, self.train, self.steps, self.horizon)
         for group in m.optimizer.param_groups:
             group["lr"] = lr
         m.optimizer.zero_grad(set_to_none=True)

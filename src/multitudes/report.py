@@ -15,6 +15,29 @@ from pathlib import Path
 from multitudes.errors import UserError
 
 FAMILY_COLOURS = {"gpt": "#1f77b4", "looped": "#9467bd", "lstm": "#d62728", "gru": "#2ca02c"}
+YARDSTICK_STYLES = {"gzip": ":", "bzip2": "-.", "xz": "--", "ppmd": (0, (1, 3))}
+
+
+def _yardstick_rows(results: dict) -> list[tuple[str, float, float]]:
+    """(label, valid bpb, test bpb) of each classical compressor given the bytes the run read."""
+    from multitudes.yardsticks import LABELS
+
+    y = results.get("yardsticks")
+    if not y:
+        return []
+    return [(LABELS[name], y["valid"][name]["given"], y["test"][name]["given"])
+            for name in LABELS]
+
+
+def _draw_yardsticks(ax, results: dict, split: str = "dev") -> None:
+    """Horizontal lines where each compressor stands, given the bytes the run read."""
+    from multitudes.yardsticks import LABELS
+
+    y = (results.get("yardsticks") or {}).get(split)
+    for name, label in LABELS.items():
+        if y:
+            ax.axhline(y[name]["given"], color="grey", lw=1, ls=YARDSTICK_STYLES[name],
+                       label=f"{label} given the same bytes ({y[name]['given']:.2f})")
 
 
 def _fmt_efficiency(results: dict) -> str:
@@ -22,7 +45,9 @@ def _fmt_efficiency(results: dict) -> str:
         return ""
     value, bound = results["data_efficiency"], results["data_efficiency_bound"]
     if results.get("data_efficiency_at_most"):
-        return f"<= {value:.2f}x (the isolated arm on U unique bytes is already better)"
+        what = ("on U unique bytes" if results.get("regime") == "data-limited"
+                else "at equal real bytes")
+        return f"<= {value:.2f}x (the isolated arm {what} is already as good or better)"
     if results["data_efficiency_reached"]:
         return f"{value:.2f}x"
     return f"> {bound:g}x (the isolated arm never reached the social arm)"
@@ -46,6 +71,9 @@ def table(results: dict) -> str:
                      f"{res['best_test_bpb']:>9.4f}   ({res['best_member']})")
         lines.append(f"{arm:<{w}} {'consensus':<12} {'':<7} {'':>9} "
                      f"{res['consensus_valid_bpb']:>10.4f} {res['consensus_test_bpb']:>9.4f}")
+    for label, valid, test in _yardstick_rows(results):
+        lines.append(f"{'yardstick':<{w}} {label:<20} {'':>9} {valid:>10.4f} {test:>9.4f}"
+                     f"   (given the same {results['yardsticks']['read_bytes']:,} bytes)")
     lines.append(f"real bytes per arm: {results['real_bytes']:,} ({results['corpus']}, "
                  f"{results['regime']} regime)")
     if limited:
@@ -87,11 +115,14 @@ def _plots(results: dict) -> list[tuple[str, str]]:
         ax.plot(xs, [r["consensus_bpb"] for r in curve], styles.get(arm, ":"), color="black",
                 lw=2, label=f"{arm} consensus")
     ax.axvline(results["real_bytes"], color="grey", lw=0.8)
+    _draw_yardsticks(ax, results)
     ax.set(xlabel="real training bytes", ylabel="dev bpb", title="Learning curves (dev slice)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    figures.append(("Valid bpb against real bytes, every member of every arm "
-                    "(solid: social, dashed: isolated; the grey line marks equal real bytes)",
+    figures.append(("Dev-slice bpb against real bytes, every member of every arm "
+                    "(solid: social, dashed: isolated; the grey vertical line marks equal real "
+                    "bytes; grey horizontal lines: the classical compressors on the dev slice "
+                    "given the bytes the run read)",
                     _png(fig)))
     plt.close(fig)
 
@@ -113,12 +144,20 @@ def _plots(results: dict) -> list[tuple[str, str]]:
         soc = results["arms"]["social"].get("curve") or []
         if iso and soc:
             fig, ax = plt.subplots(figsize=(8, 4.5))
-            ax.plot([r["real_bytes"] for r in iso], [r["best_bpb"] for r in iso], "--",
-                    color="grey", label="isolated, best member")
+            trunk = [r for r in iso if "branch" not in r]
+            ax.plot([r["real_bytes"] for r in trunk], [r["best_bpb"] for r in trunk], "--",
+                    color="grey", label="isolated, best member"
+                    + (" (stable trunk)" if len(trunk) < len(iso) else ""))
+            finished = results["arms"]["isolated"].get("finished") or []
+            if finished:
+                ax.plot([p["real_bytes"] for p in finished],
+                        [p["best_dev_bpb"] for p in finished], "o-", color="tab:blue",
+                        label="isolated, finished runs (cooldowns off the trunk)")
             ax.plot([r["real_bytes"] for r in soc], [r["best_bpb"] for r in soc], "-",
                     color="black", label="social, best member")
             target = next(r["best_bpb"] for r in soc if r["real_bytes"] >= results["real_bytes"])
             ax.axhline(target, color="black", lw=0.6)
+            _draw_yardsticks(ax, results)
             if results.get("data_efficiency_reached"):
                 x = results["data_efficiency"] * results["real_bytes"]
                 ax.axvline(x, color="tab:orange", lw=1,
@@ -253,4 +292,8 @@ def _html_table(results: dict) -> str:
         rows.append(f"<tr><td>{arm}</td><td>consensus</td><td></td><td></td>"
                     f"<td>{res['train_flops']:.3g}</td><td>{res['consensus_valid_bpb']:.4f}</td>"
                     f"<td>{res['consensus_test_bpb']:.4f}</td></tr>")
+    for label, valid, test in _yardstick_rows(results):
+        rows.append(f"<tr style='color:#666'><td>yardstick</td><td colspan=3>{label} given the "
+                    f"same {results['yardsticks']['read_bytes']:,} bytes</td><td></td>"
+                    f"<td>{valid:.4f}</td><td>{test:.4f}</td></tr>")
     return head + "".join(rows) + "</table>"

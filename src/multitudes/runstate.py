@@ -36,6 +36,9 @@ def save_arm(path: Path, pop: Population, stream: BatchStream, history: list[dic
             opt_tensors, opt_rest = checkpoint.optimizer_tensors(m.optimizer)
             tensors[f"m{i}.optim"] = opt_tensors
             tensors[f"m{i}.rng"] = {"cpu": m.rng_state}
+            if m.state is not None:  # the carried recurrent state (a tensor or a tuple)
+                parts = m.state if isinstance(m.state, tuple) else (m.state,)
+                tensors[f"m{i}.state"] = {str(k): t for k, t in enumerate(parts)}
             if m.id in best:
                 tensors[f"m{i}.best"] = best[m.id]["weights"]
         members.append({"id": m.id, "genome": m.genome.to_dict(), "steps": m.steps,
@@ -43,9 +46,11 @@ def save_arm(path: Path, pop: Population, stream: BatchStream, history: list[dic
                         "resets": m.resets, "childhood_left": m.childhood_left,
                         "childhood_alpha": m.childhood_alpha, "rank": m.rank,
                         "optim": opt_rest,
+                        "state_tuple": isinstance(m.state, tuple),
                         "best": {k: v for k, v in best.get(m.id, {}).items() if k != "weights"}})
     tensors["population"] = {"generator": pop.generator.get_state()}
     state = {"kind": "arm", "world": pop.group.world, "members": members, "steps": pop.steps,
+             "horizon": pop.horizon,
              "real_bytes": pop.real_bytes, "generated_bytes": pop.generated_bytes,
              "stream": stream.state_dict(), "culture": pop.culture.state(), "history": history,
              "events": events, "founders": [g.to_dict() for g in founders], "extra": extra or {}}
@@ -77,6 +82,11 @@ def restore_arm(path: Path, pop: Population, stream: BatchStream, founders: list
             m.model.load_state_dict(tensors[f"m{i}.model"])
             checkpoint.load_optimizer(m.optimizer, tensors[f"m{i}.optim"], saved["optim"])
             m.rng_state = tensors[f"m{i}.rng"]["cpu"]
+            m.state = None
+            if f"m{i}.state" in tensors:
+                named = tensors[f"m{i}.state"]
+                parts = tuple(named[str(k)].to(pop.device) for k in range(len(named)))
+                m.state = parts if saved.get("state_tuple") else parts[0]
         m.steps, m.fitness, m.birth_bytes = saved["steps"], saved["fitness"], saved["birth_bytes"]
         m.flops, m.resets = saved["flops"], saved["resets"]
         m.childhood_left, m.childhood_alpha = saved["childhood_left"], saved["childhood_alpha"]
@@ -86,6 +96,7 @@ def restore_arm(path: Path, pop: Population, stream: BatchStream, founders: list
     pop.members = members
     pop.generator.set_state(tensors["population"]["generator"])
     pop.steps, pop.real_bytes = state["steps"], state["real_bytes"]
+    pop.horizon = state.get("horizon")
     pop.generated_bytes = state["generated_bytes"]
     pop.culture.load_state(state["culture"])
     stream.load_state_dict(state["stream"])

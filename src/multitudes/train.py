@@ -26,7 +26,7 @@ from tqdm import tqdm
 from multitudes import checkpoint, distributed, generations, runstate
 from multitudes import evolution as evolution_ops
 from multitudes.config import EvolutionConfig, RunConfig, SocialConfig
-from multitudes.data import BatchStream
+from multitudes.data import make_stream
 from multitudes.errors import UserError
 from multitudes.evaluate import bpb, byte_log2probs, consensus_bpb
 from multitudes.genome import Genome
@@ -52,10 +52,12 @@ class ArmRunner:
     def __init__(self, cfg: RunConfig, name: str, social: SocialConfig, splits: dict,
                  run_dir: Path, total_bytes: int, unique_bytes: int = 0, progress: bool = True,
                  evolution: EvolutionConfig | None = None, replay: list[dict] | None = None,
-                 group: distributed.Group | None = None):
+                 group: distributed.Group | None = None, branching: bool = False):
         """`evolution`: run generations with these settings (None or every=0: no evolution);
         `replay`: take the births and deaths from these lineage rows instead of deciding;
-        `group`: this process's place among the ranks (None: one process)."""
+        `group`: this process's place among the ranks (None: one process);
+        `branching`: under `wsd`, train a stable trunk and finish runs of several lengths as
+        cooldowns branched off it (`finish_branch`), instead of one run cooled at the end."""
         self.cfg, self.name, self.run_dir = cfg, name, Path(run_dir)
         self.group = group or distributed.Group()
         self.progress = progress and self.group.main
@@ -69,7 +71,9 @@ class ArmRunner:
         train = splits["train"][:unique_bytes] if unique_bytes else splits["train"]
         self.splits = splits
         self.dev = splits["valid"][: cfg.train.dev_bytes]
-        self.stream = BatchStream(train, cfg.train.batch_size, cfg.context, cfg.train.seed)
+        self.stream = make_stream(train, cfg.train.batch_size, cfg.context, cfg.train.seed,
+                                  cfg.train.sampling)
+        self.carry_state = cfg.train.sampling == "contiguous"
         total_steps = math.ceil(total_bytes / self.stream.bytes_per_batch)
         owners = distributed.assign([g.flops_per_byte for g in cfg.members], self.group.world)
         members = [Member.create(mid, g, self.device, rank, build=rank == self.group.rank)
@@ -77,6 +81,12 @@ class ArmRunner:
         generator = torch.Generator().manual_seed(cfg.train.seed)
         self.pop = Population(members, social, cfg.train, total_steps, self.device, generator,
                               group=self.group)
+        self.wsd = cfg.train.schedule == "wsd"
+        self.branching = branching and self.wsd
+        if self.wsd and not self.branching:
+            self.pop.horizon = total_steps
+        self.in_branch = False  # a cooldown branch is not checkpointed: a resume redoes it
+        self.finished: list[dict] = []  # finished runs: {"real_bytes", "best_dev_bpb", ...}
         self.history: list[dict] = []
         self.events: list[dict] = []  # births and deaths (so far: resets of sick members)
         self.best: dict[str, dict] = {}  # data-limited regime: each member's best dev weights
@@ -108,7 +118,7 @@ class ArmRunner:
             runstate.save_arm(self.state_path, self.pop, self.stream, self.history, self.best,
                               self.events, self.cfg.members,
                               {"evolution_rng": _jsonable(self.evo_rng.getstate()),
-                               "next_number": self.next_number})
+                               "next_number": self.next_number, "finished": self.finished})
         except OSError as e:  # disk full, quota, permissions: the previous checkpoint is intact
             raise UserError(f"could not write the checkpoint {self.state_path}: "
                             f"{e.strerror or e}; the previous checkpoint is kept, free space "
@@ -137,6 +147,7 @@ class ArmRunner:
         self.pop.sync()
         self.evo_rng.setstate(_tuples(extra["evolution_rng"]))
         self.next_number = extra["next_number"]
+        self.finished = extra.get("finished", [])
         return True
 
     def _common_step(self) -> Path | None:
@@ -151,6 +162,41 @@ class ArmRunner:
     def steps_for(self, real_bytes: int) -> int:
         return math.ceil(real_bytes / self.stream.bytes_per_batch)
 
+    def cooldown_start(self, real_bytes: int) -> int:
+        """The step a `wsd` run of `real_bytes` starts its cooldown at."""
+        horizon = self.steps_for(real_bytes)
+        return horizon - max(1, round(self.cfg.train.cooldown * horizon))
+
+    def finish_branch(self, real_bytes: int, metrics_file: Path, writer=None,
+                      at_end=None) -> dict:
+        """A finished `wsd` run of `real_bytes`, branched off the stable trunk.
+
+        The trunk trains to the cooldown's start and is checkpointed there; the cooldown runs
+        to `real_bytes`, is evaluated (and `at_end(self)` is called, e.g. to score a
+        milestone), then the arm returns to the trunk checkpoint. The dev rows of the branch
+        stay in the history; the finished point is kept in `self.finished`.
+        """
+        done = next((p for p in self.finished if p["target"] == real_bytes), None)
+        if done is not None:  # finished before a kill
+            return done
+        start = self.cooldown_start(real_bytes)
+        self.run_until(start * self.stream.bytes_per_batch, metrics_file, writer)
+        self.pop.horizon, self.in_branch = self.steps_for(real_bytes), True
+        self.run_until(real_bytes, metrics_file, writer)
+        row = self.history[-1]
+        point = {"target": real_bytes, "real_bytes": self.pop.real_bytes,
+                 "best_dev_bpb": row["best_dev_bpb"],
+                 "consensus_dev_bpb": row["consensus_dev_bpb"], "step": self.pop.steps,
+                 "members": {k: v["dev_bpb"] for k, v in row["members"].items()}}
+        if at_end is not None:
+            at_end(self)
+        history = self.history
+        self.try_resume()  # back to the trunk at `start`
+        self.history, self.in_branch, self.pop.horizon = history, False, None
+        self.finished.append(point)
+        self.save()
+        return point
+
     def run_until(self, real_bytes: int, metrics_file: Path, writer=None,
                   stop_below: float | None = None) -> None:
         """Train to `real_bytes`, or until the best dev bpb falls to `stop_below`."""
@@ -162,7 +208,8 @@ class ArmRunner:
         bar = tqdm(total=target, initial=self.pop.steps, desc=f"{self.name:>9}", unit="step",
                    disable=None if self.progress else True, dynamic_ncols=True)
         while self.pop.steps < target:
-            stats = self.pop.step(self.stream.next())
+            batch = self.stream.next()
+            stats = self.pop.step(batch, self.stream.continues)
             bar.update(1)
             if self.pop.events and not self.group.distributed:
                 self._record_events(bar)  # under torchrun: at the next evaluation or save
@@ -194,7 +241,8 @@ class ArmRunner:
     def _sync_and_save(self, bar) -> None:
         self.pop.sync()
         self._record_events(bar)
-        self.save()
+        if not self.in_branch:
+            self.save()
 
     def generation(self, bar) -> None:
         """The worst die and newborns take their places (decided, or replayed from a lineage)."""
@@ -276,7 +324,7 @@ class ArmRunner:
 
     def _dev_log2probs(self, model) -> torch.Tensor:
         return byte_log2probs(model, self.dev, self.cfg.context, self.cfg.train.eval_stride,
-                              device=self.device)
+                              device=self.device, carry_state=self.carry_state)
 
     def evaluate_dev(self) -> dict:
         """Score every member on the dev slice (each rank its own, then shared)."""
@@ -284,6 +332,7 @@ class ArmRunner:
                                 for i, m in enumerate(self.pop.members) if self.pop.owns(m)})
         logps = [scored[i] for i in range(len(self.pop.members))]
         row = {"arm": self.name, "step": self.pop.steps, "real_bytes": self.pop.real_bytes,
+               **({"branch": self.pop.horizon} if self.in_branch else {}),
                "generated_bytes": self.pop.generated_bytes,
                "epochs": round(self.stream.epochs_done, 4), "members": {}}
         for m, lp in zip(self.pop.members, logps):
@@ -338,7 +387,8 @@ class ArmRunner:
         logps = {}
         for split in ("valid", "test"):
             logps[split] = byte_log2probs(m.model, self.splits[split], T, stride,
-                                          device=self.device, progress=self.progress)
+                                          device=self.device, progress=self.progress,
+                                          carry_state=self.carry_state)
             entry[f"{split}_bpb"] = bpb(logps[split])
         path = self.member_path(m.id, label)
         info = {"arm": self.name, "label": label, "real_bytes": self.pop.real_bytes,
@@ -355,7 +405,8 @@ class ArmRunner:
     def curve(self) -> list[dict]:
         return [{"real_bytes": r["real_bytes"], "best_bpb": r["best_dev_bpb"],
                  "consensus_bpb": r["consensus_dev_bpb"],
-                 "members": {k: v["dev_bpb"] for k, v in r["members"].items()}}
+                 "members": {k: v["dev_bpb"] for k, v in r["members"].items()},
+                 **({"branch": r["branch"]} if "branch" in r else {})}
                 for r in self.history]
 
 
