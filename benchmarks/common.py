@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from multitudes import experiment
 from multitudes.config import load
 from multitudes.corpora import resolve
 from multitudes.data import load_splits, make_stream
@@ -59,3 +63,15 @@ def matmul_peak(device: torch.device, n: int = 1024, reps: int = 20) -> float:
 def env_line(device: torch.device) -> str:
     return (f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
             f"numpy {np.__version__}")
+
+
+def alone_dev_bpb(cfg, member, real_bytes: int) -> float:
+    """Train `member` alone with the project's own loop (`cfg`'s recipe, channels closed) for
+    `real_bytes`; its dev-slice bpb at the end."""
+    one = replace(cfg, members=[member], social=replace(cfg.social, channel="none"),
+                  evolution=replace(cfg.evolution, every=0),
+                  train=replace(cfg.train, real_bytes=real_bytes, checkpoint_every=0,
+                                eval_every=10**9))
+    with tempfile.TemporaryDirectory() as tmp:
+        res = experiment.run_train(one, Path(tmp), progress=False)
+    return res["arms"]["isolated"]["curve"][-1]["best_bpb"]

@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from multitudes import config, experiment
+from common import alone_dev_bpb
+from multitudes import config
 from multitudes.corpora import resolve
 from multitudes.data import load_splits
 
@@ -127,17 +127,6 @@ def plain_dev_bpb(model, dev: np.ndarray, T: int, stateful: bool) -> float:
     return total / count / math.log(2)
 
 
-# -- the project's side ------------------------------------------------------------------------
-def project_run(cfg, member, real_bytes: int) -> float:
-    one = replace(cfg, members=[member], social=replace(cfg.social, channel="none"),
-                  evolution=replace(cfg.evolution, every=0),
-                  train=replace(cfg.train, real_bytes=real_bytes, checkpoint_every=0,
-                                eval_every=10**9))
-    with tempfile.TemporaryDirectory() as tmp:
-        res = experiment.run_train(one, Path(tmp), progress=False)
-    return res["arms"]["isolated"]["curve"][-1]["best_bpb"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--preset", default="quick")
@@ -160,7 +149,7 @@ def main() -> None:
         for k in range(args.seeds):
             g = replace(member, seed=member.seed + 1000 * k)
             plain = plain_run(g, cfg.train, np.asarray(splits["train"]), dev, N)
-            ours = project_run(cfg, g, N)
+            ours = alone_dev_bpb(cfg, g, N)
             rows.append({"family": g.family, "seed": g.seed, "plain": plain, "ours": ours})
             print(f"{g.family:>7} {g.seed:>5} {plain:>10.4f} {ours:>9.4f} {ours - plain:>+11.4f}",
                   flush=True)

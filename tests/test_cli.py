@@ -50,8 +50,8 @@ def test_train_then_eval(debug_run):
     assert list((debug_run / "tb").iterdir())  # TensorBoard event file
     out = cli("eval", debug_run / members[0]["checkpoint"], "--json")
     assert json.loads(out.stdout)["bpb"] == pytest.approx(members[0]["test_bpb"], abs=1e-9)
-    text = cli("eval", debug_run, "--split", "valid").stdout
-    assert f"{members[1]['valid_bpb']:.4f}" in text
+    text = cli("eval", debug_run, "--split", "test").stdout
+    assert f"{members[1]['test_bpb']:.4f}" in text
 
 
 def test_same_seed_same_numbers(debug_run, tmp_path):

@@ -107,17 +107,24 @@ def _silent(*_args, **_kwargs) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_cmd(target, corpus, split, stride, n_loop, as_json) -> None:
     """Bits per byte of a run's members, or of one member checkpoint, on a whole split."""
-    from multitudes.eval_target import evaluate_target
+    from multitudes.eval_target import evaluate_target, yardsticks_for
 
     rows = evaluate_target(Path(target), corpus, split, stride, n_loop)
+    sticks = yardsticks_for(Path(target), corpus, split, rows)
     if as_json:
         payload = rows[0] if len(rows) == 1 else {"members": rows}
-        click.echo(json.dumps(payload, indent=1))
-    else:
-        for r in rows:
-            click.echo(f"{r['id']:>14}  {r['family']:>6}  {r['split']} bpb {r['bpb']:.4f}  "
-                       f"({r['bytes_scored']:,} bytes of {r['data']}, n_ctx {r['context']}, "
-                       f"stride {r['stride']})")
+        click.echo(json.dumps({**payload, "yardsticks": sticks}, indent=1))
+        return
+    for r in rows:
+        how = "state carried" if r["carry_state"] else f"stride {r['stride']}"
+        arm = f"{r['arm']:>9}  " if r.get("arm") else ""
+        click.echo(f"{arm}{r['id']:>14}  {r['family']:>6}  {r['split']} bpb {r['bpb']:.4f}  "
+                   f"({r['bytes_scored']:,} bytes of {r['data']}, n_ctx {r['context']}, {how})")
+    from multitudes.yardsticks import LABELS
+    for name, label in LABELS.items():
+        given = (f", given the run's {sticks['read_bytes']:,} bytes {sticks['given'][name]:.4f}"
+                 if "given" in sticks else "")
+        click.echo(f"{'yardstick':>14}  {label:<13} alone {sticks['alone'][name]:.4f}{given}")
 
 
 @cli.command(name="lineage")

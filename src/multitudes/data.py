@@ -141,7 +141,12 @@ class LaneStream:
     def next(self) -> torch.Tensor:
         """The next batch as a (B, T+1) int64 tensor: window `index` of every lane."""
         self.continues = self.state.index > 0
-        first = np.arange(self.batch_size) * self.lane + self.state.index * self.context
+        # The lane's tail that does not fill a window is read in later epochs: each epoch
+        # starts the lanes at a new offset within that slack.
+        slack = self.lane - self.windows * self.context
+        offset = (self.state.epoch * (self.context // 3 + 1)) % (slack + 1)
+        first = (np.arange(self.batch_size) * self.lane + offset
+                 + self.state.index * self.context)
         idx = first[:, None] + np.arange(self.context + 1)[None, :]
         self.state.index += 1
         if self.state.index >= self.windows:
@@ -158,7 +163,8 @@ class LaneStream:
 
     @property
     def epochs_done(self) -> float:
-        return self.state.epoch + self.state.index / self.windows
+        """Bytes read so far over the bytes the lanes hold: passes over the data."""
+        return (self.state.epoch * self.windows + self.state.index) * self.context / self.lane
 
     def dealt_bytes(self, real_bytes: int) -> bytes:
         """The distinct bytes dealt in the first `real_bytes`: each lane's read part (its

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from multitudes import checkpoint
+from multitudes import checkpoint, yardsticks
 from multitudes.corpora import resolve
 from multitudes.data import load_splits
 from multitudes.errors import UserError
@@ -64,10 +64,28 @@ def evaluate_target(target: Path, corpus: str | None, split: str, stride: int,
             splits_cache[name] = load_splits(resolve(name))
         data = splits_cache[name][split]
         stride_used = stride or max(1, genome.context // 2)
+        carry = bool(state.get("carry_state")) and getattr(model, "stateful", False)
         lp = byte_log2probs(model.to(device), data, genome.context, stride_used,
-                            device=device, progress=True)
-        rows.append({"id": state["id"], "family": genome.family, "checkpoint": str(path),
+                            device=device, progress=True, carry_state=carry)
+        rows.append({"id": state["id"], "arm": state.get("arm"), "family": genome.family,
+                     "checkpoint": str(path),
                      "data": name, "split": split, "bpb": bpb(lp), "bytes_scored": len(lp),
-                     "context": genome.context, "stride": stride_used,
+                     "context": genome.context, "stride": None if carry else stride_used,
+                     "carry_state": carry,
                      "n_loop": model.n_loop if genome.family == "looped" else None})
     return rows
+
+
+def yardsticks_for(target: Path, corpus: str | None, split: str, rows: list[dict]) -> dict:
+    """The classical compressors on the data just scored: alone, and (for a run scored on its
+    own corpus's test split) given the bytes the run read, from its results.json."""
+    name = rows[0]["data"]
+    data = bytes(load_splits(resolve(name))[split])
+    out = {"alone": {k: v["alone"] for k, v in yardsticks.cached(b"", data).items()}}
+    results = target / "results.json"
+    if split == "test" and results.is_file():
+        run = json.loads(results.read_text())
+        if run.get("corpus") == name and run.get("yardsticks"):
+            out["given"] = {k: v["given"] for k, v in run["yardsticks"]["test"].items()}
+            out["read_bytes"] = run["yardsticks"]["read_bytes"]
+    return out

@@ -160,7 +160,7 @@ def _yardsticks(runner: ArmRunner, real_bytes: int, group: Group) -> dict | None
     (every arm of a comparison reads the same); computed on rank 0 only (it writes results)."""
     if not group.main:
         return None
-    targets = {"dev": runner.dev, "valid": runner.splits["valid"], "test": runner.splits["test"]}
+    targets = {"dev": runner.dev, **runner.held_out}
     return yardsticks.for_splits(runner.stream.dealt_bytes(real_bytes), targets)
 
 

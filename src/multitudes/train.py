@@ -4,7 +4,7 @@ Phases of a run, in order: build the population and its batch stream (or restore
 latest checkpoint), then step; every `eval_every` steps score each member on the dev slice
 (curves, fitness, early stopping), append a row to metrics.jsonl and TensorBoard; every
 `checkpoint_every` steps save the whole state atomically; at a milestone, score every member on
-the full valid and test splits and save its weights for `multitudes eval`.
+valid beyond the dev slice and the full test split and save its weights for `multitudes eval`.
 
 Under torchrun (see distributed.py) every rank runs this loop in step: each trains and scores
 the members it owns, the scores are shared, and rank 0 alone writes the run's files.
@@ -69,8 +69,14 @@ class ArmRunner:
                        else 2 * max(g.n_params for g in cfg.members))
         self.device = resolve_device(cfg.train.device)
         train = splits["train"][:unique_bytes] if unique_bytes else splits["train"]
-        self.splits = splits
+        # Fitness, tuning and curves read the dev slice (the head of valid); the milestones
+        # score what no decision has seen: the rest of valid, and test.
         self.dev = splits["valid"][: cfg.train.dev_bytes]
+        self.held_out = {"valid": splits["valid"][cfg.train.dev_bytes:], "test": splits["test"]}
+        if len(self.held_out["valid"]) < 2:
+            raise UserError(f"train.dev_bytes={cfg.train.dev_bytes} leaves nothing of the "
+                            f"{len(splits['valid']):,}-byte valid split to score beyond the dev "
+                            f"slice; use a smaller dev slice")
         self.stream = make_stream(train, cfg.train.batch_size, cfg.context, cfg.train.seed,
                                   cfg.train.sampling)
         self.carry_state = cfg.train.sampling == "contiguous"
@@ -353,7 +359,7 @@ class ArmRunner:
 
     # -- results -----------------------------------------------------------------------------
     def milestone(self, label: str) -> dict:
-        """Score every member on the full valid and test splits and save its weights.
+        """Score every member on valid (beyond the dev slice) and test and save its weights.
 
         In the data-limited regime each member is scored with its best dev weights so far.
         Each rank scores and saves the members it owns; the scores are then shared.
@@ -386,14 +392,14 @@ class ArmRunner:
                  "flops_per_byte": m.genome.flops_per_byte, "train_flops": m.flops}
         logps = {}
         for split in ("valid", "test"):
-            logps[split] = byte_log2probs(m.model, self.splits[split], T, stride,
+            logps[split] = byte_log2probs(m.model, self.held_out[split], T, stride,
                                           device=self.device, progress=self.progress,
                                           carry_state=self.carry_state)
             entry[f"{split}_bpb"] = bpb(logps[split])
         path = self.member_path(m.id, label)
         info = {"arm": self.name, "label": label, "real_bytes": self.pop.real_bytes,
                 "valid_bpb": entry["valid_bpb"], "test_bpb": entry["test_bpb"],
-                "corpus": self.cfg.data.corpus}
+                "corpus": self.cfg.data.corpus, "carry_state": self.carry_state}
         if m.id in self.best:
             entry["best_step"] = self.best[m.id]["step"]
             entry["epochs_to_best"] = self.best[m.id]["epochs"]

@@ -1,0 +1,68 @@
+"""Tune one member alone on the dev slice: the isolated baseline gets the same care as the method.
+
+Each value of each swept field trains the preset's member of that family alone (the project's own
+loop, the preset's bytes, batches and schedule, channels closed) and prints its dev-slice bpb.
+The dev slice is the head of valid: the test split is never read here.
+
+    python benchmarks/sweep.py --preset quick --family gru --set lr=1e-3,2e-3,4e-3
+    python benchmarks/sweep.py --preset quick --family lstm --set lr=2e-3,4e-3 --set d_model=192,256
+    python benchmarks/sweep.py --preset quick --family gru --train batch_size=8,16
+
+`--set` sweeps genome fields, `--train` fields of [train] (batch size, cooldown): every
+combination is run (a grid), `--jobs` at a time, one thread each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import tomllib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+
+import torch
+
+from common import alone_dev_bpb
+from multitudes import config
+
+
+def _values(specs: list[str]) -> dict[str, list]:
+    out = {}
+    for spec in specs:
+        key, raw = spec.split("=", 1)
+        out[key] = [tomllib.loads(f"v = {v}")["v"] for v in raw.split(",")]
+    return out
+
+
+def one(args: tuple) -> dict:
+    preset, family, genome_changes, train_changes, real_bytes = args
+    torch.set_num_threads(1)
+    cfg = config.load(preset=preset)
+    cfg = replace(cfg, train=replace(cfg.train, **train_changes))
+    member = next(g for g in cfg.members if g.family == family).replace(**genome_changes)
+    bpb = alone_dev_bpb(cfg, member, real_bytes or cfg.train.real_bytes)
+    return {"family": family, **genome_changes, **train_changes, "dev_bpb": bpb}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--family", required=True, action="append")
+    parser.add_argument("--set", dest="genome", action="append", default=[])
+    parser.add_argument("--train", action="append", default=[])
+    parser.add_argument("--real-bytes", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    genome, train = _values(args.genome), _values(args.train)
+    grid = [(args.preset, family, dict(zip(genome, g)), dict(zip(train, t)), args.real_bytes)
+            for family in args.family
+            for g in itertools.product(*genome.values())
+            for t in itertools.product(*train.values())]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for row in pool.map(one, grid):
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
