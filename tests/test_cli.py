@@ -153,12 +153,27 @@ def test_compare_writes_results_and_report(tmp_path):
                 "curve"} <= set(arm)
         for m in arm["members"]:
             assert {"id", "family", "params", "valid_bpb", "test_bpb", "checkpoint"} <= set(m)
-    iso_curve = results["arms"]["isolated"]["curve"]
-    # the isolated arm reads on until it reaches the social arm's dev bpb, M x N at most
+    # wsd: the isolated arm reads on through finished runs (cooldowns off its trunk) until one
+    # reaches the social arm's dev bpb, M x N at most
+    finished = results["arms"]["isolated"]["finished"]
     social_bpb, N = results["arms"]["social"]["curve"][-1]["best_bpb"], 16384
-    reached = [r for r in iso_curve if r["real_bytes"] >= N and r["best_bpb"] <= social_bpb]
-    assert iso_curve[-1] == reached[0] if reached else iso_curve[-1]["real_bytes"] == 2 * N
+    assert finished[0]["real_bytes"] == N
+    assert [p["best_dev_bpb"] <= social_bpb for p in finished[:-1]] == [False] * (len(finished) - 1)
+    assert finished[-1]["best_dev_bpb"] <= social_bpb or finished[-1]["real_bytes"] == 2 * N
     assert isinstance(results["data_efficiency"], float) or results["data_efficiency"] is None
+    # the yardsticks: every compressor, given the bytes the arms read, on dev, valid and test
+    ys = results["yardsticks"]
+    assert ys["read_bytes"] == N and set(ys) == {"read_bytes", "dev", "valid", "test"}
+    for split in ("dev", "valid", "test"):
+        assert set(ys[split]) == {"gzip", "bzip2", "xz", "ppmd"}
+        assert all(1.0 < v["given"] <= v["alone"] + 0.01 for v in ys[split].values())
+    assert "PPMd order 8" in result.stdout and "given the same 16,384 bytes" in result.stdout
+    # a finished isolated run at N is what a run of N bytes alone would be, bit for bit
+    alone = tmp_path / "alone"
+    cli("train", "--preset", "debug", "--set", "social.channel='none'", "--set",
+        "evolution.every=0", "--out", alone, "--quiet")
+    alone_results = json.loads((alone / "results.json").read_text())
+    assert numbers(alone_results)["isolated"] == numbers(results)["isolated"]
     page = (out / "report.html").read_text()
     # curves, compute, multiplier, then the social arm's family tree and newborns' curves
     assert page.count("data:image/png;base64,") == 5 and "consensus" in page
