@@ -203,6 +203,9 @@ def one_line_error(result, needle):
     (["train", "--preset", "debug", "--set", "train.real_bytes=-5"], "must be positive"),
     (["train", "--preset", "debug", "--set", "evolution.inherit='aunt'"], "evolution.inherit"),
     (["train", "--config", "/nonexistent.toml"], "does not exist"),
+    (["train", "--preset", "debug", "--set", "train.device='cuda'"], "no CUDA"),
+    (["train", "--preset", "../../some/file"], "a preset is a name"),
+    (["train", "--preset", "debug", "--set", "name='x/../../elsewhere'"], "a run name is"),
     (["train", "--resume", "/nonexistent-run"], "no run there"),
     (["eval", "/nonexistent"], "does not exist"),
     (["train", "--bogus"], "No such option"),
@@ -293,3 +296,17 @@ def test_the_data_limited_regime_end_to_end(tmp_path):
     social, alone = results["arms"]["social"], results["arms"]["isolated"]
     if alone["best_valid_bpb"] < social["best_valid_bpb"]:
         assert results["data_efficiency_at_most"] and "<= 1.00x" in result.stdout
+
+
+@pytest.mark.parametrize("size", [1, 5, 80])
+def test_a_data_file_too_small_is_one_line_and_writes_nothing(size, tmp_path):
+    data, out = tmp_path / "small.bin", tmp_path / "run"
+    data.write_bytes(b"x" * size)
+    one_line_error(cli("train", "--preset", "debug", "--set", f"data.corpus='file:{data}'",
+                       "--out", out, check=False), "too few for this config")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("stride", [-5, 100000])
+def test_eval_refuses_a_stride_outside_the_context(debug_run, stride):
+    one_line_error(cli("eval", debug_run, "--stride", stride, check=False), "--stride")

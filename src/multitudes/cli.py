@@ -45,6 +45,8 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     """
     from multitudes import config, distributed, experiment
     from multitudes.corpora import resolve
+    from multitudes.data import check_trainable, load_splits
+    from multitudes.train import resolve_device
 
     if resume_dir:
         if preset or config_file or overrides or out:
@@ -53,7 +55,13 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
         cfg = experiment.prepare_run_dir(out, command, None, True, False)
     else:
         cfg = config.load(preset, config_file, overrides)
-        resolve(cfg.data.corpus)  # a bad corpus fails before anything is written
+        # a bad corpus, one too small for the config, or no CUDA fails before anything is written
+        splits = load_splits(resolve(cfg.data.corpus))
+        if cfg.data.unique_bytes:
+            splits["train"] = splits["train"][:cfg.data.unique_bytes]
+        check_trainable(splits, cfg.train.batch_size, cfg.context, cfg.train.dev_bytes,
+                        cfg.data.corpus)
+        resolve_device(cfg.train.device)
         out = Path(out or f"runs/{command}-{cfg.name}")
     d = cfg.distributed
     group = distributed.connect(d.thoughts, d.top_k, d.timeout)
@@ -200,8 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as e:
         click.echo(f"multitudes: error: {e}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("multitudes: aborted", err=True)
+    except click.exceptions.Abort:  # click's form of Ctrl-C
+        click.echo("multitudes: interrupted; the latest checkpoint is kept (--resume DIR)",
+                   err=True)
         sys.exit(130)
     except click.ClickException as e:
         click.echo(f"multitudes: error: {e.format_message()}", err=True)

@@ -206,6 +206,10 @@ class RunConfig:
 
     def check(self) -> None:
         _choice(self, "regime", ("stream", "data-limited"), "")
+        if not self.name or self.name.startswith(".") or not all(
+                c.isalnum() or c in "-_." for c in self.name):
+            raise UserError(f"name={self.name!r}: a run name is letters, digits, '-', '_' and "
+                            f"'.' (it names the default run directory runs/COMMAND-NAME)")
         if (self.regime == "data-limited") != (self.data.unique_bytes > 0):
             raise UserError("regime 'data-limited' needs data.unique_bytes > 0, and "
                             "'stream' needs data.unique_bytes = 0")
@@ -365,6 +369,9 @@ def load(preset: str | None = None, config_file: str | None = None,
     if (preset is None) == (config_file is None):
         raise UserError("give exactly one of --preset NAME or --config FILE.toml")
     if preset is not None:
+        if not preset.replace("-", "").replace("_", "").isalnum():
+            raise UserError(f"unknown preset {preset!r}: a preset is a name such as quick "
+                            f"(known: {', '.join(list_presets())})")
         path = PRESET_DIR / f"{preset}.toml"
         if not path.is_file():
             raise UserError(f"unknown preset {preset!r} (known: {', '.join(list_presets())})")

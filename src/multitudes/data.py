@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from multitudes.corpora import CorpusFile
+from multitudes.errors import UserError
 
 SPLITS = ("train", "valid", "test")
 TAIL = 5_000_000
@@ -43,6 +44,20 @@ def load_splits(corpus: CorpusFile) -> dict[str, np.ndarray]:
     """Memory-map the corpus and return its three splits as uint8 arrays (views, not copies)."""
     data = np.memmap(corpus.path, dtype=np.uint8, mode="r")
     return {name: data[a:b] for name, (a, b) in split_bounds(len(data), corpus.split).items()}
+
+
+def check_trainable(splits: dict[str, np.ndarray], batch_size: int, context: int,
+                    dev_bytes: int, where: str) -> None:
+    """One clear error, before a run writes anything, when its splits are too small to train
+    B windows of T+1 bytes and to score a dev slice, valid beyond it, and test."""
+    sizes = {k: len(v) for k, v in splits.items()}
+    need = {"train": max(2 * (context + 1), batch_size * context + 1),
+            "valid": min(dev_bytes, sizes["valid"]) + 2, "test": 2}
+    for name, n in need.items():
+        if sizes[name] < n:
+            raise UserError(f"{where}: its {name} split holds {sizes[name]:,} bytes, too few "
+                            f"for this config (at least {n:,}: batch {batch_size} x context "
+                            f"{context}, dev slice {dev_bytes:,})")
 
 
 @dataclass

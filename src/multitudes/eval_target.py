@@ -63,6 +63,12 @@ def evaluate_target(target: Path, corpus: str | None, split: str, stride: int,
         if name not in splits_cache:
             splits_cache[name] = load_splits(resolve(name))
         data = splits_cache[name][split]
+        if len(data) < 2:
+            raise UserError(f"the {split} split of {name} holds {len(data)} byte(s): nothing "
+                            f"to score (it needs at least 2)")
+        if stride < 0 or stride > genome.context:
+            raise UserError(f"--stride {stride}: must be between 1 and the context "
+                            f"{genome.context} (0: half the context)")
         stride_used = stride or max(1, genome.context // 2)
         carry = bool(state.get("carry_state")) and getattr(model, "stateful", False)
         lp = byte_log2probs(model.to(device), data, genome.context, stride_used,

@@ -39,6 +39,9 @@ def resolve_device(name: str) -> torch.device:
     name = distributed.device_for_rank(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"train.device={name!r}: this torch build or machine has no CUDA "
+                        f"(torch {torch.__version__}); use \"auto\" or \"cpu\"")
     return torch.device(name)
 
 
