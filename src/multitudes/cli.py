@@ -175,11 +175,13 @@ def replay(run_dir, out, force, quiet) -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-def report(run_dir) -> None:
+@click.option("--figures", type=click.Path(file_okay=False),
+              help="Also write each plot as FIGURES/figure-N.png.")
+def report(run_dir, figures) -> None:
     """Rebuild report.html of a compare (or train) run from its files."""
     from multitudes import report as report_mod
 
-    click.echo(f"report: {report_mod.write_html(Path(run_dir))}")
+    click.echo(f"report: {report_mod.write_html(Path(run_dir), figures and Path(figures))}")
 
 
 @cli.command()

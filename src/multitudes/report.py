@@ -240,7 +240,8 @@ def _evolution_plots(results: dict, plt) -> list[tuple[str, str]]:
     return figures
 
 
-def write_html(run_dir: Path) -> Path:
+def write_html(run_dir: Path, figures_dir: Path | None = None) -> Path:
+    """Write run_dir/report.html; with `figures_dir`, each plot also as figure-N.png there."""
     run_dir = Path(run_dir)
     path = run_dir / "results.json"
     if not path.is_file():
@@ -261,7 +262,10 @@ def write_html(run_dir: Path) -> Path:
                      f"<b>{html.escape(_fmt_efficiency(results))}</b><br><small>"
                      f"{html.escape(results['data_efficiency_basis'])}</small></p>")
     parts.append(_html_table(results))
-    for caption, png in _plots(results):
+    for number, (caption, png) in enumerate(_plots(results), 1):
+        if figures_dir is not None:
+            Path(figures_dir).mkdir(parents=True, exist_ok=True)
+            (Path(figures_dir) / f"figure-{number}.png").write_bytes(base64.b64decode(png))
         parts.append(f"<figure><img src='data:image/png;base64,{png}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("<h2>Text summary</h2><pre>" + html.escape(table(results)) + "</pre>")
