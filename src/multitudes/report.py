@@ -15,7 +15,7 @@ from pathlib import Path
 from multitudes.errors import UserError
 
 FAMILY_COLOURS = {"gpt": "#1f77b4", "looped": "#9467bd", "lstm": "#d62728", "gru": "#2ca02c"}
-YARDSTICK_STYLES = {"gzip": ":", "bzip2": "-.", "xz": "--", "ppmd": (0, (1, 3))}
+YARDSTICK_STYLES = {"gzip": ":", "bzip2": "-.", "xz": "--", "ppmd": (0, (6, 2, 1, 2, 1, 2))}
 
 
 def _yardstick_rows(results: dict) -> list[tuple[str, float, float]]:
@@ -104,25 +104,25 @@ def _plots(results: dict) -> list[tuple[str, str]]:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for arm, res in results["arms"].items():
         curve = res.get("curve") or []
-        if not curve:
-            continue
-        xs = [r["real_bytes"] for r in curve]
         ids = list(dict.fromkeys(i for r in curve for i in r["members"]))  # newborns too
-        for mid in ids:
-            ys = [r["members"].get(mid, float("nan")) for r in curve]
-            ax.plot(xs, ys, styles.get(arm, ":"), color=FAMILY_COLOURS.get(_family(mid)),
-                    alpha=0.75, label=f"{arm} {mid}")
-        ax.plot(xs, [r["consensus_bpb"] for r in curve], styles.get(arm, ":"), color="black",
-                lw=2, label=f"{arm} consensus")
+        for n, part in enumerate(_curve_parts(curve)):  # the trunk, then each cooldown branch
+            xs = [r["real_bytes"] for r in part]
+            for mid in ids:
+                ys = [r["members"].get(mid, float("nan")) for r in part]
+                ax.plot(xs, ys, styles.get(arm, ":"), color=FAMILY_COLOURS.get(_family(mid)),
+                        alpha=0.75, label=None if n else f"{arm} {mid}")
+            ax.plot(xs, [r["consensus_bpb"] for r in part], styles.get(arm, ":"),
+                    color="black", lw=2, label=None if n else f"{arm} consensus")
     ax.axvline(results["real_bytes"], color="grey", lw=0.8)
     _draw_yardsticks(ax, results)
     ax.set(xlabel="real training bytes", ylabel="dev bpb", title="Learning curves (dev slice)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     figures.append(("Dev-slice bpb against real bytes, every member of every arm "
-                    "(solid: social, dashed: isolated; the grey vertical line marks equal real "
-                    "bytes; grey horizontal lines: the classical compressors on the dev slice "
-                    "given the bytes the run read)",
+                    "(solid: social, dashed: isolated, whose cooldown branches leave its stable "
+                    "trunk; the grey vertical line marks equal real bytes; grey horizontal "
+                    "lines: the classical compressors on the dev slice given the bytes the "
+                    "run read)",
                     _png(fig)))
     plt.close(fig)
 
@@ -171,6 +171,18 @@ def _plots(results: dict) -> list[tuple[str, str]]:
             plt.close(fig)
     figures += _evolution_plots(results, plt)
     return figures
+
+
+def _curve_parts(curve: list[dict]) -> list[list[dict]]:
+    """A dev curve as lines to draw: the trunk (or the whole run), then each `wsd` cooldown
+    branch joined to the trunk point it left from."""
+    trunk = [r for r in curve if "branch" not in r]
+    parts = [trunk] if trunk else []
+    for branch in dict.fromkeys(r["branch"] for r in curve if "branch" in r):
+        rows = [r for r in curve if r.get("branch") == branch]
+        root = [r for r in trunk if r["real_bytes"] < rows[0]["real_bytes"]][-1:]
+        parts.append(root + rows)
+    return parts
 
 
 def _family(member_id: str) -> str:
