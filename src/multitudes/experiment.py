@@ -264,11 +264,17 @@ def _stream_efficiency(arms: dict, N: int, M: float, arm: str = "social") -> dic
     else:
         curve = [(r["real_bytes"], r["best_bpb"]) for r in arms["isolated"]["curve"]]
     needed = crossing(curve, social_bpb)
+    finished = "finished" in arms["isolated"]
     return {"data_efficiency": needed / N if needed else None,
             "data_efficiency_reached": needed is not None, "data_efficiency_bound": M,
             # a finished isolated run at N already as good: the social arm bought nothing
-            "data_efficiency_at_most": ("finished" in arms["isolated"]
-                                        and curve[0][1] <= social_bpb),
+            "data_efficiency_at_most": finished and curve[0][1] <= social_bpb,
+            # finished runs that get worse with more bytes on the dev slice: the first
+            # crossing is not a measurement of data efficiency, whatever number it gives
+            "data_efficiency_unresolved": finished and any(
+                b[1] > a[1] for a, b in zip(curve, curve[1:])),
+            "data_efficiency_dev_gap": curve[0][1] - social_bpb if finished else None,
+            "data_efficiency_points": [[x / N, y] for x, y in curve] if finished else None,
             "data_efficiency_basis": "real bytes for the isolated arm's best member to reach the "
                                      "social arm's best dev bpb at equal bytes, / real bytes"}
 

@@ -48,6 +48,12 @@ def _fmt_efficiency(results: dict) -> str:
         what = ("on U unique bytes" if results.get("regime") == "data-limited"
                 else "at equal real bytes")
         return f"<= {value:.2f}x (the isolated arm {what} is already as good or better)"
+    if results.get("data_efficiency_unresolved"):
+        points = ", ".join(f"{k:.2f}N {bpb:.4f}" for k, bpb in results["data_efficiency_points"])
+        return (f"unresolved: the isolated arm's finished runs do not improve monotonically on "
+                f"the dev slice ({points}); at equal bytes the social arm leads by "
+                f"{results['data_efficiency_dev_gap']:.4f} dev bpb (first crossing: "
+                + (f"{value:.2f}x)" if results["data_efficiency_reached"] else f"> {bound:g}x)"))
     if results["data_efficiency_reached"]:
         return f"{value:.2f}x"
     return f"> {bound:g}x (the isolated arm never reached the social arm)"
