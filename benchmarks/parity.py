@@ -8,6 +8,7 @@ scored on the dev slice of valid. A project member that learns worse than the pl
 defect (as the N(0, 0.1) RNN embedding was); the gap is printed beside the seed-to-seed spread.
 
     python benchmarks/parity.py [--preset quick] [--seeds 2] [--real-bytes N] [--out FILE.json]
+    python benchmarks/parity.py --family gpt --seeds 1 --real-bytes 262144 --project-models
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from common import alone_dev_bpb
 from multitudes import config
 from multitudes.corpora import resolve
 from multitudes.data import load_splits
+from multitudes.models import build
 
 
 # -- the plain side: stock PyTorch modules, default initialisation --------------------------
@@ -63,16 +65,33 @@ class PlainTransformer(nn.Module):
         return self.head(self.norm(h)), None
 
 
-def plain_model(g):
+class ProjectModel(nn.Module):
+    """The project's own model (`models.build`) behind the plain loop's interface: with
+    `--project-models` a gap that remains is in the model, one that closes is in the loop."""
+
+    def __init__(self, g):
+        super().__init__()
+        self.model = build(g)
+
+    def forward(self, x, state=None):
+        if getattr(self.model, "stateful", False):
+            return self.model.decode(x, state)
+        return self.model(x), None
+
+
+def plain_model(g, project_models: bool = False):
+    if project_models:
+        return ProjectModel(g)
     if g.family in ("lstm", "gru"):
         return PlainRNN(g.family, g.d_model, g.n_layer)
     return PlainTransformer(g.d_model, g.n_layer, g.n_head, g.d_ff, g.context, g.n_loop)
 
 
-def plain_run(g, train_cfg, train: np.ndarray, dev: np.ndarray, real_bytes: int) -> float:
+def plain_run(g, train_cfg, train: np.ndarray, dev: np.ndarray, real_bytes: int,
+              project_models: bool = False) -> float:
     """Train one model alone with a plain loop; its dev bpb."""
     torch.manual_seed(g.seed)
-    model = plain_model(g)
+    model = plain_model(g, project_models)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": g.weight_decay},
@@ -133,6 +152,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--real-bytes", type=int, default=0, help="0: the preset's")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--family", action="append", help="only these families")
+    parser.add_argument("--project-models", action="store_true",
+                        help="the plain loop trains the project's models (locates a gap)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = config.load(preset=args.preset)
@@ -146,9 +168,12 @@ def main() -> None:
           flush=True)
     rows = []
     for member in cfg.members:
+        if args.family and member.family not in args.family:
+            continue
         for k in range(args.seeds):
             g = replace(member, seed=member.seed + 1000 * k)
-            plain = plain_run(g, cfg.train, np.asarray(splits["train"]), dev, N)
+            plain = plain_run(g, cfg.train, np.asarray(splits["train"]), dev, N,
+                              args.project_models)
             ours = alone_dev_bpb(cfg, g, N)
             rows.append({"family": g.family, "seed": g.seed, "plain": plain, "ours": ours})
             print(f"{g.family:>7} {g.seed:>5} {plain:>10.4f} {ours:>9.4f} {ours - plain:>+11.4f}",
