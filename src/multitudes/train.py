@@ -90,9 +90,9 @@ class ArmRunner:
         generator = torch.Generator().manual_seed(cfg.train.seed)
         self.pop = Population(members, social, cfg.train, total_steps, self.device, generator,
                               group=self.group)
-        self.wsd = cfg.train.schedule == "wsd"
-        self.branching = branching and self.wsd
-        if self.wsd and not self.branching:
+        wsd = cfg.train.schedule == "wsd"
+        self.branching = branching and wsd
+        if wsd and not self.branching:  # one run, cooled down at its end
             self.pop.horizon = total_steps
         self.in_branch = False  # a cooldown branch is not checkpointed: a resume redoes it
         self.finished: list[dict] = []  # finished runs: {"real_bytes", "best_dev_bpb", ...}
