@@ -43,6 +43,13 @@ def _autocast(device):
     return torch.autocast("cpu", enabled=False)
 
 
+def _zero_row(state):
+    """A zero recurrent state for one batch row, shaped like `state` (the RNNs' initial one)."""
+    if isinstance(state, tuple):
+        return tuple(torch.zeros_like(t[:, :1]) for t in state)
+    return torch.zeros_like(state[:, :1])
+
+
 def _cat_state(first, rest):
     """Stack two recurrent states along the batch dimension (dim 1: (layers, B, d))."""
     if isinstance(first, tuple):
@@ -72,10 +79,7 @@ def carried_log2probs(model, data: np.ndarray, context: int, lanes: int = 16,
             warm = min(context, S)
             idx = np.arange(1, lanes)[:, None] * S - warm + np.arange(warm)[None, :]
             _, rest = model.decode(torch.from_numpy(padded[idx]).to(device), None)
-            _, zero = model.decode(inputs[:1, :1], None)
-            zero = tuple(torch.zeros_like(t) for t in zero) if isinstance(zero, tuple) \
-                else torch.zeros_like(zero)
-            state = _cat_state(zero, rest)
+            state = _cat_state(_zero_row(rest), rest)  # lane 0: the fresh (zero) state
         out = torch.empty(lanes, S, dtype=torch.float64)
         for t in tqdm(range(0, S, chunk), desc="eval", disable=None if progress else True,
                       leave=False):

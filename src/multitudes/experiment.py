@@ -156,8 +156,9 @@ def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
 
 
 def _yardsticks(runner: ArmRunner, real_bytes: int, group: Group) -> dict | None:
-    """The classical compressors on valid and test, given the bytes this arm's stream dealt
-    (every arm of a comparison reads the same); computed on rank 0 only (it writes results)."""
+    """The classical compressors on the dev slice, valid (beyond it) and test, given the bytes
+    this arm's stream dealt (every arm of a comparison reads the same); computed on rank 0
+    only (it writes results)."""
     if not group.main:
         return None
     targets = {"dev": runner.dev, **runner.held_out}
@@ -259,12 +260,12 @@ def _read_on(runner: ArmRunner, N: int, compare, target: float, metrics: Path, w
 
 def _stream_efficiency(arms: dict, N: int, M: float, arm: str = "social") -> dict:
     social_bpb = next(r for r in arms[arm]["curve"] if r["real_bytes"] >= N)["best_bpb"]
-    if "finished" in arms["isolated"]:  # `wsd`: only finished runs count
+    finished = "finished" in arms["isolated"]
+    if finished:  # `wsd`: only finished runs count
         curve = [(p["real_bytes"], p["best_dev_bpb"]) for p in arms["isolated"]["finished"]]
     else:
         curve = [(r["real_bytes"], r["best_bpb"]) for r in arms["isolated"]["curve"]]
     needed = crossing(curve, social_bpb)
-    finished = "finished" in arms["isolated"]
     return {"data_efficiency": needed / N if needed else None,
             "data_efficiency_reached": needed is not None, "data_efficiency_bound": M,
             # a finished isolated run at N already as good: the social arm bought nothing
