@@ -32,8 +32,10 @@ def test_json_round_trip_and_unknown_keys():
 
 
 @pytest.mark.parametrize("family", ["gpt", "looped", "lstm", "gru"])
-def test_param_count_matches_the_built_model(family):
-    g = Genome(family=family, n_loop=2 if family == "looped" else 1)
+@pytest.mark.parametrize("shape", [{}, {"d_model": 64, "n_layer": 3, "d_ff": 96, "context": 48}])
+def test_param_count_matches_the_built_model(family, shape):
+    """genome.py counts by arithmetic; the built model is the truth it must match."""
+    g = Genome(family=family, n_loop=2 if family == "looped" else 1, **shape)
     assert g.n_params == sum(p.numel() for p in build(g).parameters())
     assert g.flops_per_byte > 6 * 256 * g.d_model  # at least the head's matmul
 

@@ -189,7 +189,7 @@ def models() -> None:
     """List the model families."""
     from multitudes.models import FAMILIES
 
-    for name, (_, _, about) in FAMILIES.items():
+    for name, (_, about) in FAMILIES.items():
         click.echo(f"{name:>7}  {about}")
 
 

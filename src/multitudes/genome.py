@@ -14,6 +14,7 @@ from multitudes.errors import UserError
 
 FAMILIES = ("gpt", "looped", "lstm", "gru")
 TRANSFORMERS = ("gpt", "looped")
+GATES = {"lstm": 4, "gru": 3}  # gate blocks of one recurrent layer
 VOCAB = 256
 
 
@@ -82,14 +83,36 @@ class Genome:
 
     @property
     def n_params(self) -> int:
-        from multitudes.models import count_params
-        return count_params(self)
+        """Every weight of the model this genome builds (models/; a test checks the count)."""
+        d, vocab = self.d_model, VOCAB
+        if self.family in TRANSFORMERS:  # wte, wpe; per block 2 LayerNorms, qkv, proj, MLP
+            block = 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d * self.d_ff \
+                + self.d_ff + d
+            return vocab * d + self.context * d + self.n_layer * block + 2 * d + d * vocab
+        gates = GATES[self.family]  # embedding, per layer W_ih, W_hh and their biases, head
+        return vocab * d + self.n_layer * gates * (2 * d * d + 2 * d) + d * vocab + vocab
+
+    @property
+    def matmul_params(self) -> int:
+        """Weights that take part in a matmul per byte, per application (embeddings are lookups;
+        a looped stack counts once per loop)."""
+        d = self.d_model
+        if self.family in TRANSFORMERS:
+            return self.n_layer * self.n_loop * (4 * d * d + 2 * d * self.d_ff) + d * VOCAB
+        return self.n_layer * GATES[self.family] * 2 * d * d + d * VOCAB
+
+    @property
+    def attention_flops(self) -> int:
+        """Forward FLOPs per byte of QK^T and AV at full context (Kaplan et al. 2020)."""
+        if self.family not in TRANSFORMERS:
+            return 0
+        return 2 * self.n_layer * self.n_loop * self.context * self.d_model
 
     @property
     def flops_per_byte(self) -> int:
-        """Training FLOPs per predicted byte (forward + backward, the 6N rule plus attention)."""
-        from multitudes.models import flops_per_byte
-        return flops_per_byte(self)
+        """Training FLOPs per predicted byte: 3 x (2 x matmul params + attention), forward and
+        backward (the 6N rule plus attention)."""
+        return 3 * (2 * self.matmul_params + self.attention_flops)
 
 
 def describe(genomes: list[Genome], names: list[str] | None = None) -> str:

@@ -8,9 +8,6 @@ n_loop=1 the model is exactly a `gpt` with the same weights.
 from __future__ import annotations
 
 from multitudes.models.blocks import TransformerLM
-from multitudes.models.gpt import attention_flops, matmul_params  # same formulas, n_loop-aware
-
-__all__ = ["build", "matmul_params", "attention_flops"]
 
 
 def build(genome) -> TransformerLM:

@@ -38,12 +38,3 @@ class RecurrentLM(nn.Module):
 
 def build(genome) -> RecurrentLM:
     return RecurrentLM(genome)
-
-
-def matmul_params(g) -> int:
-    gates = {"lstm": 4, "gru": 3}[g.family]
-    return g.n_layer * gates * 2 * g.d_model * g.d_model + g.d_model * 256
-
-
-def attention_flops(g) -> int:
-    return 0
