@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from multitudes import experiment
-from multitudes.config import load
+from multitudes.config_files import load
 from multitudes.corpora import resolve
 from multitudes.data import load_splits, make_stream
 

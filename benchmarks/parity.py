@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import alone_dev_bpb
-from multitudes import config
+from multitudes import config_files
 from multitudes.corpora import resolve
 from multitudes.data import load_splits
 from multitudes.models import build
@@ -157,7 +157,7 @@ def main() -> None:
                         help="the plain loop trains the project's models (locates a gap)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = config.load(preset=args.preset)
+    cfg = config_files.load(preset=args.preset)
     N = args.real_bytes or cfg.train.real_bytes
     splits = load_splits(resolve(cfg.data.corpus))
     dev = np.asarray(splits["valid"][: cfg.train.dev_bytes])

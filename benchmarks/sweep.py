@@ -24,7 +24,7 @@ from dataclasses import replace
 import torch
 
 from common import alone_dev_bpb
-from multitudes import config
+from multitudes import config_files
 
 
 def _values(specs: list[str]) -> dict[str, list]:
@@ -38,7 +38,7 @@ def _values(specs: list[str]) -> dict[str, list]:
 def one(args: tuple) -> dict:
     preset, family, genome_changes, train_changes, real_bytes = args
     torch.set_num_threads(1)
-    cfg = config.load(preset=preset)
+    cfg = config_files.load(preset=preset)
     cfg = replace(cfg, train=replace(cfg.train, **train_changes))
     member = next(g for g in cfg.members if g.family == family).replace(**genome_changes)
     bpb = alone_dev_bpb(cfg, member, real_bytes or cfg.train.real_bytes)

@@ -1,24 +1,24 @@
 import pytest
 
-from multitudes import config
+from multitudes import config_files
 from multitudes.errors import UserError
 
 
 def test_every_preset_loads_and_states_its_regime():
-    presets = config.list_presets()
+    presets = config_files.list_presets()
     assert {"debug", "quick"} <= set(presets)
     for name in presets:
-        cfg = config.load(preset=name)
+        cfg = config_files.load(preset=name)
         assert cfg.regime in ("stream", "data-limited") and cfg.name == name
 
 
 def test_quick_preset_is_heterogeneous():
-    cfg = config.load(preset="quick")
+    cfg = config_files.load(preset="quick")
     assert len(cfg.members) >= 4 and len({g.family for g in cfg.members}) >= 3
 
 
 def test_overrides():
-    cfg = config.load(preset="debug", overrides=["train.batch_size=3", "members.1.lr=0.5",
+    cfg = config_files.load(preset="debug", overrides=["train.batch_size=3", "members.1.lr=0.5",
                                                   "members.*.alpha=2", "social.trust=topk"])
     assert cfg.train.batch_size == 3 and cfg.members[1].lr == 0.5
     assert all(g.alpha == 2.0 for g in cfg.members) and cfg.social.trust == "topk"
@@ -40,24 +40,24 @@ def test_overrides():
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        config.load(preset="debug", overrides=[override])
+        config_files.load(preset="debug", overrides=[override])
 
 
 def test_config_files(tmp_path):
     with pytest.raises(UserError, match="unknown preset 'nope'"):
-        config.load(preset="nope")
+        config_files.load(preset="nope")
     with pytest.raises(UserError, match="does not exist"):
-        config.load(config_file=str(tmp_path / "x.toml"))
+        config_files.load(config_file=str(tmp_path / "x.toml"))
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     with pytest.raises(UserError, match="is empty"):
-        config.load(config_file=str(empty))
+        config_files.load(config_file=str(empty))
     broken = tmp_path / "broken.toml"
     broken.write_text("[train\n")
     with pytest.raises(UserError, match="not valid TOML"):
-        config.load(config_file=str(broken))
+        config_files.load(config_file=str(broken))
     good = tmp_path / "good.toml"
     good.write_text('name = "mine"\n[[members]]\nfamily = "gru"\n')
-    assert config.load(config_file=str(good)).members[0].family == "gru"
+    assert config_files.load(config_file=str(good)).members[0].family == "gru"
     with pytest.raises(UserError, match="exactly one"):
-        config.load()
+        config_files.load()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import tiny
-from multitudes import config
+from multitudes import config_files
 from multitudes.config import SocialConfig, TrainConfig
 from multitudes.data import BatchStream
 from multitudes.population import Member, Population
@@ -80,7 +80,7 @@ def test_a_sick_speaker_says_nothing():
 def test_the_runner_logs_the_reset_and_records_it_in_the_lineage(text_file, tmp_path, capsys):
     from multitudes.corpora import resolve
     from multitudes.data import load_splits
-    cfg = config.load("debug", None, [f"data.corpus='file:{text_file}'", "train.eval_every=4",
+    cfg = config_files.load("debug", None, [f"data.corpus='file:{text_file}'", "train.eval_every=4",
                                       "train.checkpoint_every=4"])
     runner = ArmRunner(cfg, "social", cfg.social, load_splits(resolve(cfg.data.corpus)), tmp_path,
                        cfg.train.real_bytes, progress=False)

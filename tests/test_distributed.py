@@ -94,7 +94,7 @@ def test_the_language_channel_refuses_to_run_on_several_ranks():
     ("distributed.timeout=0", "distributed.timeout=0.0: must be positive"),
 ])
 def test_bad_distributed_settings_are_one_line(override, message):
-    from multitudes.config import load
+    from multitudes.config_files import load
 
     with pytest.raises(distributed.UserError, match=message.replace("(", r"\(")):
         load("debug", None, [override])

@@ -97,10 +97,10 @@ def test_replay_follows_the_lineage_not_the_generator(text_file, tmp_path):
     """A run replayed from another run's lineage ends where that run did, whatever its seed."""
     import json
 
-    from multitudes import config, experiment
+    from multitudes import config_files, experiment
 
     def run(out, seed, replay=None):
-        cfg = config.load("debug", None, [f"data.corpus='file:{text_file}'",
+        cfg = config_files.load("debug", None, [f"data.corpus='file:{text_file}'",
                                           f"evolution.seed={seed}"])
         experiment.prepare_run_dir(out, "train", cfg, False, False)
         return experiment.run_train(cfg, out, progress=False, replay=replay)

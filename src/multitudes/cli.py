@@ -43,7 +43,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     Under torchrun every rank reads the config itself (nothing is written yet), then joins the
     others; rank 0 alone creates the run directory.
     """
-    from multitudes import config, distributed, experiment
+    from multitudes import config_files, distributed, experiment
     from multitudes.corpora import resolve
     from multitudes.data import check_trainable, load_splits
     from multitudes.train import resolve_device
@@ -54,7 +54,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
         out = Path(resume_dir)
         cfg = experiment.prepare_run_dir(out, command, None, True, False)
     else:
-        cfg = config.load(preset, config_file, overrides)
+        cfg = config_files.load(preset, config_file, overrides)
         # a bad corpus, one too small for the config, or no CUDA fails before anything is written
         splits = load_splits(resolve(cfg.data.corpus))
         if cfg.data.unique_bytes:
@@ -196,7 +196,7 @@ def models() -> None:
 @cli.command()
 def presets() -> None:
     """List the presets."""
-    from multitudes.config import list_presets
+    from multitudes.config_files import list_presets
 
     for name, about in list_presets().items():
         click.echo(f"{name:>8}  {about}")

@@ -28,7 +28,8 @@ from pathlib import Path
 from multitudes import generations, yardsticks
 from multitudes.distributed import Group
 from multitudes.checkpoint import write_json_atomic
-from multitudes.config import RunConfig, from_dict
+from multitudes.config import RunConfig
+from multitudes.config_files import from_dict
 from multitudes.corpora import resolve
 from multitudes.data import load_splits
 from multitudes.errors import UserError

@@ -8,11 +8,15 @@ still validated but do not change its model.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, fields
+from typing import Literal
 
 from multitudes.errors import UserError
+from multitudes.typed import check_fields, non_negative, positive
 
-FAMILIES = ("gpt", "looped", "lstm", "gru")
+Family = Literal["gpt", "looped", "lstm", "gru"]
+FAMILIES = typing.get_args(Family)
 TRANSFORMERS = ("gpt", "looped")
 GATES = {"lstm": 4, "gru": 3}  # gate blocks of one recurrent layer
 VOCAB = 256
@@ -20,7 +24,7 @@ VOCAB = 256
 
 @dataclass(frozen=True)
 class Genome:
-    family: str = "gpt"
+    family: Family = "gpt"
     d_model: int = 128
     n_layer: int = 4
     n_head: int = 4
@@ -39,29 +43,16 @@ class Genome:
         def bad(name: str, why: str) -> UserError:
             return UserError(f"genome field {name}={getattr(self, name)!r}: {why}")
 
-        for f in fields(self):
-            value = getattr(self, f.name)
-            want = {"int": int, "float": (int, float), "str": str}[f.type]
-            if isinstance(value, bool) or not isinstance(value, want):
-                raise bad(f.name, f"expected {f.type}")
-        if self.family not in FAMILIES:
-            raise bad("family", f"expected one of {', '.join(FAMILIES)}")
-        for name in ("d_model", "n_layer", "n_head", "d_ff", "n_loop", "context"):
-            if getattr(self, name) < 1:
-                raise bad(name, "must be a positive integer")
+        check_fields(self, "genome field ")
+        positive(self, "genome field ", "d_model", "n_layer", "n_head", "d_ff", "n_loop",
+                 "context", "lr", "tau")
+        non_negative(self, "genome field ", "warmup", "weight_decay", "alpha")
         if self.family in TRANSFORMERS and self.d_model % self.n_head:
             raise bad("d_model", f"must be divisible by n_head={self.n_head}")
         if self.family != "looped" and self.n_loop != 1:
             raise bad("n_loop", f"only the looped family loops; {self.family} needs n_loop=1")
         if not 0.0 <= self.dropout < 1.0:
             raise bad("dropout", "must be in [0, 1)")
-        if not self.lr > 0:
-            raise bad("lr", "must be positive")
-        if self.warmup < 0 or self.weight_decay < 0 or self.alpha < 0:
-            name = next(n for n in ("warmup", "weight_decay", "alpha") if getattr(self, n) < 0)
-            raise bad(name, "must be non-negative")
-        if not self.tau > 0:
-            raise bad("tau", "must be positive")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -72,7 +63,10 @@ class Genome:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UserError(f"unknown key {where}.{unknown[0]} (known: {', '.join(sorted(known))})")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except UserError as e:  # say which member of a config
+            raise UserError(str(e) if where == "genome" else f"{where}: {e}") from None
 
     def replace(self, **changes) -> "Genome":
         return dataclasses.replace(self, **changes)
