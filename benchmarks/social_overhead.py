@@ -15,8 +15,9 @@ import torch
 
 from common import batches, best_time, env_line, quick_config, quick_genomes
 from multitudes.config import SocialConfig
-from multitudes.population import Member, Population
-from multitudes.train import resolve_device
+from multitudes.member import Member
+from multitudes.population import Population
+from multitudes.distributed import resolve_device
 
 
 def population(social: SocialConfig, device) -> Population:

@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from common import (batches, best_time, env_line, matmul_peak, quick_config,
                     quick_genomes)
 from multitudes.config import SocialConfig
-from multitudes.population import Member, Population, make_optimizer
-from multitudes.train import resolve_device
+from multitudes.member import Member
+from multitudes.population import Population
+from multitudes.schedule import make_optimizer, set_lr
+from multitudes.distributed import resolve_device
 
 
 def main() -> None:
@@ -41,6 +43,7 @@ def main() -> None:
         pop = Population([member], SocialConfig(channel="none"), train, 10**6, device)
         plain_model = copy.deepcopy(member.model)
         plain_opt = make_optimizer(plain_model, genome)
+        set_lr(plain_opt, genome.lr)
 
         def ours():
             for b, continues in data:

@@ -10,7 +10,9 @@ from conftest import tiny
 from multitudes import config_files
 from multitudes.config import SocialConfig, TrainConfig
 from multitudes.data import BatchStream
-from multitudes.population import Member, Population
+from multitudes.member import Member
+from multitudes.population import Population
+from multitudes.run_files import RunFiles
 from multitudes.train import ArmRunner
 
 GENOMES = [tiny("gpt", seed=1), tiny("lstm", seed=2), tiny("gru", seed=3)]
@@ -82,10 +84,10 @@ def test_the_runner_logs_the_reset_and_records_it_in_the_lineage(text_file, tmp_
     from multitudes.data import load_splits
     cfg = config_files.load("debug", None, [f"data.corpus='file:{text_file}'", "train.eval_every=4",
                                       "train.checkpoint_every=4"])
-    runner = ArmRunner(cfg, "social", cfg.social, load_splits(resolve(cfg.data.corpus)), tmp_path,
-                       cfg.train.real_bytes, progress=False)
+    runner = ArmRunner(cfg, load_splits(resolve(cfg.data.corpus)), RunFiles(tmp_path, progress=False),
+                       name="social", social=cfg.social, total_bytes=cfg.train.real_bytes)
     poison_weights(runner.pop.members[1])
-    runner.run_until(8 * 512, tmp_path / "metrics.jsonl")
+    runner.run_until(8 * 512)
     rows = [json.loads(x) for x in (tmp_path / "lineage.jsonl").read_text().splitlines()]
     assert [(r["arm"], r["event"], r["member"], r["step"]) for r in rows] == [
         ("social", "reset", "m1-lstm", 0)]
@@ -93,7 +95,7 @@ def test_the_runner_logs_the_reset_and_records_it_in_the_lineage(text_file, tmp_
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert all(np.isfinite(v["dev_bpb"]) for v in last["members"].values())
     # the reset is part of the checkpointed state: a resumed runner knows of it
-    again = ArmRunner(cfg, "social", cfg.social, load_splits(resolve(cfg.data.corpus)), tmp_path,
-                      cfg.train.real_bytes, progress=False)
+    again = ArmRunner(cfg, load_splits(resolve(cfg.data.corpus)), RunFiles(tmp_path, progress=False),
+                       name="social", social=cfg.social, total_bytes=cfg.train.real_bytes)
     assert again.try_resume() and again.events == rows
     assert again.pop.members[1].resets == 1

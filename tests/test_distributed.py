@@ -79,7 +79,8 @@ def test_one_process_group_is_the_identity_for_float32():
 def test_the_language_channel_refuses_to_run_on_several_ranks():
     from conftest import tiny
     from multitudes.config import SocialConfig, TrainConfig
-    from multitudes.population import Member, Population
+    from multitudes.member import Member
+    from multitudes.population import Population
 
     members = [Member.create("m0", tiny("gpt"), torch.device("cpu")),
                Member.create("m1", tiny("lstm"), torch.device("cpu"), rank=1, build=False)]

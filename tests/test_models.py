@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from conftest import tiny
 from multitudes.models import FAMILIES, build
-from multitudes.population import Member
+from multitudes.member import Member
+from multitudes.schedule import set_lr
 from multitudes.social import speak
 
 ALL = list(FAMILIES)
@@ -22,6 +23,7 @@ def test_builds_and_trains_a_step(family):
     logits = member.model(x[:, :-1])
     assert logits.shape == (2, 32, 256)
     F.cross_entropy(logits.reshape(-1, 256), x[:, 1:].reshape(-1)).backward()
+    set_lr(member.optimizer, member.genome.lr)  # the population sets it before every step
     member.optimizer.step()
     assert any(not torch.equal(a, b) for a, b in zip(before, member.model.parameters()))
 
@@ -83,6 +85,7 @@ def test_memorises_a_short_string(family):
     lr = 3e-2 if family in ("lstm", "gru") else 1e-2  # recurrent nets like a larger step here
     member = Member.create("m", tiny(family, lr=lr, context=64, weight_decay=0.0),
                            torch.device("cpu"))
+    set_lr(member.optimizer, lr)
     for _ in range(300):
         loss = F.cross_entropy(member.model(text[:, :-1])[0], text[0, 1:])
         member.optimizer.zero_grad()

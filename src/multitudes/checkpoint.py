@@ -41,6 +41,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def read_json(path: Path, what: str):
+    """A JSON file, or a UserError naming it as `what` (missing, unreadable, not JSON)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{what} {path} is unreadable: {e}") from None
+
+
 def write_json_atomic(path: Path, data) -> None:
     """Write JSON to a temporary file in the same directory, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,10 +125,7 @@ def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
         raise UserError(f"checkpoint {path} does not exist")
     if not manifest_path.is_file():
         raise UserError(f"checkpoint {path} has no manifest.json: not a multitudes checkpoint")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"checkpoint {path} has an unreadable manifest: {e}") from None
+    manifest = read_json(manifest_path, "checkpoint manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise UserError(f"checkpoint {path} has format {found!r}, this version reads {FORMAT!r}")

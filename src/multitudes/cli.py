@@ -46,7 +46,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     from multitudes import config_files, distributed, experiment
     from multitudes.corpora import resolve
     from multitudes.data import check_trainable, load_splits
-    from multitudes.train import resolve_device
+    from multitudes.distributed import resolve_device
 
     if resume_dir:
         if preset or config_file or overrides or out:
@@ -72,37 +72,34 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
 
 @cli.command()
 @_config_options
-def train(preset, config_file, overrides, out, resume_dir, force, quiet) -> None:
+def train(**options) -> None:
     """Train one population (one arm) and score it on the valid and test splits."""
-    from multitudes import experiment, genome, report
-
-    out, cfg, resume, group = _open_run("train", preset, config_file, overrides, out,
-                                        resume_dir, force)
-    say = click.echo if group.main else _silent
-    say(genome.describe(cfg.members))
-    results = experiment.run_train(cfg, out, resume, progress=not quiet, group=group)
-    say(report.table(results))
-    say(f"run written to {out}/ (results.json, metrics.jsonl, members/)")
+    _run("train", **options)
 
 
 @cli.command()
 @_config_options
-def compare(preset, config_file, overrides, out, resume_dir, force, quiet) -> None:
+def compare(**options) -> None:
     """Isolated vs social arms at equal real bytes; writes results.json and report.html."""
+    _run("compare", **options)
+
+
+def _run(command: str, preset, config_file, overrides, out, resume_dir, force, quiet) -> None:
+    """`train` or `compare`, as the user runs it: the members, the run, the result table."""
     from multitudes import experiment, genome, report
+    from multitudes.run_files import RunFiles
 
-    out, cfg, resume, group = _open_run("compare", preset, config_file, overrides, out,
+    out, cfg, resume, group = _open_run(command, preset, config_file, overrides, out,
                                         resume_dir, force)
-    say = click.echo if group.main else _silent
-    say(genome.describe(cfg.members))
-    results = experiment.run_compare(cfg, out, resume, progress=not quiet, group=group)
-    if group.main:
-        say(report.table(results))
-        say(f"report: {report.write_html(out)}")
-
-
-def _silent(*_args, **_kwargs) -> None:
-    """Ranks other than 0 print nothing (rank 0 speaks for the run)."""
+    files = RunFiles(out, group)
+    files.say(genome.describe(cfg.members))
+    run = experiment.run_train if command == "train" else experiment.run_compare
+    results = run(cfg, out, resume, progress=not quiet, group=group)
+    files.say(report.table(results))
+    if command == "compare":
+        files.say(f"report: {files.on_main(lambda: report.write_html(out))}")
+    else:
+        files.say(f"run written to {out}/ (results.json, metrics.jsonl, members/)")
 
 
 @cli.command(name="eval")

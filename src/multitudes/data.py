@@ -66,7 +66,23 @@ class StreamState:
     index: int = 0  # windows of the current epoch already dealt
 
 
-class BatchStream:
+class Stream:
+    """What every batch stream shares: B windows of T predicted bytes per batch."""
+
+    batch_size: int
+    context: int
+
+    @property
+    def bytes_per_batch(self) -> int:
+        """Real bytes a batch consumes: the predicted positions, B * T."""
+        return self.batch_size * self.context
+
+    def steps_for(self, real_bytes: int) -> int:
+        """The steps that read `real_bytes` (the last batch whole): the one conversion."""
+        return -(-real_bytes // self.bytes_per_batch)
+
+
+class BatchStream(Stream):
     """Seeded batches of B windows of T+1 bytes; consecutive windows overlap by one byte."""
 
     continues = False  # row b of a batch never follows row b of the previous one
@@ -78,11 +94,6 @@ class BatchStream:
         self.data, self.batch_size, self.context, self.seed = data, batch_size, context, seed
         self.state = StreamState()
         self._order_epoch, self._order = -1, np.empty(0, dtype=np.int64)
-
-    @property
-    def bytes_per_batch(self) -> int:
-        """Real bytes a batch consumes: the predicted positions, B * T."""
-        return self.batch_size * self.context
 
     def _epoch_starts(self, epoch: int) -> np.ndarray:
         if epoch != self._order_epoch:
@@ -126,13 +137,13 @@ class BatchStream:
         (each window's T predicted bytes); past one epoch, the whole split in file order."""
         fresh = BatchStream(self.data, self.batch_size, self.context, self.seed)
         starts = fresh._epoch_starts(0)
-        n = -(-real_bytes // self.bytes_per_batch) * self.batch_size
+        n = self.steps_for(real_bytes) * self.batch_size
         if n >= len(starts):
             return bytes(self.data)
         return b"".join(bytes(self.data[s + 1:s + 1 + self.context]) for s in starts[:n])
 
 
-class LaneStream:
+class LaneStream(Stream):
     """B contiguous lanes of the split; batch i holds window i of every lane.
 
     `continues` tells the population whether row b of the batch just dealt follows row b of the
@@ -148,10 +159,6 @@ class LaneStream:
         self.windows = self.lane // context  # windows per lane and epoch
         self.state = StreamState()
         self.continues = False
-
-    @property
-    def bytes_per_batch(self) -> int:
-        return self.batch_size * self.context
 
     def next(self) -> torch.Tensor:
         """The next batch as a (B, T+1) int64 tensor: window `index` of every lane."""
@@ -184,7 +191,7 @@ class LaneStream:
     def dealt_bytes(self, real_bytes: int) -> bytes:
         """The distinct bytes dealt in the first `real_bytes`: each lane's read part (its
         predicted bytes), lane after lane; past one epoch, every lane whole."""
-        steps = min(-(-real_bytes // self.bytes_per_batch), self.windows)
+        steps = min(self.steps_for(real_bytes), self.windows)
         return b"".join(bytes(self.data[b * self.lane + 1:b * self.lane + 1 + steps * self.context])
                         for b in range(self.batch_size))
 

@@ -243,3 +243,15 @@ def device_for_rank(name: str) -> str:
     if name in ("auto", "cuda") and torch.cuda.is_available() and world_size_from_env() > 1:
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return name
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device this process trains on: `auto` is CUDA when there is one (under torchrun,
+    the rank's own GPU), else the CPU."""
+    name = device_for_rank(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"train.device={name!r}: this torch build or machine has no CUDA "
+                        f"(torch {torch.__version__}); use \"auto\" or \"cpu\"")
+    return torch.device(name)

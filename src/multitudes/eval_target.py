@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from multitudes import checkpoint, yardsticks
@@ -12,7 +11,7 @@ from multitudes.errors import UserError
 from multitudes.evaluate import bpb, byte_log2probs
 from multitudes.genome import Genome
 from multitudes.models import build
-from multitudes.train import resolve_device
+from multitudes.distributed import resolve_device
 
 
 def member_checkpoints(target: Path) -> list[Path]:
@@ -21,10 +20,9 @@ def member_checkpoints(target: Path) -> list[Path]:
         return [target]
     results = target / "results.json"
     if results.is_file():
-        try:
-            arms = json.loads(results.read_text())["arms"]
-        except (OSError, ValueError, KeyError) as e:
-            raise UserError(f"{results} is unreadable: {e}") from None
+        arms = checkpoint.read_json(results, "run results").get("arms")
+        if not isinstance(arms, dict):
+            raise UserError(f"{results} names no arms: not a run's results.json")
         paths = [target / m["checkpoint"] for arm in arms.values() for m in arm["members"]]
         return list(dict.fromkeys(paths))
     if not target.exists():
@@ -90,7 +88,7 @@ def yardsticks_for(target: Path, corpus: str | None, split: str, rows: list[dict
     out = {"alone": {k: v["alone"] for k, v in yardsticks.cached(b"", data).items()}}
     results = target / "results.json"
     if split == "test" and results.is_file():
-        run = json.loads(results.read_text())
+        run = checkpoint.read_json(results, "run results")
         if run.get("corpus") == name and run.get("yardsticks"):
             out["given"] = {k: v["given"] for k, v in run["yardsticks"]["test"].items()}
             out["read_bytes"] = run["yardsticks"]["read_bytes"]

@@ -20,19 +20,19 @@ reached).
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from pathlib import Path
 
 from multitudes import generations, yardsticks
 from multitudes.distributed import Group
-from multitudes.checkpoint import write_json_atomic
+from multitudes.checkpoint import read_json, write_json_atomic
 from multitudes.config import RunConfig
 from multitudes.config_files import from_dict
 from multitudes.corpora import resolve
 from multitudes.data import load_splits
 from multitudes.errors import UserError
+from multitudes.run_files import RunFiles
 from multitudes.train import ArmRunner, isolated
 
 RUN_FILES = ("config.json", "metrics.jsonl", "lineage.jsonl", "results.json", "report.html",
@@ -47,10 +47,7 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
     if resume:
         if not record_path.is_file():
             raise UserError(f"--resume {out}: no run there (no config.json)")
-        try:
-            record = json.loads(record_path.read_text())
-        except (OSError, ValueError) as e:
-            raise UserError(f"--resume {out}: config.json is unreadable: {e}") from None
+        record = read_json(record_path, "--resume: the run's config")
         if record.get("command") != command:
             raise UserError(f"--resume {out}: that run was made by `{record.get('command')}`, "
                             f"not `{command}`")
@@ -71,15 +68,14 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
 def read_finished_run(run_dir: Path) -> tuple[dict, dict]:
     """A finished run's command and config ({"command", "cfg"}) and its results.json."""
     run_dir = Path(run_dir)
-    try:
-        record = json.loads((run_dir / "config.json").read_text())
-        results = json.loads((run_dir / "results.json").read_text())
-        cfg = from_dict(record["config"])
-    except FileNotFoundError as e:
-        raise UserError(f"{run_dir} is not a finished run: {Path(e.filename).name} is "
-                        f"missing") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{run_dir}: unreadable run files: {e}") from None
+    for name in ("config.json", "results.json"):
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir} is not a finished run: {name} is missing")
+    record = read_json(run_dir / "config.json", "the run's config")
+    results = read_json(run_dir / "results.json", "the run's results")
+    if "config" not in record or "command" not in record:
+        raise UserError(f"{run_dir}/config.json is not a run's config record")
+    cfg = from_dict(record["config"])
     return {"command": record["command"], "cfg": cfg}, results
 
 
@@ -89,81 +85,36 @@ def numbers(results: dict) -> dict:
             for arm, res in results["arms"].items()}
 
 
-def _tensorboard(out: Path, group: Group):
-    if not group.main:  # only rank 0 writes the run's files
-        return None
-    from tensorboardX import SummaryWriter
-    return SummaryWriter(str(out / "tb"))
-
-
-def _rewrite_metrics(out: Path, runners: list[ArmRunner], group: Group) -> None:
-    """metrics.jsonl and lineage.jsonl rebuilt from the runners' state: at the start of a run
-    (the founders' births), and on resume, so that rows written after the last checkpoint are
-    not duplicated when those steps run again."""
-    if not group.main:
-        return
-    rows = sorted((r for runner in runners for r in runner.history),
-                  key=lambda r: (r["arm"], r["step"]))
-    _write_jsonl(out / "metrics.jsonl", rows)
-    _write_jsonl(out / "lineage.jsonl", [e for runner in runners for e in runner.events])
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
-
-
-def _milestone(out: Path, runner: ArmRunner, label: str) -> dict:
-    """Score a milestone once; a resumed run reads it back instead of scoring it again."""
-    path = out / "milestones" / f"{label}.json"
-    group = runner.group
-    if group.broadcast(path.is_file() if group.main else None):
-        return group.broadcast(json.loads(path.read_text()) if group.main else None)
-    result = runner.milestone(label)
-    if group.main:
-        write_json_atomic(path, result)
-    return result
-
-
-def _write_results(out: Path, results: dict, group: Group) -> None:
-    if group.main:
-        write_json_atomic(out / "results.json", results)
-
-
 def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
               replay: list[dict] | None = None, group: Group | None = None) -> dict:
-    out, group = Path(out), group or Group()
+    files = RunFiles(out, group, progress)
     splits = load_splits(resolve(cfg.data.corpus))
     talks = cfg.social.channel != "none" or cfg.social.language_every > 0
     arm = "social" if talks and len(cfg.members) > 1 else "isolated"
-    runner = ArmRunner(cfg, arm, cfg.social, splits, out, cfg.train.real_bytes,
-                       cfg.data.unique_bytes, progress, cfg.evolution, replay, group)
+    runner = ArmRunner(cfg, splits, files, name=arm, social=cfg.social,
+                       total_bytes=cfg.train.real_bytes, unique_bytes=cfg.data.unique_bytes,
+                       evolution=cfg.evolution, replay=replay)
     if resume:
         runner.try_resume()
-    _rewrite_metrics(out, [runner], group)
-    writer = _tensorboard(out, group)
-    runner.run_until(cfg.train.real_bytes, out / "metrics.jsonl", writer)
-    if writer is not None:
-        writer.close()
-    result = _milestone(out, runner, arm)
+    files.rewrite_logs(runner.history, runner.events)
+    runner.run_until(cfg.train.real_bytes)
+    files.close()
+    result = runner.milestone()
     _add_curves(result, runner)
     results = {"command": "train", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": result["real_bytes"],
-               "yardsticks": _yardsticks(runner, result["real_bytes"], group),
+               "yardsticks": _yardsticks(runner, result["real_bytes"]),
                "arms": {arm: result}}
-    _write_results(out, results, group)
+    files.write_results(results)
     return results
 
 
-def _yardsticks(runner: ArmRunner, real_bytes: int, group: Group) -> dict | None:
+def _yardsticks(runner: ArmRunner, real_bytes: int) -> dict:
     """The classical compressors on the dev slice, valid (beyond it) and test, given the bytes
-    this arm's stream dealt (every arm of a comparison reads the same); computed on rank 0
-    only (it writes results)."""
-    if not group.main:
-        return None
-    targets = {"dev": runner.dev, **runner.held_out}
-    return yardsticks.for_splits(runner.stream.dealt_bytes(real_bytes), targets)
+    this arm's stream dealt (every arm of a comparison reads the same)."""
+    targets = {"dev": runner.scoring.dev, **runner.scoring.held_out}
+    return runner.files.for_writer(
+        lambda: yardsticks.for_splits(runner.stream.dealt_bytes(real_bytes), targets))
 
 
 def _add_curves(result: dict, runner: ArmRunner) -> None:
@@ -186,7 +137,7 @@ def crossing(curve: list[tuple[float, float]], target: float) -> float | None:
 
 def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
                 replay: list[dict] | None = None, group: Group | None = None) -> dict:
-    out, group = Path(out), group or Group()
+    files = RunFiles(out, group, progress)
     if cfg.train.schedule == "cosine" and cfg.regime == "stream":
         raise UserError("compare needs train.schedule = \"constant\" or \"wsd\" in the stream "
                         "regime: the isolated curve must not be read off an unfinished cosine "
@@ -205,28 +156,27 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
             (f"isolated{f'-{k}U' if k > 1 else ''}", isolated(cfg.social), N, k * U, None)
             for k in (1, 2, 4)]
     branching = cfg.regime == "stream" and cfg.train.schedule == "wsd"
-    runners = [ArmRunner(cfg, name, social, splits, out, total, unique, progress, evo, replay,
-                         group, branching=branching and name == "isolated")
+    runners = [ArmRunner(cfg, splits, files, name=name, social=social, total_bytes=total,
+                         unique_bytes=unique, evolution=evo, replay=replay,
+                         branching=branching and name == "isolated")
                for name, social, total, unique, evo in plan]
     if resume:
         for runner in runners:
             runner.try_resume()
-    _rewrite_metrics(out, runners, group)
-    writer = _tensorboard(out, group)
+    files.rewrite_logs([r for runner in runners for r in runner.history],
+                       [e for runner in runners for e in runner.events])
     arms = {}
-    metrics = out / "metrics.jsonl"
     for runner in runners:
         if runner.branching:  # scored at the end of its cooldown, before it returns to the trunk
-            runner.finish_branch(N, metrics, writer, lambda r: _milestone(out, r, r.name))
+            runner.finish_branch(N, at_end=ArmRunner.milestone)
         else:
-            runner.run_until(N, metrics, writer)
-        arms[runner.name] = _milestone(out, runner, runner.name)
+            runner.run_until(N)
+        arms[runner.name] = runner.milestone()
     if cfg.regime == "stream":  # read on only as far as the multipliers need
         social_bpb = min(r.history[-1]["best_dev_bpb"] for r in runners if r.name in
                          dict(socials))
-        _read_on(runners[-1], N, cfg.compare, social_bpb, metrics, writer)
-    if writer is not None:
-        writer.close()
+        _read_on(runners[-1], N, cfg.compare, social_bpb)
+    files.close()
     for runner in runners:
         _add_curves(arms[runner.name], runner)
         if runner.finished:
@@ -240,23 +190,22 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
         efficiency["evolution_data_efficiency"] = efficiency_of("social+evolution")
     results = {"command": "compare", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": N, **efficiency,
-               "yardsticks": _yardsticks(runners[0], N, group), "arms": arms}
-    _write_results(out, results, group)
+               "yardsticks": _yardsticks(runners[0], N), "arms": arms}
+    files.write_results(results)
     return results
 
 
-def _read_on(runner: ArmRunner, N: int, compare, target: float, metrics: Path, writer) -> None:
+def _read_on(runner: ArmRunner, N: int, compare, target: float) -> None:
     """The isolated arm reads on until its best member reaches `target`, or to M x N: along its
     curve (`constant`), or through finished runs branched off its trunk (`wsd`)."""
     M = compare.multiplier
     if not runner.branching:
-        runner.run_until(int(N * M), metrics, writer, stop_below=target)
+        runner.run_until(int(N * M), stop_below=target)
         return
     for j in range(1, compare.read_on_points + 1):
         if runner.finished[-1]["best_dev_bpb"] <= target:
             return
-        runner.finish_branch(int(N * (1 + j * (M - 1) / compare.read_on_points)), metrics,
-                             writer)
+        runner.finish_branch(int(N * (1 + j * (M - 1) / compare.read_on_points)))
 
 
 def _stream_efficiency(arms: dict, N: int, M: float, arm: str = "social") -> dict:

@@ -15,6 +15,7 @@ import random
 
 from multitudes import evolution
 from multitudes.config import EvolutionConfig
+from multitudes.genome import member_id
 
 
 def plan(members, cfg: EvolutionConfig, rng: random.Random, budget: int,
@@ -44,7 +45,7 @@ def plan(members, cfg: EvolutionConfig, rng: random.Random, budget: int,
         else:
             genome, ops = evolution.mutate(genomes[first], rng, budget, cfg.family_switch)
             parents = [first]
-        births.append({"member": f"m{next_number + k}-{genome.family}", "parents": parents,
+        births.append({"member": member_id(next_number + k, genome.family), "parents": parents,
                        "genome": genome.to_dict(), "ops": ops})
     return deaths, births
 

@@ -109,6 +109,15 @@ class Genome:
         return 3 * (2 * self.matmul_params + self.attention_flops)
 
 
+def member_id(number: int, family: str) -> str:
+    """A member's name in a run: its birth number and family (`m4-gru`)."""
+    return f"m{number}-{family}"
+
+
+def family_of(member_id: str) -> str:
+    return member_id.split("-", 1)[1]
+
+
 def describe(genomes: list[Genome], names: list[str] | None = None) -> str:
     """A table in the standard notation: d_model, d_head, d_ff, n_heads, n_layer, n_ctx, ..."""
     cols = ["member", "family", "d_model", "d_head", "d_ff", "n_heads", "n_layer", "n_loop",

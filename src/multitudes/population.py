@@ -1,30 +1,29 @@
-"""Members and the population that trains them together on one stream of real bytes.
+"""The population: members (member.py) trained together on one stream of real bytes.
 
 Under torchrun a rank holds the weights of the members it owns (`Member.rank`) and the
 bookkeeping of all of them; the thoughts and counters of the others reach it through the
 `distributed.Group` (see distributed.py). In one process the group is the identity.
 
 No parameter and no gradient crosses members: each has its own model, optimizer and random
-state, and what it hears from its peers is detached. A member's random state is its own: model
-initialisation and dropout run inside `member.rng_scope()`, which swaps the member's generator
-state in and out of torch's default generator, so nothing depends on ambient global state.
+state, and what it hears from its peers is detached.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from multitudes import social
+from multitudes import distributed, social
 from multitudes.config import SocialConfig, TrainConfig
 from multitudes.distributed import Group
 from multitudes.errors import UserError
-from multitudes.genome import Genome
-from multitudes.models import build
+from multitudes.genome import Genome, member_id
+from multitudes.member import Member
+from multitudes.schedule import lr_at, set_lr
 
 
 def _detach(state):
@@ -34,106 +33,19 @@ def _detach(state):
     return state.detach()
 
 
+def _cpu(obj):
+    """Tensors anywhere in nested dicts, lists and tuples, moved to the CPU."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
 def _nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else value
-
-
-def cooldown_factor(step: int, horizon: int | None, fraction: float) -> float:
-    """`wsd`: 1 in the stable phase, then 1 - sqrt(progress) over the last `fraction` of the
-    `horizon` steps (Hägele et al. 2024). No horizon: a stable trunk, branched off later."""
-    if horizon is None:
-        return 1.0
-    length = max(1, round(fraction * horizon))
-    progress = (step - (horizon - length)) / length
-    return 1.0 if progress < 0 else max(0.0, 1.0 - math.sqrt(min(1.0, progress)))
-
-
-def lr_at(step: int, genome: Genome, total_steps: int, train: TrainConfig,
-          pop_step: int = 0, horizon: int | None = None) -> float:
-    """Linear warmup to genome.lr over the member's own steps, then flat (`constant`), flat and
-    cooled down at the population's `horizon` (`wsd`), or a cosine down to the floor."""
-    if step < genome.warmup:
-        warm = genome.lr * (step + 1) / genome.warmup
-        return warm * cooldown_factor(pop_step, horizon, train.cooldown) \
-            if train.schedule == "wsd" else warm
-    if train.schedule == "constant":
-        return genome.lr
-    if train.schedule == "wsd":
-        return genome.lr * cooldown_factor(pop_step, horizon, train.cooldown)
-    progress = min(1.0, (step - genome.warmup) / max(1, total_steps - genome.warmup))
-    floor = train.min_lr_ratio
-    return genome.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def make_optimizer(model: torch.nn.Module, genome: Genome) -> torch.optim.AdamW:
-    """AdamW; matrices decay, biases, norms and embeddings' 1-d parts do not."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": genome.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=genome.lr, betas=(0.9, 0.99))
-
-
-@dataclass
-class Member:
-    id: str
-    genome: Genome
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    rng_state: torch.Tensor  # this member's state of torch's CPU generator
-    steps: int = 0
-    fitness: float | None = None  # latest dev bpb
-    last_loss: float = float("nan")
-    birth_bytes: int = 0
-    flops: float = 0.0  # training FLOPs spent so far, the language channel's included
-    flops_per_byte: int = 0
-    resets: int = 0  # times it fell sick (non-finite loss or gradients) and was reborn
-    childhood_left: int = 0  # steps it still listens with `childhood_alpha` (a newborn)
-    childhood_alpha: float = 0.0
-    rank: int = 0  # the rank that owns (and trains) this member; elsewhere model is None
-    state: object = None  # a stateful model's state after the last window, detached (TBPTT)
-
-    # What a rank learns of the members it does not own (see Population.sync).
-    COUNTERS = ("steps", "fitness", "last_loss", "birth_bytes", "flops", "resets",
-                "childhood_left", "childhood_alpha")
-
-    @property
-    def alpha(self) -> float:
-        """The listen weight now: raised during a newborn's childhood."""
-        return self.childhood_alpha if self.childhood_left > 0 else self.genome.alpha
-
-    @classmethod
-    def create(cls, member_id: str, genome: Genome, device: torch.device, rank: int = 0,
-               build: bool = True) -> "Member":
-        """A fresh member; `build=False` on the ranks that do not own it (no weights there)."""
-        rng_state = torch.Generator().manual_seed(genome.seed).get_state()
-        member = cls(member_id, genome, None, None, rng_state, rank=rank)
-        if build:
-            member.reinitialise(device)
-        member.flops_per_byte = genome.flops_per_byte
-        return member
-
-    def counters(self) -> dict:
-        return {name: getattr(self, name) for name in self.COUNTERS}
-
-    def reinitialise(self, device: torch.device) -> None:
-        """Fresh weights (drawn from this member's own random stream) and a fresh optimizer."""
-        with self.rng_scope():
-            self.model = build(self.genome).to(device)
-        self.optimizer = make_optimizer(self.model, self.genome)
-        self.state = None
-
-    @property
-    def stateful(self) -> bool:
-        return getattr(self.model, "stateful", False)
-
-    @contextmanager
-    def rng_scope(self):
-        """Run with this member's random state as torch's default CPU generator, then restore."""
-        with torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(self.rng_state)
-            yield
-            self.rng_state = torch.get_rng_state()
 
 
 @dataclass
@@ -167,8 +79,49 @@ class Population:
             raise UserError("the language channel (social.language_every > 0) runs in one "
                             "process only; start the run without torchrun")
 
+    @classmethod
+    def found(cls, genomes: list[Genome], social: SocialConfig, train: TrainConfig,
+              total_steps: int, device: torch.device, group: Group) -> "Population":
+        """The founders (members `m0-...`, `m1-...`), spread over the ranks by FLOPs; each rank
+        builds the weights of the members it owns."""
+        owners = distributed.assign([g.flops_per_byte for g in genomes], group.world)
+        members = [Member.create(member_id(i, g.family), g, device, rank,
+                                 build=rank == group.rank)
+                   for i, (g, rank) in enumerate(zip(genomes, owners))]
+        return cls(members, social, train, total_steps, device,
+                   torch.Generator().manual_seed(train.seed), group=group)
+
     def owns(self, m: Member) -> bool:
         return m.rank == self.group.rank
+
+    def member(self, member_id: str) -> Member:
+        return next(m for m in self.members if m.id == member_id)
+
+    def give_birth(self, dead_id: str, member_id: str, genome: Genome, dev_bpb,
+                   parent_id: str | None = None) -> Member:
+        """A newborn in the dead member's place, on the rank that keeps the ranks' FLOPs most
+        even. `parent_id`: it starts from that member's weights and optimizer moments (sent
+        from the parent's rank when it lives elsewhere). `dev_bpb(model)`: its first fitness,
+        scored where it lives and shared."""
+        index = next(i for i, m in enumerate(self.members) if m.id == dead_id)
+        costs = [m.flops_per_byte for m in self.members]
+        costs[index] = genome.flops_per_byte
+        rank = distributed.place(costs, self.owners, index, self.group.world)
+        child = Member.create(member_id, genome, self.device, rank,
+                              build=rank == self.group.rank)
+        if parent_id is not None:
+            parent = self.member(parent_id)
+            inherited = (None, None)
+            if self.owns(parent):  # on the CPU: a pickled GPU tensor would land on ours
+                inherited = _cpu((parent.model.state_dict(), parent.optimizer.state_dict()))
+            if parent.rank != rank:
+                inherited = self.group.broadcast(inherited, src=parent.rank)
+            child.inherit(*inherited, steps=parent.steps)
+        child.birth_bytes = self.real_bytes
+        child.fitness = self.group.broadcast(
+            dev_bpb(child.model) if self.owns(child) else None, src=rank)
+        self.members[index] = child
+        return child
 
     @property
     def owners(self) -> list[int]:
@@ -190,11 +143,16 @@ class Population:
             events.extend(part["events"])
             merged.update(part["extra"])
         for i, values in counters.items():
-            for name, value in values.items():
-                setattr(self.members[i], name, value)
+            self.members[i].load_counters(values)
         index = {m.id: i for i, m in enumerate(self.members)}
         self.events = sorted(events, key=lambda e: (e["step"], index.get(e["member"], -1)))
         return merged
+
+    @property
+    def events_ready(self) -> bool:
+        """Resets to report now: in one process at once; under torchrun they are gathered
+        from their ranks by the next `sync`."""
+        return bool(self.events) and not self.group.distributed
 
     @property
     def listening(self) -> bool:
@@ -293,9 +251,8 @@ class Population:
         """One optimizer step; a non-finite loss or gradient skips it and names the problem."""
         if not torch.isfinite(loss):
             return "non-finite loss"
-        lr = lr_at(m.steps, m.genome, self.total_steps, self.train, self.steps, self.horizon)
-        for group in m.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(m.optimizer,
+               lr_at(m.steps, m.genome, self.total_steps, self.train, self.steps, self.horizon))
         m.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # Clipping to infinity scales by exactly 1.0: the norm is checked either way.
@@ -313,10 +270,7 @@ class Population:
         Its new weights are drawn from its own random stream, so the rebirth is reproducible;
         the other members are untouched.
         """
-        m.reinitialise(self.device)
-        m.steps, m.fitness, m.last_loss = 0, None, float("nan")
-        m.birth_bytes = self.real_bytes
-        m.resets += 1
+        m.reborn(self.device, self.real_bytes)
         self.events.append({"event": "reset", "member": m.id, "family": m.genome.family,
                             "reason": reason, "step": self.steps, "real_bytes": self.real_bytes,
                             "resets": m.resets})

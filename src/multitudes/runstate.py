@@ -12,18 +12,21 @@ bookkeeping of all (which is the same on every rank); a resume needs the same nu
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
 
 from multitudes import checkpoint
-from multitudes.data import BatchStream
+from multitudes.data import Stream
+from multitudes.distributed import Group
 from multitudes.errors import UserError
 from multitudes.genome import Genome
-from multitudes.population import Member, Population
+from multitudes.member import Member
+from multitudes.population import Population
 
 
-def save_arm(path: Path, pop: Population, stream: BatchStream, history: list[dict],
+def save_arm(path: Path, pop: Population, stream: Stream, history: list[dict],
              best: dict[str, dict], events: list[dict], founders: list[Genome],
              extra: dict | None = None) -> None:
     """`founders`: the config's genomes (a resume checks them); `extra`: the runner's own state
@@ -41,11 +44,8 @@ def save_arm(path: Path, pop: Population, stream: BatchStream, history: list[dic
                 tensors[f"m{i}.state"] = {str(k): t for k, t in enumerate(parts)}
             if m.id in best:
                 tensors[f"m{i}.best"] = best[m.id]["weights"]
-        members.append({"id": m.id, "genome": m.genome.to_dict(), "steps": m.steps,
-                        "fitness": m.fitness, "birth_bytes": m.birth_bytes, "flops": m.flops,
-                        "resets": m.resets, "childhood_left": m.childhood_left,
-                        "childhood_alpha": m.childhood_alpha, "rank": m.rank,
-                        "optim": opt_rest,
+        members.append({"id": m.id, "genome": m.genome.to_dict(), **m.counters(),
+                        "rank": m.rank, "optim": opt_rest,
                         "state_tuple": isinstance(m.state, tuple),
                         "best": {k: v for k, v in best.get(m.id, {}).items() if k != "weights"}})
     tensors["population"] = {"generator": pop.generator.get_state()}
@@ -57,7 +57,7 @@ def save_arm(path: Path, pop: Population, stream: BatchStream, history: list[dic
     checkpoint.save(path, tensors, state)
 
 
-def restore_arm(path: Path, pop: Population, stream: BatchStream, founders: list[Genome]
+def restore_arm(path: Path, pop: Population, stream: Stream, founders: list[Genome]
                 ) -> tuple[list[dict], dict, list[dict], dict]:
     """Load `path` into a freshly built population; returns (history, best, events, extra).
 
@@ -87,9 +87,7 @@ def restore_arm(path: Path, pop: Population, stream: BatchStream, founders: list
                 named = tensors[f"m{i}.state"]
                 parts = tuple(named[str(k)].to(pop.device) for k in range(len(named)))
                 m.state = parts if saved.get("state_tuple") else parts[0]
-        m.steps, m.fitness, m.birth_bytes = saved["steps"], saved["fitness"], saved["birth_bytes"]
-        m.flops, m.resets = saved["flops"], saved["resets"]
-        m.childhood_left, m.childhood_alpha = saved["childhood_left"], saved["childhood_alpha"]
+        m.load_counters(saved)
         if f"m{i}.best" in tensors:
             best[m.id] = {**saved["best"], "weights": tensors[f"m{i}.best"]}
         members.append(m)
@@ -108,3 +106,56 @@ def save_member(path: Path, member_id: str, genome, weights: dict[str, torch.Ten
     """A member's weights and genome alone: what `multitudes eval` loads."""
     checkpoint.save(path, {"model": weights},
                     {"kind": "member", "id": member_id, "genome": genome.to_dict(), **info})
+
+
+class ArmCheckpoints:
+    """Where an arm's checkpoints live, and which one a resume reads.
+
+    One process: checkpoints/ARM. Under torchrun: checkpoints/ARM/rankR/stepN, every rank its
+    own; the latest complete step of every rank is kept until all ranks have the next one.
+    """
+
+    def __init__(self, run_dir: Path, arm: str, group: Group):
+        self.run_dir, self.group = Path(run_dir), group
+        self.base = self.run_dir / "checkpoints" / arm
+        self.rank_dir = self.base / f"rank{group.rank}"
+
+    def path(self, step: int) -> Path:
+        return self.rank_dir / f"step{step:09d}" if self.group.distributed else self.base
+
+    def save(self, step: int, write) -> None:
+        """`write(path)` writes the checkpoint of `step`; older steps go once every rank has
+        this one."""
+        path = self.path(step)
+        try:
+            write(path)
+        except OSError as e:  # disk full, quota, permissions: the previous checkpoint is intact
+            raise UserError(f"could not write the checkpoint {path}: {e.strerror or e}; the "
+                            f"previous checkpoint is kept, free space and go on with --resume "
+                            f"{self.run_dir}") from None
+        if self.group.distributed:
+            self.group.barrier()
+            for old in self.rank_dir.glob("step*"):
+                if old != path:
+                    shutil.rmtree(old, ignore_errors=True)
+
+    def latest(self) -> Path | None:
+        """The checkpoint to resume from (every rank's of the same step), or None."""
+        ranks = len(list(self.base.glob("rank*"))) if self.base.is_dir() else 0
+        if ranks and ranks != self.group.world or not ranks and self.group.distributed and (
+                self.base / "manifest.json").is_file():
+            raise UserError(f"the checkpoints in {self.base} were written by {ranks or 1} "
+                            f"rank(s); resume on the same number (now {self.group.world})")
+        path = self._common_step() if self.group.distributed else self.base
+        if path is None:
+            return None
+        checkpoint.recover(path)
+        return path if (path / "manifest.json").exists() else None
+
+    def _common_step(self) -> Path | None:
+        """The latest step every rank has a complete checkpoint of (a kill may have caught
+        some ranks before their newest save), or None."""
+        mine = {int(p.name[4:]) for p in self.rank_dir.glob("step*")
+                if (p / "manifest.json").is_file()} if self.rank_dir.is_dir() else set()
+        common = set.intersection(*map(set, self.group.gather(sorted(mine))))
+        return self.path(max(common)) if common else None
