@@ -80,3 +80,21 @@ def test_a_kill_between_the_two_renames_is_recovered(tmp_path):
     checkpoint.recover(path)
     assert checkpoint.load(path)[1]["n"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_a_full_disk_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    """safetensors reports a failed write as its own error: it reaches the caller as an
+    OSError (one line in the CLI), the previous checkpoint stays whole, no temporary is left."""
+    from safetensors import SafetensorError
+    from multitudes import checkpoint
+    path = tmp_path / "ck"
+    checkpoint.save(path, {"m": {"w": torch.ones(3)}}, {"step": 1})
+
+    def full(*_args, **_kwargs):
+        raise SafetensorError("No space left on device (os error 28)")
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save(path, {"m": {"w": torch.zeros(3)}}, {"step": 2})
+    tensors, state = checkpoint.load(path)
+    assert state == {"step": 1} and torch.equal(tensors["m"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]

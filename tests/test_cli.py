@@ -209,6 +209,7 @@ def one_line_error(result, needle):
     (["train", "--resume", "/nonexistent-run"], "no run there"),
     (["eval", "/nonexistent"], "does not exist"),
     (["train", "--bogus"], "No such option"),
+    (["train", "--preset", "debug", "--set", "train.eval_stride=100000"], "at most the context"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     one_line_error(cli(*args, "--out", tmp_path / "o", check=False) if args[0] == "train"
@@ -310,3 +311,58 @@ def test_a_data_file_too_small_is_one_line_and_writes_nothing(size, tmp_path):
 @pytest.mark.parametrize("stride", [-5, 100000])
 def test_eval_refuses_a_stride_outside_the_context(debug_run, stride):
     one_line_error(cli("eval", debug_run, "--stride", stride, check=False), "--stride")
+
+
+def test_no_place_for_the_run_is_one_line(tmp_path):
+    one_line_error(cli("train", "--preset", "debug", "--out", "/dev/null", check=False),
+                   "cannot write a run there")
+
+
+def test_a_malformed_mirror_url_is_one_line(tmp_path):
+    env = {**ENV, "MULTITUDES_DATA_URL": "not a url", "MULTITUDES_CACHE": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "multitudes", "train", "--preset", "debug",
+                             "--set", "data.corpus='enwik8'", "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True, env=env, timeout=600)
+    one_line_error(result, "MULTITUDES_DATA_URL")
+
+
+def test_out_of_memory_is_one_line_and_leaves_the_directory_reusable(tmp_path):
+    out = tmp_path / "o"
+    one_line_error(cli("train", "--preset", "debug", "--out", out, "--set",
+                       "members.0.d_model=1048576", check=False), "out of memory")
+    assert not (out / "checkpoints").exists()
+    # nothing was finished there: the same --out takes a new run without --force
+    cli("train", "--preset", "debug", "--out", out, "--quiet", "--set", "train.real_bytes=4096")
+    assert (out / "results.json").is_file()
+
+
+def test_a_run_directory_has_one_writer(debug_run):
+    from multitudes import run_files
+    run_files.lock_run_dir(debug_run)  # as a running `multitudes` holds it
+    try:
+        one_line_error(cli("train", "--resume", debug_run, check=False),
+                       "in use by another multitudes process")
+    finally:
+        run_files._HELD.pop().close()
+
+
+def test_an_edited_config_is_not_resumed(debug_run, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(debug_run, copy)
+    record = json.loads((copy / "config.json").read_text())
+    record["config"]["train"]["batch_size"] = 4
+    (copy / "config.json").write_text(json.dumps(record))
+    one_line_error(cli("train", "--resume", copy, check=False), "config.json was edited")
+
+
+@pytest.mark.parametrize("stride", ["-5", "100000"])
+def test_an_eval_stride_outside_the_context_is_one_line(debug_run, stride):
+    one_line_error(cli("eval", debug_run, "--stride", stride, check=False), f"--stride {stride}")
+
+
+def test_eval_on_a_tiny_file_is_one_line(debug_run, tmp_path):
+    tiny = tmp_path / "one.txt"
+    tiny.write_bytes(b"a")
+    one_line_error(cli("eval", debug_run, "--data", f"file:{tiny}", check=False),
+                   "nothing to score")

@@ -74,8 +74,11 @@ def save(path: Path, tensors: dict[str, dict[str, torch.Tensor]], state: dict) -
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
         for stem, named in tensors.items():
-            save_file({k: v.detach().contiguous().cpu() for k, v in named.items()},
-                      tmp / f"{stem}.safetensors")
+            try:
+                save_file({k: v.detach().contiguous().cpu() for k, v in named.items()},
+                          tmp / f"{stem}.safetensors")
+            except SafetensorError as e:  # safetensors' form of a failed write (disk full)
+                raise OSError(f"could not write {stem}.safetensors: {e}") from None
         (tmp / "state.json").write_text(json.dumps(state))
         files = sorted(p.name for p in tmp.iterdir())
         manifest = {"format": FORMAT, "version": __version__,

@@ -47,6 +47,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     from multitudes.corpora import resolve
     from multitudes.data import check_trainable, load_splits
     from multitudes.distributed import resolve_device
+    from multitudes.run_files import lock_run_dir
 
     if resume_dir:
         if preset or config_file or overrides or out:
@@ -65,6 +66,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
         out = Path(out or f"runs/{command}-{cfg.name}")
     d = cfg.distributed
     group = distributed.connect(d.thoughts, d.top_k, d.timeout)
+    group.on_main(lambda: lock_run_dir(out))  # one writer per run directory
     if not resume_dir:
         group.on_main(lambda: experiment.prepare_run_dir(out, command, cfg, False, force))
     return out, cfg, bool(resume_dir), group
@@ -199,6 +201,13 @@ def presets() -> None:
         click.echo(f"{name:>8}  {about}")
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """torch's OutOfMemoryError (CUDA) or the CPU allocator's RuntimeError, or a MemoryError."""
+    text = str(e)
+    return (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "out of memory" in text.lower())
+
+
 def main(argv: list[str] | None = None) -> None:
     finished = False
     try:
@@ -218,6 +227,18 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("multitudes: interrupted; the latest checkpoint is kept (--resume DIR)",
                    err=True)
         sys.exit(130)
+    except OSError as e:  # disk full, read-only, permissions: what was saved before is intact
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        click.echo(f"multitudes: error: {e.strerror or e}{where}; the latest checkpoint and "
+                   f"finished milestones are kept (--resume DIR once it is fixed)", err=True)
+        sys.exit(2)
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        click.echo("multitudes: error: out of memory: the config's models or batches do not "
+                   "fit on this machine (make members.*.d_model, train.batch_size or the "
+                   "context smaller); the latest checkpoint is kept", err=True)
+        sys.exit(2)
     finally:
         joined = sys.modules.get("multitudes.distributed")  # imported only by runs that train
         if joined is not None:  # after a failure no peer is waited for: one may be dead

@@ -55,8 +55,9 @@ class TrainConfig:
     """Bytes of the validation split used as the dev slice for curves and fitness."""
     eval_stride: int = 0
     """Stride of the evaluation windows (0: half the context); see evaluate.py."""
-    checkpoint_every: int = 0
-    """Steps between checkpoints (0: only at the end)."""
+    checkpoint_every: int = 250
+    """Steps between checkpoints (0: only at the end of each stretch of training), so that a
+    run can be killed any time and resumed, whatever config it came from."""
     seed: int = 0
     """Seed of the batch stream (member seeds live in their genomes)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -218,6 +219,9 @@ class RunConfig:
         if len(contexts) > 1:
             raise UserError(f"members.*.context must agree (all members read the same windows), "
                             f"got {sorted(contexts)}")
+        if self.train.eval_stride > self.context:
+            raise UserError(f"train.eval_stride={self.train.eval_stride} must be at most the "
+                            f"context {self.context} (0: half the context)")
 
     @property
     def context(self) -> int:

@@ -145,6 +145,9 @@ def _download(url: str, dest: Path) -> None:
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", None) or e
         raise UserError(f"download of {url} failed: {reason}") from None
+    except ValueError as e:  # not a URL at all (a malformed $MULTITUDES_DATA_URL)
+        raise UserError(f"download of {url} failed: {e} (is $MULTITUDES_DATA_URL a base URL "
+                        f"such as https://host/path?)") from None
 
 
 def safe_member_name(name: str) -> str:

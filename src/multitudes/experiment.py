@@ -20,6 +20,8 @@ reached).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import shutil
 from pathlib import Path
@@ -51,9 +53,15 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
         if record.get("command") != command:
             raise UserError(f"--resume {out}: that run was made by `{record.get('command')}`, "
                             f"not `{command}`")
+        if not isinstance(record.get("config"), dict):
+            raise UserError(f"--resume {out}: config.json holds no config")
+        if record.get("config_sha256", _digest(record["config"])) != _digest(record["config"]):
+            raise UserError(f"--resume {out}: config.json was edited after the run started; a "
+                            f"resume continues the run as it was configured (start a new run "
+                            f"for a new config)")
         return from_dict(record["config"])
     if out.exists() and any(out.iterdir()):
-        if not force:
+        if not force and _holds_work(out):
             what = "a run" if record_path.exists() else "files"
             raise UserError(f"{out} already holds {what}; use --resume to continue it or "
                             f"--force to replace it")
@@ -61,8 +69,25 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record_path, {"command": command, "config": cfg.to_dict()})
+    config = cfg.to_dict()
+    write_json_atomic(record_path, {"command": command, "config": config,
+                                    "config_sha256": _digest(config)})
     return cfg
+
+
+def _digest(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def _holds_work(out: Path) -> bool:
+    """Whether `out` holds anything worth keeping: files not a run's, or a run's finished work
+    (a checkpoint, a milestone, results). A run that failed before its first checkpoint holds
+    none, and its directory is reused without --force."""
+    names = {p.name for p in out.iterdir()} - {".lock"}
+    if names - set(RUN_FILES):
+        return True
+    return any((out / name).exists() and (not (out / name).is_dir() or any((out / name).iterdir()))
+               for name in ("checkpoints", "milestones", "members", "results.json"))
 
 
 def read_finished_run(run_dir: Path) -> tuple[dict, dict]:

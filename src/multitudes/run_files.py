@@ -12,6 +12,7 @@ from pathlib import Path
 
 from multitudes.checkpoint import read_json, write_json_atomic
 from multitudes.distributed import Group
+from multitudes.errors import UserError
 
 
 class RunFiles:
@@ -88,6 +89,29 @@ class RunFiles:
     def write_results(self, results: dict) -> None:
         if self.writes:
             write_json_atomic(self.out / "results.json", results)
+
+
+_HELD: list = []  # the open lock files of this process (closed when it exits)
+
+
+def lock_run_dir(out: Path) -> None:
+    """Hold `out/.lock` while this process lives: a second process that would write the same
+    run (two resumes at once) stops with one line instead of interleaving rows."""
+    import fcntl
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / ".lock", "a+")
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write a run there: {e.strerror or e}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UserError(f"{out} is in use by another multitudes process; wait for it to "
+                        f"finish, or write to another --out") from None
+    _HELD.append(handle)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
