@@ -98,3 +98,17 @@ def test_a_full_disk_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch
     tensors, state = checkpoint.load(path)
     assert state == {"step": 1} and torch.equal(tensors["m"]["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]
+
+
+def test_checkpoint_files_take_the_users_umask(tmp_path):
+    """A shared run directory: no file of a checkpoint is private when the umask is not."""
+    import os
+    old = os.umask(0o022)
+    try:
+        checkpoint.save(tmp_path / "ck", {"m": {"w": torch.ones(3)}}, {"step": 1})
+        checkpoint.write_json_atomic(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    paths = [tmp_path / "ck", *(tmp_path / "ck").iterdir(), tmp_path / "r.json"]
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in paths), [
+        (p.name, oct(p.stat().st_mode)) for p in paths]

@@ -366,3 +366,14 @@ def test_eval_on_a_tiny_file_is_one_line(debug_run, tmp_path):
     tiny.write_bytes(b"a")
     one_line_error(cli("eval", debug_run, "--data", f"file:{tiny}", check=False),
                    "nothing to score")
+
+
+def test_a_resume_with_another_thread_count_says_so(debug_run, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(debug_run, copy)
+    record = json.loads((copy / "config.json").read_text())
+    record["threads"] += 1
+    (copy / "config.json").write_text(json.dumps(record))
+    result = cli("train", "--resume", copy, "--quiet")
+    assert f"started with {record['threads']} CPU thread(s)" in result.stderr

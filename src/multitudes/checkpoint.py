@@ -52,6 +52,14 @@ def read_json(path: Path, what: str):
         raise UserError(f"{what} {path} is unreadable: {e}") from None
 
 
+def _readable(path: Path, directory: bool = False) -> None:
+    """mkstemp and mkdtemp create private files (0600, 0700); a run's files take the modes
+    the user's umask gives any other file, so that a shared run directory is readable."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
+
+
 def write_json_atomic(path: Path, data) -> None:
     """Write JSON to a temporary file in the same directory, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +69,7 @@ def write_json_atomic(path: Path, data) -> None:
             json.dump(data, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
+        _readable(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -73,6 +82,7 @@ def save(path: Path, tensors: dict[str, dict[str, torch.Tensor]], state: dict) -
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     try:
+        _readable(tmp, directory=True)
         for stem, named in tensors.items():
             try:
                 save_file({k: v.detach().contiguous().cpu() for k, v in named.items()},
@@ -85,6 +95,7 @@ def save(path: Path, tensors: dict[str, dict[str, torch.Tensor]], state: dict) -
                     "files": {name: _sha256(tmp / name) for name in files}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         for p in tmp.iterdir():
+            _readable(p)  # safetensors writes its files 0600
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
         _fsync_dir(tmp)

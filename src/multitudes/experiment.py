@@ -24,7 +24,10 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
+
+import torch
 
 from multitudes import generations, yardsticks
 from multitudes.distributed import Group
@@ -59,6 +62,12 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
             raise UserError(f"--resume {out}: config.json was edited after the run started; a "
                             f"resume continues the run as it was configured (start a new run "
                             f"for a new config)")
+        threads = torch.get_num_threads()
+        if record.get("threads", threads) != threads:
+            print(f"multitudes: warning: {out} started with {record['threads']} CPU thread(s), "
+                  f"it resumes with {threads}: on the CPU its numbers will differ from an "
+                  f"uninterrupted run's in the last digits (set OMP_NUM_THREADS="
+                  f"{record['threads']} for bit-identical ones)", file=sys.stderr)
         return from_dict(record["config"])
     if out.exists() and any(out.iterdir()):
         if not force and _holds_work(out):
@@ -71,7 +80,9 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
     out.mkdir(parents=True, exist_ok=True)
     config = cfg.to_dict()
     write_json_atomic(record_path, {"command": command, "config": config,
-                                    "config_sha256": _digest(config)})
+                                    "config_sha256": _digest(config),
+                                    # CPU results are bit-identical at the same thread count
+                                    "threads": torch.get_num_threads()})
     return cfg
 
 
