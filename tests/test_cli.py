@@ -377,3 +377,11 @@ def test_a_resume_with_another_thread_count_says_so(debug_run, tmp_path):
     (copy / "config.json").write_text(json.dumps(record))
     result = cli("train", "--resume", copy, "--quiet")
     assert f"started with {record['threads']} CPU thread(s)" in result.stderr
+
+
+def test_eval_scores_a_whole_file_with_split_all(debug_run, tmp_path):
+    text = tmp_path / "mine.txt"
+    text.write_bytes(b"I am large, I contain multitudes. " * 30)
+    result = cli("eval", debug_run, "--data", f"file:{text}", "--split", "all", "--json")
+    rows = json.loads(result.stdout)["members"]
+    assert {r["bytes_scored"] for r in rows} == {len(text.read_bytes()) - 1}

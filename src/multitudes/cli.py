@@ -108,7 +108,8 @@ def _run(command: str, preset, config_file, overrides, out, resume_dir, force, q
 @click.argument("target", type=click.Path())
 @click.option("--data", "corpus", default=None,
               help="sample | enwik8 | enwik9 | file:PATH (default: the run's corpus).")
-@click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(["valid", "test", "all"]), default="test",
+              show_default=True, help="A split of the corpus, or all of it (e.g. your own file).")
 @click.option("--stride", type=int, default=0, help="Evaluation stride (0: half the context).")
 @click.option("--n-loop", type=int, default=None, help="Loops of a looped model at evaluation.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from multitudes import checkpoint, yardsticks
 from multitudes.corpora import resolve
 from multitudes.data import load_splits
@@ -45,6 +47,14 @@ def load_member(path: Path):
     return genome, model, state
 
 
+def split_data(name: str, split: str) -> np.ndarray:
+    """A split of a corpus, or `all` of it (a user's own file scored whole)."""
+    corpus = resolve(name)
+    if split == "all":
+        return np.memmap(corpus.path, dtype=np.uint8, mode="r")
+    return load_splits(corpus)[split]
+
+
 def evaluate_target(target: Path, corpus: str | None, split: str, stride: int,
                     n_loop: int | None) -> list[dict]:
     rows, splits_cache = [], {}
@@ -59,8 +69,8 @@ def evaluate_target(target: Path, corpus: str | None, split: str, stride: int,
             model.n_loop = n_loop
         name = corpus or state.get("corpus", "sample")
         if name not in splits_cache:
-            splits_cache[name] = load_splits(resolve(name))
-        data = splits_cache[name][split]
+            splits_cache[name] = split_data(name, split)
+        data = splits_cache[name]
         if len(data) < 2:
             raise UserError(f"the {split} split of {name} holds {len(data)} byte(s): nothing "
                             f"to score (it needs at least 2)")
@@ -84,7 +94,7 @@ def yardsticks_for(target: Path, corpus: str | None, split: str, rows: list[dict
     """The classical compressors on the data just scored: alone, and (for a run scored on its
     own corpus's test split) given the bytes the run read, from its results.json."""
     name = rows[0]["data"]
-    data = bytes(load_splits(resolve(name))[split])
+    data = bytes(split_data(name, split))
     out = {"alone": {k: v["alone"] for k, v in yardsticks.cached(b"", data).items()}}
     results = target / "results.json"
     if split == "test" and results.is_file():
