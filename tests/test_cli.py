@@ -385,3 +385,33 @@ def test_eval_scores_a_whole_file_with_split_all(debug_run, tmp_path):
     result = cli("eval", debug_run, "--data", f"file:{text}", "--split", "all", "--json")
     rows = json.loads(result.stdout)["members"]
     assert {r["bytes_scored"] for r in rows} == {len(text.read_bytes()) - 1}
+
+
+def test_a_very_slow_config_is_announced(capsys):
+    from multitudes import config_files
+    from multitudes.cli import _warn_if_slow
+    _warn_if_slow(config_files.load("quick", None, []))
+    assert capsys.readouterr().err == ""
+    _warn_if_slow(config_files.load("debug", None, ["members.*.context=1",
+                                                    "train.real_bytes=1000000000"]))
+    assert "member-steps per arm" in capsys.readouterr().err
+
+
+def test_a_run_killed_while_starting_blocks_nothing(tmp_path):
+    """SIGKILL while it starts: once during the imports, once as soon as config.json is written
+    (before any checkpoint). The same command then runs in the same directory, without --force,
+    and finishes."""
+    out = tmp_path / "o"
+    args = ["train", "--preset", "debug", "--out", out, "--quiet"]
+    for started in (lambda: True, lambda: (out / "config.json").exists()):
+        proc = subprocess.Popen([sys.executable, "-m", "multitudes", *map(str, args)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+        deadline = time.time() + 120
+        while not started() and time.time() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (out / "checkpoints").exists()
+    assert (out / "config.json").exists()  # the second kill came after the run had begun
+    cli(*args)  # the kills left nothing that blocks: no "already holds a run", no stale lock
+    assert (out / "results.json").is_file()

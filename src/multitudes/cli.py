@@ -62,7 +62,8 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
             splits["train"] = splits["train"][:cfg.data.unique_bytes]
         check_trainable(splits, cfg.train.batch_size, cfg.context, cfg.train.dev_bytes,
                         cfg.data.corpus)
-        resolve_device(cfg.train.device)
+        if resolve_device(cfg.train.device).type == "cpu":
+            _warn_if_slow(cfg)
         out = Path(out or f"runs/{command}-{cfg.name}")
     d = cfg.distributed
     group = distributed.connect(d.thoughts, d.top_k, d.timeout)
@@ -70,6 +71,20 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     if not resume_dir:
         group.on_main(lambda: experiment.prepare_run_dir(out, command, cfg, False, force))
     return out, cfg, bool(resume_dir), group
+
+
+# The quick preset trains 4 members x 2,560 steps per arm in about 15 minutes on 2 CPU cores;
+# a config a hundred times that is hours, which a user should hear before it starts.
+SLOW_MEMBER_STEPS = 1_000_000
+
+
+def _warn_if_slow(cfg) -> None:
+    steps = -(-cfg.train.real_bytes // (cfg.train.batch_size * cfg.context))
+    member_steps = steps * len(cfg.members)
+    if member_steps > SLOW_MEMBER_STEPS:
+        click.echo(f"multitudes: warning: {len(cfg.members)} members x {steps:,} steps "
+                   f"({member_steps:,} member-steps per arm; the quick preset has 10,240): "
+                   f"expect hours or days on a CPU", err=True)
 
 
 @cli.command()

@@ -58,6 +58,7 @@ def figures(results: dict) -> list[tuple[str, str]]:
 
     figures = []
     styles = {"social": "-", "isolated": "--"}
+    colour = _member_colours(results)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for arm, res in results["arms"].items():
         curve = res.get("curve") or []
@@ -66,8 +67,8 @@ def figures(results: dict) -> list[tuple[str, str]]:
             xs = [r["real_bytes"] for r in part]
             for mid in ids:
                 ys = [r["members"].get(mid, float("nan")) for r in part]
-                ax.plot(xs, ys, styles.get(arm, ":"), color=FAMILY_COLOURS.get(family_of(mid)),
-                        alpha=0.75, label=None if n else f"{arm} {mid}")
+                ax.plot(xs, ys, styles.get(arm, ":"), color=colour[mid], marker=".", ms=3,
+                        alpha=0.75, label=None if n else f"{arm} {mid}")  # a lone point shows
             ax.plot(xs, [r["consensus_bpb"] for r in part], styles.get(arm, ":"),
                     color="black", lw=2, label=None if n else f"{arm} consensus")
     ax.axvline(results["real_bytes"], color="grey", lw=0.8)
@@ -75,18 +76,21 @@ def figures(results: dict) -> list[tuple[str, str]]:
     ax.set(xlabel="real training bytes", ylabel="dev bpb", title="Learning curves (dev slice)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    figures.append(("Dev-slice bpb against real bytes, every member of every arm "
-                    "(solid: social, dashed: isolated, whose cooldown branches leave its stable "
-                    "trunk; the grey vertical line marks equal real bytes; grey horizontal "
-                    "lines: the classical compressors on the dev slice given the bytes the "
-                    "run read)",
-                    _png(fig)))
+    if len(results["arms"]) > 1:
+        caption = ("Dev-slice bpb against real bytes, every member of every arm (solid: social, "
+                   "dashed: isolated, whose cooldown branches leave its stable trunk; the grey "
+                   "vertical line marks equal real bytes; grey horizontal lines: the classical "
+                   "compressors on the dev slice given the bytes the run read)")
+    else:
+        caption = ("Dev-slice bpb against real bytes, every member (grey horizontal lines: the "
+                   "classical compressors on the dev slice given the bytes the run read)")
+    figures.append((caption, _png(fig)))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for arm, res in results["arms"].items():
         for m in res["members"]:
-            ax.scatter(m["train_flops"], m["test_bpb"], color=FAMILY_COLOURS.get(m["family"]),
+            ax.scatter(m["train_flops"], m["test_bpb"], color=colour[m["id"]],
                        marker="o" if arm == "social" else "x", s=40, label=f"{arm} {m['id']}")
     ax.set(xscale="log", xlabel="training FLOPs (member, incl. channels)", ylabel="test bpb",
            title="Test bpb against training compute (o social, x isolated)")
@@ -130,6 +134,19 @@ def figures(results: dict) -> list[tuple[str, str]]:
     return figures
 
 
+def _member_colours(results: dict) -> dict[str, str]:
+    """One colour per member id (the same in every arm), so two members of a family differ."""
+    import matplotlib
+
+    ids = list(dict.fromkeys(
+        [m["id"] for res in results["arms"].values() for m in res["members"]]
+        + [i for res in results["arms"].values() for r in res.get("curve") or []
+           for i in r["members"]]))
+    palette = matplotlib.colormaps["tab20"].colors
+    return {mid: matplotlib.colors.to_hex(palette[(2 * n) % 20 + (2 * n) // 20 % 2])
+            for n, mid in enumerate(ids)}
+
+
 def _curve_parts(curve: list[dict]) -> list[list[dict]]:
     """A dev curve as lines to draw: the trunk (or the whole run), then each `wsd` cooldown
     branch joined to the trunk point it left from."""
@@ -161,7 +178,8 @@ def _evolution_plots(results: dict, plt) -> list[tuple[str, str]]:
         ended = dict(lines)
         last = max([r["step"] for r in mine] + [results.get("arms", {}).get(arm, {})
                                                  .get("steps", 0)])
-        final = {m["id"]: m["valid_bpb"] for m in results["arms"].get(arm, {}).get("members", [])}
+        curve = results["arms"].get(arm, {}).get("curve") or [{"members": {}}]
+        final = curve[-1]["members"]  # dev bpb at the end, as the fitness at death is
         fig, ax = plt.subplots(figsize=(8, 0.6 * len(set(slot.values())) + 1.5))
         for mid, y in slot.items():
             x0, x1 = start[mid], ended.get(mid, last)
