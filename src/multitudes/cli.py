@@ -1,5 +1,5 @@
-"""The command line: `multitudes train | compare | eval | lineage | replay | report | models |
-presets`.
+"""The command line: `multitudes train | compare | eval | compress | decompress | lineage | replay |
+report | models | presets`.
 
 Every expected failure (bad config, missing file, corrupt checkpoint, failed download) is a
 UserError and ends as one line on stderr with exit code 2; click's own usage errors are folded
@@ -117,6 +117,43 @@ def _run(command: str, preset, config_file, overrides, out, resume_dir, force, q
         files.say(f"report: {files.on_main(lambda: report.write_html(out))}")
     else:
         files.say(f"run written to {out}/ (results.json, metrics.jsonl, members/)")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="The archive (default: FILE.mtz).")
+@click.option("--run", "run", type=click.Path(), required=True,
+              help="A finished run (its members code) or one member checkpoint.")
+@click.option("--arm", default=None, help="The run's arm whose members code (default: social).")
+@click.option("--member", default=None, help="One member of the arm (default: the consensus of "
+              "all its members).")
+@click.option("--lanes", type=int, default=64, show_default=True,
+              help="Slices of the file coded side by side (each lane's first byte costs 8 bits).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def compress(file, out, run, arm, member, lanes, quiet) -> None:
+    """Code FILE with a trained run's members (range coding); `decompress` gives it back."""
+    from multitudes.compress import compress_file
+
+    out = out or f"{file}.mtz"
+    r = compress_file(Path(file), Path(out), Path(run), arm, member, lanes, not quiet)
+    click.echo(f"{file}: {r['bytes']:,} bytes -> {out}: {r['compressed']:,} bytes, "
+               f"{r['bpb']:.4f} bpb (model {r['model_bpb']:.4f} bpb + {r['header_bytes']} "
+               f"header bytes; xz -9e on the same bytes {r['xz_bpb']:.4f} bpb)")
+
+
+@cli.command()
+@click.argument("archive", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), required=True)
+@click.option("--run", "run", type=click.Path(), default=None,
+              help="Where the run that coded it is now (default: the path in its header).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def decompress(archive, out, run, quiet) -> None:
+    """The original of a `.mtz` archive, checked against its sha256."""
+    from multitudes.compress import decompress_file
+
+    r = decompress_file(Path(archive), Path(out), Path(run) if run else None, not quiet)
+    click.echo(f"{archive} -> {out}: {r['bytes']:,} bytes, sha256 verified")
 
 
 @cli.command(name="eval")

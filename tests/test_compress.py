@@ -1,0 +1,100 @@
+"""compress / decompress: exact round trips, a size that matches the model's bits, and damaged
+archives refused in one line."""
+
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from multitudes.compress import compress_file, decompress_file
+from multitudes.errors import UserError
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "multitudes", *map(str, args)],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "debug"
+    result = cli("train", "--preset", "debug", "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def round_trip(run, tmp_path, data: bytes, **kwargs) -> dict:
+    src, mtz, back = tmp_path / "in", tmp_path / "in.mtz", tmp_path / "out"
+    src.write_bytes(data)
+    summary = compress_file(src, mtz, run, progress=False, **kwargs)
+    decompress_file(mtz, back, progress=False)
+    assert back.read_bytes() == data
+    return summary
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"a", bytes(random.Random(0).randrange(256) for _ in range(3001)),
+    b"I am large, I contain multitudes. " * 40 + b"tail",  # not a multiple of the lanes
+], ids=["empty", "one-byte", "random", "text"])
+def test_round_trip_is_exact(run, tmp_path, data):
+    round_trip(run, tmp_path, data, lanes=7)
+
+
+@pytest.mark.parametrize("member", [None, "m1-lstm"])  # the consensus, and one member
+def test_the_size_is_the_models_bits_plus_the_header(run, tmp_path, member):
+    text = (b"<page><title>Anarchism</title><text>Anarchism is a political philosophy. "
+            * 60)
+    s = round_trip(run, tmp_path, text, member=member, lanes=16)
+    body = s["compressed"] - s["header_bytes"]
+    assert abs(body - s["model_bpb"] * s["bytes"] / 8) <= 0.005 * body + 8, s
+
+
+def test_a_damaged_archive_is_one_line(run, tmp_path):
+    src = tmp_path / "in"
+    src.write_bytes(b"I am large, I contain multitudes. " * 20)
+    mtz = tmp_path / "in.mtz"
+    compress_file(src, mtz, run, progress=False, lanes=4)
+    blob = bytearray(mtz.read_bytes())
+    cases = {"truncated": bytes(blob[:-3]), "not-mtz": b"PK\x03\x04" + bytes(blob[4:]),
+             "header": bytes(blob[:12]) + b"\xff" + bytes(blob[13:])}
+    flipped = bytearray(blob)
+    flipped[-5] ^= 0x55  # a bit of the code: decodes to other bytes, caught by the sha256
+    cases["code"] = bytes(flipped)
+    for name, damaged in cases.items():
+        path = tmp_path / f"{name}.mtz"
+        path.write_bytes(damaged)
+        result = cli("decompress", path, "-o", tmp_path / "x", "--quiet")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, (name, result.stderr)
+        assert lines[0].startswith("multitudes: error:") and "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_other_weights_are_refused(run, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    src = tmp_path / "in"
+    src.write_bytes(b"multitudes " * 30)
+    compress_file(src, tmp_path / "in.mtz", copy, progress=False, member="m1-lstm")
+    other = copy / "members" / "social" / "m4-lstm"
+    target = copy / "members" / "social" / "m1-lstm"
+    shutil.rmtree(target)
+    shutil.copytree(other, target)
+    with pytest.raises(UserError, match="other weights"):
+        decompress_file(tmp_path / "in.mtz", tmp_path / "out", progress=False)
+
+
+def test_the_cli_round_trip(run, tmp_path):
+    src = tmp_path / "page.txt"
+    src.write_bytes(b"The quick brown fox jumps over the lazy dog. " * 50)
+    result = cli("compress", src, "--run", run, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "bpb" in result.stdout and "xz -9e" in result.stdout
+    result = cli("decompress", f"{src}.mtz", "-o", tmp_path / "back.txt", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "back.txt").read_bytes() == src.read_bytes()
