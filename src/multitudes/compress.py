@@ -1,11 +1,14 @@
-"""`multitudes compress` / `decompress`: a file coded with a trained run's members, and back.
+"""`multitudes compress` / `decompress`: a file coded with a population's predictions, and back.
+
+Offline, a trained run's member (or the consensus of an arm) codes the file; online
+(online.py), a population of a preset codes each batch with what it knows, then trains on it.
 
 The archive (`.mtz`) is a proof of a bits-per-byte figure: `MTZ1`, a 4-byte header length, a
-JSON header, then the range coder's 32-bit words. The header records what decoding needs and
-what must match for the decoder's probabilities to be the encoder's bit for bit: the member
-checkpoints (by path and sha256), the lanes, the torch build, the device and the thread count;
-and the original's length and sha256, checked after decoding. A mismatch is refused up front in
-one line rather than discovered as garbage.
+zlib-compressed JSON header, then the range coder's 32-bit words. The header records what
+decoding needs and what must match for the decoder's probabilities to be the encoder's bit for
+bit: the member checkpoints (by path and sha256) or the online config, the lanes, the torch
+build, the device and the thread count; and the original's length and sha256, checked after
+decoding. A mismatch is refused up front in one line rather than discovered as garbage.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import json
 import lzma
 import os
 import struct
+import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from multitudes import checkpoint, coding
+from multitudes import checkpoint, coding, online
+from multitudes.config import RunConfig
+from multitudes.config_files import from_dict
 from multitudes.distributed import resolve_device
 from multitudes.errors import UserError
 from multitudes.eval_target import load_member
@@ -93,6 +100,31 @@ def compress_file(src: Path, out: Path, run: Path, arm: str | None = None,
             "header_bytes": size - words.nbytes, "xz_bpb": 8 * xz / n, "members": len(paths)}
 
 
+def online_config(cfg: RunConfig, members: int | None = None, isolated: bool = False
+                  ) -> RunConfig:
+    """The config an online run codes with: generations off (a file is read once), the first
+    `members` members, channels closed when `isolated`."""
+    if members is not None and not 1 <= members <= len(cfg.members):
+        raise UserError(f"--members {members}: the config has {len(cfg.members)} member(s)")
+    social = replace(cfg.social, channel="none", language_every=0) if isolated else cfg.social
+    return replace(cfg, members=cfg.members[:members], social=social,
+                   evolution=replace(cfg.evolution, every=0))
+
+
+def compress_online(src: Path, out: Path, cfg: RunConfig, progress: bool = True) -> dict:
+    data = _read(src)
+    env = _environment()
+    words, coder = online.encode(data, cfg, progress)
+    header = {"format": FORMAT, "mode": "online", "config": cfg.to_dict(),
+              "length": len(data), "sha256": hashlib.sha256(data).hexdigest(), **env}
+    size = _write(out, header, words)
+    xz = len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+    n = max(1, len(data))
+    return {"bytes": len(data), "compressed": size, "bpb": 8 * size / n,
+            "model_bpb": coder.bits / n, "header_bytes": size - words.nbytes,
+            "xz_bpb": 8 * xz / n, "members": len(cfg.members), "seconds": coder.seconds}
+
+
 def decompress_file(src: Path, out: Path, run: Path | None = None, progress: bool = True
                     ) -> dict:
     header, words = _read_archive(src)
@@ -103,6 +135,8 @@ def decompress_file(src: Path, out: Path, run: Path | None = None, progress: boo
                             f"{env[key]}: decoding elsewhere would give garbage"
                             + (f" (set OMP_NUM_THREADS={header['threads']})"
                                if key == "threads" else ""))
+    if header["mode"] == "online":
+        return _decompress_online(src, out, header, words, progress)
     base = Path(run) if run is not None else Path(header["run"])
     paths = [base / m["checkpoint"] for m in header["members"]]
     for path, m in zip(paths, header["members"]):
@@ -124,6 +158,19 @@ def decompress_file(src: Path, out: Path, run: Path | None = None, progress: boo
     return {"bytes": n}
 
 
+def _decompress_online(src: Path, out: Path, header: dict, words: np.ndarray,
+                       progress: bool) -> dict:
+    try:
+        cfg = from_dict(header["config"])
+    except (UserError, KeyError, TypeError) as e:
+        raise UserError(f"{src} is damaged: its config cannot be read ({e})") from None
+    data = online.decode(words, header["length"], cfg, progress)
+    if hashlib.sha256(data).hexdigest() != header["sha256"]:
+        raise UserError(f"{src} is damaged: the decoded bytes fail their sha256")
+    _atomic_write(Path(out), data)
+    return {"bytes": len(data)}
+
+
 def _read(src: Path) -> bytes:
     try:
         return Path(src).read_bytes()
@@ -134,7 +181,7 @@ def _read(src: Path) -> bytes:
 
 
 def _write(out: Path, header: dict, words: np.ndarray) -> int:
-    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    head = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9)
     blob = MAGIC + struct.pack("<I", len(head)) + head + words.astype("<u4").tobytes()
     _atomic_write(Path(out), blob)
     return len(blob)
@@ -146,17 +193,18 @@ def _read_archive(src: Path) -> tuple[dict, np.ndarray]:
         raise UserError(f"{src} is not a multitudes archive (no MTZ1 mark)")
     try:
         (length,) = struct.unpack("<I", blob[4:8])
-        header = json.loads(blob[8:8 + length])
+        header = json.loads(zlib.decompress(blob[8:8 + length]))
         body = blob[8 + length:]
-    except (struct.error, ValueError, UnicodeDecodeError):
+    except (struct.error, ValueError, UnicodeDecodeError, zlib.error):
         raise UserError(f"{src} is damaged: its header cannot be read") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise UserError(f"{src} is damaged or of another format version "
                         f"(this version reads {FORMAT})")
     if len(body) % 4:
         raise UserError(f"{src} is truncated: its code is not whole 32-bit words")
-    required = ("mode", "run", "members", "lanes", "length", "sha256")
-    if any(k not in header for k in required):
+    required = (("mode", "run", "members", "lanes", "length", "sha256")
+                if header.get("mode") == "offline" else ("mode", "config", "length", "sha256"))
+    if header.get("mode") not in ("offline", "online") or any(k not in header for k in required):
         raise UserError(f"{src} is damaged: its header lacks {', '.join(required)}")
     return header, np.frombuffer(body, dtype="<u4").astype(np.uint32)
 
