@@ -124,7 +124,7 @@ def test_online_round_trip_is_exact(tmp_path, data):
 def test_online_cli_single_member_and_isolated(tmp_path):
     src = tmp_path / "page.txt"
     src.write_bytes(b"The quick brown fox jumps over the lazy dog. " * 40)
-    for flags in (["--members", "1"], ["--isolated"]):
+    for flags in (["--members", "1"], ["--isolated"], ["--keep", "1"]):
         mtz = tmp_path / f"{flags[0]}.mtz"
         result = cli("compress", src, "--online", "--preset", "debug", "-o", mtz, "--quiet",
                      *[a for o in ONLINE for a in ("--set", o)], *flags)
@@ -135,3 +135,5 @@ def test_online_cli_single_member_and_isolated(tmp_path):
         assert (tmp_path / "back").read_bytes() == src.read_bytes()
     bad = cli("compress", src, "--online", "--preset", "debug", "--members", "3")
     assert bad.returncode == 2 and "--members 3" in bad.stderr
+    bad = cli("compress", src, "--online", "--preset", "debug", "--keep", "1,5")
+    assert bad.returncode == 2 and "--keep 1,5" in bad.stderr

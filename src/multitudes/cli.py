@@ -138,11 +138,12 @@ def _run(command: str, preset, config_file, overrides, out, resume_dir, force, q
               help="Online: a TOML config instead of a preset.")
 @click.option("--set", "overrides", multiple=True, help="Online: override a config value.")
 @click.option("--members", type=int, default=None, help="Online: only the first K members.")
+@click.option("--keep", default=None, help="Online: only the members at these indices (2,3).")
 @click.option("--isolated", is_flag=True, help="Online: the members train alone (channels "
               "closed); the consensus still codes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compress(file, out, run, arm, member, lanes, online, preset, config_file, overrides,
-             members, isolated, quiet) -> None:
+             members, keep, isolated, quiet) -> None:
     """Code FILE with a population's predictions (range coding); `decompress` gives it back."""
     from multitudes import compress as mtz
 
@@ -151,8 +152,12 @@ def compress(file, out, run, arm, member, lanes, online, preset, config_file, ov
         from multitudes import config_files
         if run or arm or member:
             raise UserError("--online trains its own population: drop --run/--arm/--member")
+        try:
+            indices = [int(i) for i in keep.split(",")] if keep else None
+        except ValueError:
+            raise UserError(f"--keep {keep}: member indices separated by commas") from None
         cfg = mtz.online_config(config_files.load(preset, config_file, overrides), members,
-                                isolated)
+                                isolated, indices)
         r = mtz.compress_online(Path(file), Path(out), cfg, not quiet)
     else:
         if not run:

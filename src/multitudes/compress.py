@@ -100,14 +100,22 @@ def compress_file(src: Path, out: Path, run: Path, arm: str | None = None,
             "header_bytes": size - words.nbytes, "xz_bpb": 8 * xz / n, "members": len(paths)}
 
 
-def online_config(cfg: RunConfig, members: int | None = None, isolated: bool = False
-                  ) -> RunConfig:
+def online_config(cfg: RunConfig, members: int | None = None, isolated: bool = False,
+                  keep: list[int] | None = None) -> RunConfig:
     """The config an online run codes with: generations off (a file is read once), the first
-    `members` members, channels closed when `isolated`."""
-    if members is not None and not 1 <= members <= len(cfg.members):
-        raise UserError(f"--members {members}: the config has {len(cfg.members)} member(s)")
+    `members` members or those at the indices `keep`, channels closed when `isolated`."""
+    chosen = cfg.members
+    if keep is not None:
+        if any(not 0 <= i < len(cfg.members) for i in keep) or not keep:
+            raise UserError(f"--keep {','.join(map(str, keep))}: the config's members are "
+                            f"0 to {len(cfg.members) - 1}")
+        chosen = [cfg.members[i] for i in keep]
+    if members is not None:
+        if not 1 <= members <= len(chosen):
+            raise UserError(f"--members {members}: the config has {len(chosen)} member(s)")
+        chosen = chosen[:members]
     social = replace(cfg.social, channel="none", language_every=0) if isolated else cfg.social
-    return replace(cfg, members=cfg.members[:members], social=social,
+    return replace(cfg, members=list(chosen), social=social,
                    evolution=replace(cfg.evolution, every=0))
 
 

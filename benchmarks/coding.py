@@ -1,0 +1,70 @@
+"""Coding throughput: how fast `compress` codes, and how much of that time is the entropy coder.
+
+For each member of a finished run (and the consensus of its arm), the first N bytes of the
+sample's test split are coded offline; the same stepping of the models is then timed without any
+coding (the reference: the model's own forward passes, measured in the same run). The entropy
+coder's share is what coding adds to the models' time.
+
+    python benchmarks/coding.py --run runs/compare-quick --bytes 65536
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import env_line
+from multitudes import coding
+from multitudes.compress import members_of
+from multitudes.corpora import resolve
+from multitudes.data import load_splits
+from multitudes.eval_target import load_member
+
+
+def steppers(paths, lanes):
+    out = []
+    for path in paths:
+        _, model, _ = load_member(path)
+        out.append(coding.ModelStepper(model, lanes, max(1, model.context // 2), "cpu"))
+    return out
+
+
+def models_only(data: bytes, paths, lanes: int) -> float:
+    """The same calls to the models as `coding.encode`, with no coding."""
+    m, used = coding.lane_layout(len(data), lanes)
+    grid = np.zeros((used, m), dtype=np.uint8)
+    grid.reshape(-1)[:len(data)] = np.frombuffer(data, dtype=np.uint8)
+    run = steppers(paths, used)
+    start = time.perf_counter()
+    for j in range(1, m):
+        coding.mixture(run, torch.from_numpy(grid[:, j - 1].copy()))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, type=Path)
+    parser.add_argument("--arm", default="social")
+    parser.add_argument("--bytes", type=int, default=65536)
+    parser.add_argument("--lanes", type=int, default=64)
+    args = parser.parse_args()
+    data = bytes(load_splits(resolve("sample"))["test"][:args.bytes])
+    print(env_line(torch.device("cpu")))
+    print(f"{len(data):,} bytes of the sample's test split, {args.lanes} lanes")
+    print(f"{'coder':>16} {'bpb':>7} {'B/s':>9} {'models B/s':>11} {'coder share':>11}")
+    everyone = members_of(args.run, args.arm, None)
+    for name, paths in [(p.name, [p]) for p in everyone] + [("consensus", everyone)]:
+        start = time.perf_counter()
+        words, bits = coding.encode(data, steppers(paths, args.lanes), args.lanes, False)
+        total = time.perf_counter() - start
+        reference = models_only(data, paths, args.lanes)
+        print(f"{name:>16} {8 * words.nbytes / len(data):7.4f} {len(data) / total:9,.0f} "
+              f"{len(data) / reference:11,.0f} {max(0.0, 1 - reference / total):11.1%}")
+
+
+if __name__ == "__main__":
+    main()
