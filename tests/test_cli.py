@@ -415,3 +415,23 @@ def test_a_run_killed_while_starting_blocks_nothing(tmp_path):
     assert (out / "config.json").exists()  # the second kill came after the run had begun
     cli(*args)  # the kills left nothing that blocks: no "already holds a run", no stale lock
     assert (out / "results.json").is_file()
+
+
+def test_a_finished_train_run_reads_on_when_resumed_with_more_bytes(debug_run, tmp_path):
+    """`--resume DIR --set train.real_bytes=...`: the run goes on from its last checkpoint and
+    is scored anew at the new length; unsafe keys are refused in one line."""
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(debug_run, copy)
+    before = json.loads((copy / "results.json").read_text())
+    one_line_error(cli("train", "--resume", copy, "--set", "train.batch_size=4", check=False),
+                   "may change only")
+    one_line_error(cli("train", "--resume", copy, "--set", "train.real_bytes=4096",
+                       check=False), "reads on, not back")
+    cli("train", "--resume", copy, "--quiet", "--set", "train.real_bytes=24576")
+    after = json.loads((copy / "results.json").read_text())
+    assert before["real_bytes"] == 16384 and after["real_bytes"] == 24576
+    assert after["arms"]["social"]["steps"] == 48
+    record = json.loads((copy / "config.json").read_text())
+    assert record["config"]["train"]["real_bytes"] == 24576
+    cli("train", "--resume", copy, "--quiet")  # the extended record resumes as it is

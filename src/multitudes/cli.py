@@ -50,10 +50,10 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     from multitudes.run_files import lock_run_dir
 
     if resume_dir:
-        if preset or config_file or overrides or out:
-            raise UserError("--resume takes the run's own config; drop --preset/--config/--set/--out")
+        if preset or config_file or out:
+            raise UserError("--resume takes the run's own config; drop --preset/--config/--out")
         out = Path(resume_dir)
-        cfg = experiment.prepare_run_dir(out, command, None, True, False)
+        cfg = experiment.prepare_run_dir(out, command, None, True, False, overrides)
     else:
         cfg = config_files.load(preset, config_file, overrides)
         # a bad corpus, one too small for the config, or no CUDA fails before anything is written
@@ -70,6 +70,8 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     group.on_main(lambda: lock_run_dir(out))  # one writer per run directory
     if not resume_dir:
         group.on_main(lambda: experiment.prepare_run_dir(out, command, cfg, False, force))
+    elif overrides:  # a longer run: checked by every rank, recorded once the lock is held
+        group.on_main(lambda: experiment.record_extension(out, cfg))
     return out, cfg, bool(resume_dir), group
 
 

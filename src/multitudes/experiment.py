@@ -44,9 +44,16 @@ RUN_FILES = ("config.json", "metrics.jsonl", "lineage.jsonl", "results.json", "r
              "checkpoints", "members", "milestones", "tb")
 
 
+# What a resume may change: a `train` run read on to more bytes (nanoGPT's "train longer"), and
+# how often it checkpoints. Anything else (shapes, batch, data, members) would make the saved
+# state describe another run.
+EXTENSIBLE = ("train.real_bytes", "train.checkpoint_every")
+
+
 def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool,
-                    force: bool) -> RunConfig:
-    """Create, check or reopen a run directory; returns the config the run uses."""
+                    force: bool, extend: list[str] = ()) -> RunConfig:
+    """Create, check or reopen a run directory; returns the config the run uses. `extend`:
+    `--set` overrides a resume may apply (EXTENSIBLE keys only)."""
     out = Path(out)
     record_path = out / "config.json"
     if resume:
@@ -68,6 +75,8 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
                   f"it resumes with {threads}: on the CPU its numbers will differ from an "
                   f"uninterrupted run's in the last digits (set OMP_NUM_THREADS="
                   f"{record['threads']} for bit-identical ones)", file=sys.stderr)
+        if extend:
+            return _extend(out, record, command, list(extend))
         return from_dict(record["config"])
     if out.exists() and any(out.iterdir()):
         if not force and _holds_work(out):
@@ -84,6 +93,35 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
                                     # CPU results are bit-identical at the same thread count
                                     "threads": torch.get_num_threads()})
     return cfg
+
+
+def _extend(out: Path, record: dict, command: str, overrides: list[str]) -> RunConfig:
+    """A finished or stopped `train` run, resumed with more bytes (or another checkpoint
+    interval); `record_extension` then writes the new config."""
+    from multitudes.config_files import apply_overrides, parse_override
+
+    if command != "train":
+        raise UserError(f"--resume --set extends `train` runs only; a `{command}` run's arms "
+                        f"are planned from its byte budget (start a new run)")
+    for text in overrides:
+        key = ".".join(parse_override(text)[0])
+        if key not in EXTENSIBLE:
+            raise UserError(f"--resume --set {key}: a resume may change only "
+                            f"{' and '.join(EXTENSIBLE)}")
+    before = from_dict(record["config"])
+    config = apply_overrides(record["config"], overrides)
+    cfg = from_dict(config)
+    if cfg.train.real_bytes < before.train.real_bytes:
+        raise UserError(f"--resume --set train.real_bytes={cfg.train.real_bytes}: the run has "
+                        f"read {before.train.real_bytes:,} already; a resume reads on, not back")
+    return cfg
+
+
+def record_extension(out: Path, cfg: RunConfig) -> None:
+    """config.json holds the extended run's config from now on (the lock is held)."""
+    record = read_json(Path(out) / "config.json", "the run's config")
+    write_json_atomic(Path(out) / "config.json", {**record, "config": cfg.to_dict(),
+                                                  "config_sha256": _digest(cfg.to_dict())})
 
 
 def _digest(config: dict) -> str:
