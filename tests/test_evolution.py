@@ -98,11 +98,12 @@ def test_replay_follows_the_lineage_not_the_generator(text_file, tmp_path):
     import json
 
     from multitudes import config_files, experiment
+    from multitudes import run_dir as rundir
 
     def run(out, seed, replay=None):
         cfg = config_files.load("debug", None, [f"data.corpus='file:{text_file}'",
                                           f"evolution.seed={seed}"])
-        experiment.prepare_run_dir(out, "train", cfg, False, False)
+        rundir.prepare_run_dir(out, "train", cfg, False, False)
         return experiment.run_train(cfg, out, progress=False, replay=replay)
 
     a, b = run(tmp_path / "a", 0), run(tmp_path / "b", 7)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from multitudes.cli_coding import compress, decompress
 from multitudes.errors import UserError
 
 
@@ -43,7 +44,8 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     Under torchrun every rank reads the config itself (nothing is written yet), then joins the
     others; rank 0 alone creates the run directory.
     """
-    from multitudes import config_files, distributed, experiment
+    from multitudes import config_files, distributed
+    from multitudes import run_dir as rundir
     from multitudes.corpora import resolve
     from multitudes.data import check_trainable, load_splits
     from multitudes.distributed import resolve_device
@@ -53,7 +55,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
         if preset or config_file or out:
             raise UserError("--resume takes the run's own config; drop --preset/--config/--out")
         out = Path(resume_dir)
-        cfg = experiment.prepare_run_dir(out, command, None, True, False, overrides)
+        cfg = rundir.prepare_run_dir(out, command, None, True, False, overrides)
     else:
         cfg = config_files.load(preset, config_file, overrides)
         # a bad corpus, one too small for the config, or no CUDA fails before anything is written
@@ -69,9 +71,9 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     group = distributed.connect(d.thoughts, d.top_k, d.timeout)
     group.on_main(lambda: lock_run_dir(out))  # one writer per run directory
     if not resume_dir:
-        group.on_main(lambda: experiment.prepare_run_dir(out, command, cfg, False, force))
+        group.on_main(lambda: rundir.prepare_run_dir(out, command, cfg, False, force))
     elif overrides:  # a longer run: checked by every rank, recorded once the lock is held
-        group.on_main(lambda: experiment.record_extension(out, cfg))
+        group.on_main(lambda: rundir.record_extension(out, cfg))
     return out, cfg, bool(resume_dir), group
 
 
@@ -119,71 +121,6 @@ def _run(command: str, preset, config_file, overrides, out, resume_dir, force, q
         files.say(f"report: {files.on_main(lambda: report.write_html(out))}")
     else:
         files.say(f"run written to {out}/ (results.json, metrics.jsonl, members/)")
-
-
-@cli.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="The archive (default: FILE.mtz).")
-@click.option("--run", "run", type=click.Path(), default=None,
-              help="Offline: a finished run (its members code) or one member checkpoint.")
-@click.option("--arm", default=None, help="Offline: the arm whose members code (default: "
-              "social).")
-@click.option("--member", default=None, help="Offline: one member of the arm (default: the "
-              "consensus of all its members).")
-@click.option("--lanes", type=int, default=64, show_default=True,
-              help="Offline: slices of the file coded side by side.")
-@click.option("--online", is_flag=True, help="Prequential: the population of --preset codes "
-              "each batch, then trains on it; nothing is trained beforehand.")
-@click.option("--preset", default=None, help="Online: the population and its recipe.")
-@click.option("--config", "config_file", type=click.Path(), default=None,
-              help="Online: a TOML config instead of a preset.")
-@click.option("--set", "overrides", multiple=True, help="Online: override a config value.")
-@click.option("--members", type=int, default=None, help="Online: only the first K members.")
-@click.option("--keep", default=None, help="Online: only the members at these indices (2,3).")
-@click.option("--isolated", is_flag=True, help="Online: the members train alone (channels "
-              "closed); the consensus still codes.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def compress(file, out, run, arm, member, lanes, online, preset, config_file, overrides,
-             members, keep, isolated, quiet) -> None:
-    """Code FILE with a population's predictions (range coding); `decompress` gives it back."""
-    from multitudes import compress as mtz
-
-    out = out or f"{file}.mtz"
-    if online:
-        from multitudes import config_files
-        if run or arm or member:
-            raise UserError("--online trains its own population: drop --run/--arm/--member")
-        try:
-            indices = [int(i) for i in keep.split(",")] if keep else None
-        except ValueError:
-            raise UserError(f"--keep {keep}: member indices separated by commas") from None
-        cfg = mtz.online_config(config_files.load(preset, config_file, overrides), members,
-                                isolated, indices)
-        r = mtz.compress_online(Path(file), Path(out), cfg, not quiet)
-    else:
-        if not run:
-            raise UserError("compress needs --run DIR (a trained run), or --online")
-        r = mtz.compress_file(Path(file), Path(out), Path(run), arm, member, lanes, not quiet)
-    took = f" in {r['seconds']:.0f} s ({r['bytes'] / max(r['seconds'], 1e-9):,.0f} B/s)" \
-        if "seconds" in r else ""
-    click.echo(f"{file}: {r['bytes']:,} bytes -> {out}: {r['compressed']:,} bytes, "
-               f"{r['bpb']:.4f} bpb (model {r['model_bpb']:.4f} bpb + {r['header_bytes']} "
-               f"header bytes; xz -9e on the same bytes {r['xz_bpb']:.4f} bpb){took}")
-
-
-@cli.command()
-@click.argument("archive", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), required=True)
-@click.option("--run", "run", type=click.Path(), default=None,
-              help="Where the run that coded it is now (default: the path in its header).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def decompress(archive, out, run, quiet) -> None:
-    """The original of a `.mtz` archive, checked against its sha256."""
-    from multitudes.compress import decompress_file
-
-    r = decompress_file(Path(archive), Path(out), Path(run) if run else None, not quiet)
-    click.echo(f"{archive} -> {out}: {r['bytes']:,} bytes, sha256 verified")
 
 
 @cli.command(name="eval")
@@ -235,14 +172,15 @@ def lineage_cmd(run_dir) -> None:
 def replay(run_dir, out, force, quiet) -> None:
     """Re-run a finished run with its recorded births and deaths; check the numbers agree."""
     from multitudes import distributed, experiment, lineage, report
+    from multitudes import run_dir as rundir
 
     if distributed.world_size_from_env() > 1:
         raise UserError("replay runs in one process; start it without torchrun")
     run_dir = Path(run_dir)
     rows = lineage.read(run_dir)
-    record, original = experiment.read_finished_run(run_dir)
+    record, original = rundir.read_finished_run(run_dir)
     out = Path(out or f"{run_dir}-replay")
-    cfg = experiment.prepare_run_dir(out, record["command"], record["cfg"], False, force)
+    cfg = rundir.prepare_run_dir(out, record["command"], record["cfg"], False, force)
     run = experiment.run_train if record["command"] == "train" else experiment.run_compare
     results = run(cfg, out, progress=not quiet, replay=rows)
     if record["command"] == "compare":
@@ -282,6 +220,10 @@ def presets() -> None:
 
     for name, about in list_presets().items():
         click.echo(f"{name:>8}  {about}")
+
+
+cli.add_command(compress)
+cli.add_command(decompress)
 
 
 def _out_of_memory(e: BaseException) -> bool:
