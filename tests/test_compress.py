@@ -107,14 +107,15 @@ ONLINE = ["train.batch_size=4", "members.*.context=16"]  # the debug pair, small
     b"", b"a", bytes(random.Random(1).randrange(256) for _ in range(700)),
     b"I am large, I contain multitudes. " * 50 + b"!",
 ], ids=["empty", "one-byte", "random", "text"])
-def test_online_round_trip_is_exact(tmp_path, data):
+@pytest.mark.parametrize("mixture", ["bayes", "uniform"])
+def test_online_round_trip_is_exact(tmp_path, data, mixture):
     """The decoder trains the same population on the bytes it decodes, bit for bit."""
     from multitudes import config_files
     from multitudes.compress import compress_online, online_config
     cfg = online_config(config_files.load("debug", None, ONLINE))
     src, mtz, back = tmp_path / "in", tmp_path / "in.mtz", tmp_path / "out"
     src.write_bytes(data)
-    s = compress_online(src, mtz, cfg, progress=False)
+    s = compress_online(src, mtz, cfg, progress=False, mixture=mixture)
     decompress_file(mtz, back, progress=False)
     assert back.read_bytes() == data
     body = s["compressed"] - s["header_bytes"]
@@ -137,3 +138,23 @@ def test_online_cli_single_member_and_isolated(tmp_path):
     assert bad.returncode == 2 and "--members 3" in bad.stderr
     bad = cli("compress", src, "--online", "--preset", "debug", "--keep", "1,5")
     assert bad.returncode == 2 and "--keep 1,5" in bad.stderr
+
+
+def test_the_bayes_mixture_follows_the_better_member_and_keeps_a_share():
+    """Posterior weights after bytes that member 0 predicts far better: nearly all on member 0,
+    never below the fixed share on the other."""
+    import numpy as np
+    from multitudes import config_files, online
+    coder = online.OnlineCoder(online_config_debug(config_files), progress=False)
+    for _ in range(20):
+        coder._update_weights(np.array([-1.0, -9.0]))
+    w = coder._weights()
+    assert w[0] > 0.98 and w[1] >= online.FIXED_SHARE / 2 * 0.999
+    for _ in range(200):  # the other member becomes the better one: the weight moves over
+        coder._update_weights(np.array([-9.0, -1.0]))
+    assert coder._weights()[1] > 0.98
+
+
+def online_config_debug(config_files):
+    from multitudes.compress import online_config
+    return online_config(config_files.load("debug", None, ONLINE))

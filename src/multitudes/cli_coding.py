@@ -29,11 +29,13 @@ from multitudes.errors import UserError
 @click.option("--set", "overrides", multiple=True, help="Online: override a config value.")
 @click.option("--members", type=int, default=None, help="Online: only the first K members.")
 @click.option("--keep", default=None, help="Online: only the members at these indices (2,3).")
+@click.option("--mixture", type=click.Choice(["bayes", "uniform"]), default="bayes",
+              show_default=True, help="Online: how the members' predictions are mixed.")
 @click.option("--isolated", is_flag=True, help="Online: the members train alone (channels "
               "closed); the consensus still codes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compress(file, out, run, arm, member, lanes, online, preset, config_file, overrides,
-             members, keep, isolated, quiet) -> None:
+             members, keep, mixture, isolated, quiet) -> None:
     """Code FILE with a population's predictions (range coding); `decompress` gives it back."""
     from multitudes import compress as mtz
 
@@ -48,7 +50,7 @@ def compress(file, out, run, arm, member, lanes, online, preset, config_file, ov
             raise UserError(f"--keep {keep}: member indices separated by commas") from None
         cfg = mtz.online_config(config_files.load(preset, config_file, overrides), members,
                                 isolated, indices)
-        r = mtz.compress_online(Path(file), Path(out), cfg, not quiet)
+        r = mtz.compress_online(Path(file), Path(out), cfg, not quiet, mixture)
     else:
         if not run:
             raise UserError("compress needs --run DIR (a trained run), or --online")

@@ -119,11 +119,14 @@ def online_config(cfg: RunConfig, members: int | None = None, isolated: bool = F
                    evolution=replace(cfg.evolution, every=0))
 
 
-def compress_online(src: Path, out: Path, cfg: RunConfig, progress: bool = True) -> dict:
+def compress_online(src: Path, out: Path, cfg: RunConfig, progress: bool = True,
+                    mixture: str = "bayes") -> dict:
     data = _read(src)
+    if mixture not in online.MIXTURES:
+        raise UserError(f"--mixture {mixture}: one of {', '.join(online.MIXTURES)}")
     env = _environment()
-    words, coder = online.encode(data, cfg, progress)
-    header = {"format": FORMAT, "mode": "online", "config": cfg.to_dict(),
+    words, coder = online.encode(data, cfg, progress, mixture)
+    header = {"format": FORMAT, "mode": "online", "config": cfg.to_dict(), "mixture": mixture,
               "length": len(data), "sha256": hashlib.sha256(data).hexdigest(), **env}
     size = _write(out, header, words)
     xz = len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
@@ -172,7 +175,10 @@ def _decompress_online(src: Path, out: Path, header: dict, words: np.ndarray,
         cfg = from_dict(header["config"])
     except (UserError, KeyError, TypeError) as e:
         raise UserError(f"{src} is damaged: its config cannot be read ({e})") from None
-    data = online.decode(words, header["length"], cfg, progress)
+    mixture = header.get("mixture", "bayes")
+    if mixture not in online.MIXTURES:
+        raise UserError(f"{src} is damaged: unknown mixture {mixture!r}")
+    data = online.decode(words, header["length"], cfg, progress, mixture)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
         raise UserError(f"{src} is damaged: the decoded bytes fail their sha256")
     _atomic_write(Path(out), data)

@@ -6,9 +6,12 @@ codes window i of every lane (T bytes each), then `Population.step` trains on th
 lanes' first bytes, and the tail that no whole window holds (fewer than B x T bytes), are coded
 uniformly. Inside a window every member predicts position t from positions < t of the window (an
 RNN from its state carried from the last window, as in training; a transformer from the window
-alone, as in training) by incremental decoding, and the coded distribution is the mixture of the
-members' (the consensus). A member's fitness is its own prequential bpb on the last window: no
-held-out data is needed, and the decoder computes the same.
+alone, as in training) by incremental decoding. The coded distribution mixes the members'
+(`mixture`): `bayes` weighs each by its posterior, exp(-its code length so far), updated after
+every position, with a fixed share (1%) of the weight spread back over all members so that one
+that starts slow can take over later (Herbster & Warmuth's fixed share); `uniform` averages them
+(the consensus of the tables). A member's fitness is its own prequential bpb on the last window:
+no held-out data is needed, and the decoder computes the same.
 
 The decoder builds the same population from the header's config and replays the same calls on
 the bytes it decodes, so its probabilities and its training are the encoder's bit for bit (same
@@ -30,6 +33,9 @@ from multitudes.config import RunConfig
 from multitudes.distributed import Group, resolve_device
 from multitudes.population import Population
 
+MIXTURES = ("bayes", "uniform")
+FIXED_SHARE = 0.01  # a prior choice, not tuned: the weight each step returns to every member
+
 
 def layout(n: int, cfg: RunConfig) -> tuple[int, int]:
     """(steps, lane length m = steps x T): B lanes of m + 1 bytes, overlapping by one."""
@@ -41,13 +47,14 @@ def layout(n: int, cfg: RunConfig) -> tuple[int, int]:
 class OnlineCoder:
     """One pass over a file: `encode(data)` or `decode(words, n)`, training as it goes."""
 
-    def __init__(self, cfg: RunConfig, progress: bool = True):
-        self.cfg, self.progress = cfg, progress
+    def __init__(self, cfg: RunConfig, progress: bool = True, mixture: str = "bayes"):
+        self.cfg, self.progress, self.mixture = cfg, progress, mixture
         self.device = resolve_device(cfg.train.device)
         self.pop = Population.found(cfg.members, cfg.social, cfg.train, 1, self.device, Group())
         self.B, self.T = cfg.train.batch_size, cfg.context
         self.bits = 0.0
         self.seconds = 0.0
+        self.log_weights = np.zeros(len(self.pop.members))  # the members' log posterior (nats)
 
     def _lane_starts(self, m: int) -> np.ndarray:
         return np.arange(self.B) * m
@@ -100,7 +107,8 @@ class OnlineCoder:
                     logits, states[k] = m.model.decode(x, states[k])
                 probs.append(torch.softmax(logits[:, -1].float(), dim=-1))
             member_probs = torch.stack(probs).double().cpu().numpy()  # (K, B, 256)
-            mixed = member_probs.mean(0)
+            weights = self._weights()
+            mixed = np.tensordot(weights, member_probs, axes=1)  # (B, 256)
             targets = rows[:, t + 1]
             todo = ~known[targets]
             symbols = coder(out[targets[todo]], mixed[todo])
@@ -108,14 +116,32 @@ class OnlineCoder:
             known[targets[todo]] = True
             lanes = np.flatnonzero(todo)
             self.bits -= float(np.log2(mixed[lanes, symbols]).sum())
-            fitness_bits -= np.log2(member_probs[:, lanes, symbols]).sum(axis=1)
+            own = np.log(member_probs[:, lanes, symbols]).sum(axis=1)  # (K,) nats
+            fitness_bits -= own / np.log(2)
+            self._update_weights(own)
             coded += len(lanes)
         for m, bits in zip(self.pop.members, fitness_bits):
             m.fitness = float(bits / max(1, coded))  # its own prequential bpb, last window
 
 
-def encode(data: bytes, cfg: RunConfig, progress: bool = True) -> tuple[np.ndarray, OnlineCoder]:
-    coder = OnlineCoder(cfg, progress)
+    def _weights(self) -> np.ndarray:
+        if self.mixture == "uniform":
+            return np.full(len(self.log_weights), 1.0 / len(self.log_weights))
+        w = np.exp(self.log_weights - self.log_weights.max())
+        return w / w.sum()
+
+    def _update_weights(self, log_likelihood: np.ndarray) -> None:
+        """Bayes' rule on the bytes just coded, then the fixed share."""
+        if self.mixture == "uniform":
+            return
+        self.log_weights = self.log_weights + log_likelihood
+        w = (1 - FIXED_SHARE) * self._weights() + FIXED_SHARE / len(self.log_weights)
+        self.log_weights = np.log(w)
+
+
+def encode(data: bytes, cfg: RunConfig, progress: bool = True, mixture: str = "bayes"
+           ) -> tuple[np.ndarray, OnlineCoder]:
+    coder = OnlineCoder(cfg, progress, mixture)
     encoder = constriction.stream.queue.RangeEncoder()
 
     def code(symbols, probs):
@@ -126,8 +152,9 @@ def encode(data: bytes, cfg: RunConfig, progress: bool = True) -> tuple[np.ndarr
     return encoder.get_compressed(), coder
 
 
-def decode(words: np.ndarray, n: int, cfg: RunConfig, progress: bool = True) -> bytes:
-    coder = OnlineCoder(cfg, progress)
+def decode(words: np.ndarray, n: int, cfg: RunConfig, progress: bool = True,
+           mixture: str = "bayes") -> bytes:
+    coder = OnlineCoder(cfg, progress, mixture)
     decoder = constriction.stream.queue.RangeDecoder(words)
 
     def code(_symbols, probs):
