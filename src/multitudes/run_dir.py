@@ -99,8 +99,12 @@ def _extend(out: Path, record: dict, command: str, overrides: list[str]) -> RunC
 
 
 def record_extension(out: Path, cfg: RunConfig) -> None:
-    """config.json holds the extended run's config from now on (the lock is held)."""
+    """config.json holds the extended run's config from now on (the lock is held); the
+    milestones and results of the shorter run go, so the longer one is scored anew."""
     record = read_json(Path(out) / "config.json", "the run's config")
+    for name in ("milestones", "results.json"):
+        path = Path(out) / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     write_json_atomic(Path(out) / "config.json", {**record, "config": cfg.to_dict(),
                                                   "config_sha256": _digest(cfg.to_dict())})
 

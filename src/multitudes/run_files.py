@@ -76,13 +76,11 @@ class RunFiles:
         """Where a milestone's member weights go (every rank saves the members it owns)."""
         return self.out / "members" / label / member_id
 
-    def milestone(self, label: str, score, real_bytes: int) -> dict:
-        """`score()` once at `real_bytes`; a resumed run reads the milestone back instead of
-        scoring it again (a run extended to more bytes scores anew)."""
+    def milestone(self, label: str, score) -> dict:
+        """`score()` once; a resumed run reads the milestone back instead of scoring it again
+        (a run extended to more bytes has had its milestones removed, see run_dir.py)."""
         path = self.out / "milestones" / f"{label}.json"
-        done = self.on_main(lambda: path.is_file() and read_json(path, "milestone").get(
-            "real_bytes") == real_bytes)
-        if done:
+        if self.on_main(path.is_file):
             return self.on_main(lambda: read_json(path, "milestone"))
         result = score()
         if self.writes:

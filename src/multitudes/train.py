@@ -115,8 +115,7 @@ class ArmRunner:
     def milestone(self) -> dict:
         """Valid and test scores of every member (read back when scored before a kill)."""
         return self.files.milestone(self.name, lambda: self.scoring.milestone(
-            self.pop, self.name, self.name, self.files, self.stream.epochs_done),
-            self.pop.real_bytes)
+            self.pop, self.name, self.name, self.files, self.stream.epochs_done))
 
     # -- finished runs under `wsd` -------------------------------------------------------------
     def cooldown_start(self, real_bytes: int) -> int:
