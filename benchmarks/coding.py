@@ -19,18 +19,9 @@ import torch
 
 from common import env_line
 from multitudes import coding
-from multitudes.compress import members_of
+from multitudes.compress import members_of, steppers
 from multitudes.corpora import resolve
 from multitudes.data import load_splits
-from multitudes.eval_target import load_member
-
-
-def steppers(paths, lanes):
-    out = []
-    for path in paths:
-        _, model, _ = load_member(path)
-        out.append(coding.ModelStepper(model, lanes, max(1, model.context // 2), "cpu"))
-    return out
 
 
 def models_only(data: bytes, paths, lanes: int) -> float:
@@ -38,7 +29,7 @@ def models_only(data: bytes, paths, lanes: int) -> float:
     m, used = coding.lane_layout(len(data), lanes)
     grid = np.zeros((used, m), dtype=np.uint8)
     grid.reshape(-1)[:len(data)] = np.frombuffer(data, dtype=np.uint8)
-    run = steppers(paths, used)
+    run = steppers(paths, torch.device("cpu"))
     start = time.perf_counter()
     for j in range(1, m):
         coding.mixture(run, torch.from_numpy(grid[:, j - 1].copy()))
@@ -59,7 +50,8 @@ def main() -> None:
     everyone = members_of(args.run, args.arm, None)
     for name, paths in [(p.name, [p]) for p in everyone] + [("consensus", everyone)]:
         start = time.perf_counter()
-        words, bits = coding.encode(data, steppers(paths, args.lanes), args.lanes, False)
+        words, bits = coding.encode(data, steppers(paths, torch.device("cpu")), args.lanes,
+                                    False)
         total = time.perf_counter() - start
         reference = models_only(data, paths, args.lanes)
         print(f"{name:>16} {8 * words.nbytes / len(data):7.4f} {len(data) / total:9,.0f} "

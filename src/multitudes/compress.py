@@ -63,12 +63,13 @@ def _environment() -> dict:
             "threads": torch.get_num_threads()}
 
 
-def _steppers(paths: list[Path], lanes: int, device) -> list[coding.ModelStepper]:
+def steppers(paths: list[Path], device) -> list[coding.ModelStepper]:
+    """The member checkpoints at `paths`, each ready to step the lanes (stride: half the
+    context, as the evaluation's default)."""
     out = []
     for path in paths:
         _, model, _ = load_member(path)
-        out.append(coding.ModelStepper(model.to(device), lanes, max(1, model.context // 2),
-                                       device))
+        out.append(coding.ModelStepper(model.to(device), max(1, model.context // 2), device))
     return out
 
 
@@ -84,20 +85,15 @@ def compress_file(src: Path, out: Path, run: Path, arm: str | None = None,
         raise UserError(f"--lanes {lanes}: must be at least 1")
     paths = members_of(run, arm, member)
     env = _environment()
-    used = coding.lane_layout(len(data), lanes)[1]
-    words, bits = coding.encode(data, _steppers(paths, used, torch.device(env["device"])),
-                                lanes, progress)
+    words, bits = coding.encode(data, steppers(paths, torch.device(env["device"])), lanes,
+                                progress)
     run = Path(run).resolve()
     header = {"format": FORMAT, "mode": "offline", "run": str(run),
               "members": [{"checkpoint": os.path.relpath(p.resolve(), run),
                            "sha256": _digest(p)} for p in paths],
               "lanes": lanes, "length": len(data),
               "sha256": hashlib.sha256(data).hexdigest(), **env}
-    size = _write(out, header, words)
-    xz = len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
-    n = max(1, len(data))
-    return {"bytes": len(data), "compressed": size, "bpb": 8 * size / n, "model_bpb": bits / n,
-            "header_bytes": size - words.nbytes, "xz_bpb": 8 * xz / n, "members": len(paths)}
+    return _summary(data, _write(out, header, words), words, bits)
 
 
 def online_config(cfg: RunConfig, members: int | None = None, isolated: bool = False,
@@ -128,12 +124,8 @@ def compress_online(src: Path, out: Path, cfg: RunConfig, progress: bool = True,
     words, coder = online.encode(data, cfg, progress, mixture)
     header = {"format": FORMAT, "mode": "online", "config": cfg.to_dict(), "mixture": mixture,
               "length": len(data), "sha256": hashlib.sha256(data).hexdigest(), **env}
-    size = _write(out, header, words)
-    xz = len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
-    n = max(1, len(data))
-    return {"bytes": len(data), "compressed": size, "bpb": 8 * size / n,
-            "model_bpb": coder.bits / n, "header_bytes": size - words.nbytes,
-            "xz_bpb": 8 * xz / n, "members": len(cfg.members), "seconds": coder.seconds}
+    return {**_summary(data, _write(out, header, words), words, coder.bits),
+            "seconds": coder.seconds}
 
 
 def decompress_file(src: Path, out: Path, run: Path | None = None, progress: bool = True
@@ -156,11 +148,10 @@ def decompress_file(src: Path, out: Path, run: Path | None = None, progress: boo
                             f"(name the run with --run DIR)")
         if _digest(path) != m["sha256"]:
             raise UserError(f"{src} was coded with other weights than {path} holds")
-    n, lanes = header["length"], header["lanes"]
-    used = coding.lane_layout(n, lanes)[1]
+    n = header["length"]
     try:
-        data = coding.decode(words, n, _steppers(paths, used, torch.device(env["device"])),
-                             lanes, progress)
+        data = coding.decode(words, n, steppers(paths, torch.device(env["device"])),
+                             header["lanes"], progress)
     except (ValueError, RuntimeError, AssertionError) as e:
         raise UserError(f"{src} is damaged: its code does not decode ({e})") from None
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
@@ -183,6 +174,14 @@ def _decompress_online(src: Path, out: Path, header: dict, words: np.ndarray,
         raise UserError(f"{src} is damaged: the decoded bytes fail their sha256")
     _atomic_write(Path(out), data)
     return {"bytes": len(data)}
+
+
+def _summary(data: bytes, size: int, words: np.ndarray, bits: float) -> dict:
+    """What the command prints: sizes, the archive's and the model's bpb, xz on the same bytes."""
+    xz = len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+    n = max(1, len(data))
+    return {"bytes": len(data), "compressed": size, "bpb": 8 * size / n, "model_bpb": bits / n,
+            "header_bytes": size - words.nbytes, "xz_bpb": 8 * xz / n}
 
 
 def _read(src: Path) -> bytes:

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import time
 
-import constriction
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from multitudes.coding import FAMILY
+from multitudes.coding import RangeCoder, uniform
 from multitudes.config import RunConfig
 from multitudes.distributed import Group, resolve_device
 from multitudes.population import Population
@@ -56,9 +55,6 @@ class OnlineCoder:
         self.seconds = 0.0
         self.log_weights = np.zeros(len(self.pop.members))  # the members' log posterior (nats)
 
-    def _lane_starts(self, m: int) -> np.ndarray:
-        return np.arange(self.B) * m
-
     def run(self, n: int, coder, data: np.ndarray | None = None) -> np.ndarray:
         """Code (data given) or decode (data None) all n bytes through `coder(symbols, probs)`,
         which returns the symbols (the given ones, or the decoded ones)."""
@@ -69,8 +65,8 @@ class OnlineCoder:
         if self.cfg.train.schedule == "wsd":
             self.pop.horizon = max(1, steps)  # one run of the file's length, cooled at its end
         known = np.zeros(n, dtype=bool)
-        firsts = self._lane_starts(m) if steps else np.zeros(0, dtype=np.int64)
-        out[firsts] = coder(out[firsts], _uniform(len(firsts)))
+        firsts = np.arange(self.B) * m if steps else np.zeros(0, dtype=np.int64)
+        out[firsts] = coder(out[firsts], uniform(len(firsts)))
         known[firsts] = True
         self.bits = 8.0 * len(firsts)
         bar = tqdm(total=n, unit="B", unit_scale=True, desc="online", dynamic_ncols=True,
@@ -84,7 +80,7 @@ class OnlineCoder:
             bar.update(int(self.B * self.T))
             bar.set_postfix(bpb=f"{self.bits / max(1, known.sum()):.3f}")
         rest = np.flatnonzero(~known)  # the tail no whole window holds
-        out[rest] = coder(out[rest], _uniform(len(rest)))
+        out[rest] = coder(out[rest], uniform(len(rest)))
         self.bits += 8.0 * len(rest)
         bar.update(len(rest))
         bar.close()
@@ -141,28 +137,12 @@ class OnlineCoder:
 
 def encode(data: bytes, cfg: RunConfig, progress: bool = True, mixture: str = "bayes"
            ) -> tuple[np.ndarray, OnlineCoder]:
-    coder = OnlineCoder(cfg, progress, mixture)
-    encoder = constriction.stream.queue.RangeEncoder()
-
-    def code(symbols, probs):
-        if len(symbols):
-            encoder.encode(symbols.astype(np.int32), FAMILY, probs)
-        return symbols
-    coder.run(len(data), code, np.frombuffer(data, dtype=np.uint8))
-    return encoder.get_compressed(), coder
+    coder, ranges = OnlineCoder(cfg, progress, mixture), RangeCoder()
+    coder.run(len(data), ranges, np.frombuffer(data, dtype=np.uint8))
+    return ranges.words(), coder
 
 
 def decode(words: np.ndarray, n: int, cfg: RunConfig, progress: bool = True,
            mixture: str = "bayes") -> bytes:
     coder = OnlineCoder(cfg, progress, mixture)
-    decoder = constriction.stream.queue.RangeDecoder(words)
-
-    def code(_symbols, probs):
-        if not len(probs):
-            return np.zeros(0, dtype=np.uint8)
-        return np.asarray(decoder.decode(FAMILY, probs), dtype=np.uint8)
-    return coder.run(n, code).tobytes()
-
-
-def _uniform(rows: int) -> np.ndarray:
-    return np.full((rows, 256), 1.0 / 256)
+    return coder.run(n, RangeCoder(words)).tobytes()
