@@ -60,13 +60,14 @@ def _readable(path: Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~umask)
 
 
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON to a temporary file in the same directory, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, then rename it over `path`: a reader
+    (or a run killed meanwhile) sees the old file or the whole new one."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         _readable(Path(tmp))
@@ -74,6 +75,11 @@ def write_json_atomic(path: Path, data) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, json.dumps(data, indent=1).encode())
 
 
 def save(path: Path, tensors: dict[str, dict[str, torch.Tensor]], state: dict) -> None:

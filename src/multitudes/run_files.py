@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from multitudes.checkpoint import read_json, write_json_atomic
+from multitudes.checkpoint import read_json, write_bytes_atomic, write_json_atomic
 from multitudes.distributed import Group
 from multitudes.errors import UserError
 
@@ -116,6 +116,4 @@ def lock_run_dir(out: Path) -> None:
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
+    write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
