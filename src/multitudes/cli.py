@@ -83,7 +83,9 @@ SLOW_MEMBER_STEPS = 1_000_000
 
 
 def _warn_if_slow(cfg) -> None:
-    steps = -(-cfg.train.real_bytes // (cfg.train.batch_size * cfg.context))
+    from multitudes.data import steps_for
+
+    steps = steps_for(cfg.train.real_bytes, cfg.train.batch_size, cfg.context)
     member_steps = steps * len(cfg.members)
     if member_steps > SLOW_MEMBER_STEPS:
         click.echo(f"multitudes: warning: {len(cfg.members)} members x {steps:,} steps "

@@ -66,6 +66,12 @@ class StreamState:
     index: int = 0  # windows of the current epoch already dealt
 
 
+def steps_for(real_bytes: int, batch_size: int, context: int) -> int:
+    """The steps that read `real_bytes` in batches of B x T (the last batch whole): the one
+    conversion from bytes to steps."""
+    return -(-real_bytes // (batch_size * context))
+
+
 class Stream:
     """What every batch stream shares: B windows of T predicted bytes per batch."""
 
@@ -78,8 +84,7 @@ class Stream:
         return self.batch_size * self.context
 
     def steps_for(self, real_bytes: int) -> int:
-        """The steps that read `real_bytes` (the last batch whole): the one conversion."""
-        return -(-real_bytes // self.bytes_per_batch)
+        return steps_for(real_bytes, self.batch_size, self.context)
 
 
 class BatchStream(Stream):

@@ -15,7 +15,6 @@ runs this loop in step; only population.py and those files know about ranks.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 from tqdm import tqdm
@@ -27,10 +26,7 @@ from multitudes.data import make_stream
 from multitudes.distributed import resolve_device
 from multitudes.population import Population
 from multitudes.run_files import RunFiles
-from multitudes.scoring import Scoring
-
-LN2 = math.log(2)
-
+from multitudes.scoring import LN2, Scoring
 
 class ArmRunner:
     """One arm (`isolated`, `social`, ...) of a run, steppable to successive byte targets."""
