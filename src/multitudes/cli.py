@@ -1,5 +1,5 @@
-"""The command line: `multitudes train | compare | eval | compress | decompress | lineage | replay |
-report | models | presets`.
+"""The command line: `multitudes train | compare | scale | eval | compress | decompress | lineage |
+replay | report | models | presets`.
 
 Every expected failure (bad config, missing file, corrupt checkpoint, failed download) is a
 UserError and ends as one line on stderr with exit code 2; click's own usage errors are folded
@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from multitudes.cli_coding import compress, decompress
+from multitudes.cli_scale import scale
 from multitudes.errors import UserError
 
 
@@ -217,15 +218,20 @@ def models() -> None:
 
 @cli.command()
 def presets() -> None:
-    """List the presets."""
+    """List the presets (of `train` and `compare`, then of `scale`)."""
     from multitudes.config_files import list_presets
+    from multitudes.study import list_studies
 
     for name, about in list_presets().items():
+        click.echo(f"{name:>8}  {about}")
+    click.echo("studies (multitudes scale --preset NAME):")
+    for name, about in list_studies().items():
         click.echo(f"{name:>8}  {about}")
 
 
 cli.add_command(compress)
 cli.add_command(decompress)
+cli.add_command(scale)
 
 
 def _out_of_memory(e: BaseException) -> bool:

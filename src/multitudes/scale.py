@@ -1,0 +1,105 @@
+"""`multitudes scale`: run a study's cells one after another, each an ordinary run directory.
+
+    DIR/study.json        the study's document (grid, sizes, base config) and its sha256
+    DIR/cells/NAME/       one `compare` or `train` run per cell (inspect, resume, report it)
+    DIR/cells/NAME/inference.json   the inference-time axis of the largest-K cells
+    DIR/scale.json, DIR/scale.html   the study's table and plots, rebuilt after every cell
+
+A killed study resumes at the cell it was in: finished cells (results.json) are read back, the
+interrupted one resumes from its latest checkpoint, the rest start. Re-running the same command
+on the same --out continues it too; a different grid there is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from multitudes import experiment, study
+from multitudes import run_dir as rundir
+from multitudes.checkpoint import read_json, write_json_atomic
+from multitudes.errors import UserError
+from multitudes.run_files import lock_run_dir
+
+
+def open_study(out: Path, doc: dict | None, force: bool) -> dict:
+    """Create DIR/study.json, or reopen it: `doc` None means `--resume DIR`."""
+    record_path = out / "study.json"
+    if doc is None:
+        if not record_path.is_file():
+            raise UserError(f"--resume {out}: no study there (no study.json)")
+        record = read_json(record_path, "the study's record")
+        if record.get("sha256") != study.digest(record.get("study", {})):
+            raise UserError(f"--resume {out}: study.json was edited after the study started")
+        study.check(record["study"])
+        return record["study"]
+    if record_path.is_file() and not force:
+        record = read_json(record_path, "the study's record")
+        if record.get("sha256") != study.digest(doc):
+            raise UserError(f"{out} holds another study (a different grid or config); use "
+                            f"--resume {out} to continue it, or --force to start this one there")
+        return doc
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record_path, {"study": doc, "sha256": study.digest(doc)})
+    return doc
+
+
+def run_cell(cell: study.Cell, out: Path, force: bool, progress: bool) -> dict:
+    """A cell's results: read back when finished, resumed when started, else run."""
+    cell_dir = out / "cells" / cell.name
+    if (cell_dir / "results.json").is_file() and not force:
+        return read_json(cell_dir / "results.json", f"cell {cell.name}'s results")
+    lock_run_dir(cell_dir)
+    record = cell_dir / "config.json"
+    resume = record.is_file() and not force and (
+        read_json(record, "a cell's config").get("config") == cell.cfg.to_dict())
+    if record.is_file() and not resume and not force:
+        raise UserError(f"cell {cell_dir} holds a run of another config; --force restarts it")
+    cfg = rundir.prepare_run_dir(cell_dir, cell.command, None if resume else cell.cfg, resume,
+                                 force=True)
+    run = experiment.run_compare if cell.command == "compare" else experiment.run_train
+    return run(cfg, cell_dir, resume=resume, progress=progress)
+
+
+def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
+              say=print) -> dict:
+    from multitudes import scale_inference, scale_report
+
+    lock_run_dir(out)
+    doc = open_study(out, doc, force)
+    plan = study.cells(doc)
+    largest = max(doc["members"])
+    done = sum((out / "cells" / c.name / "results.json").is_file() for c in plan)
+    say(f"study {doc.get('name', '')}: {len(plan)} cells in {out}/cells "
+        f"({done} finished already)")
+    results = {}
+    for i, cell in enumerate(plan, 1):
+        finished = (out / "cells" / cell.name / "results.json").is_file()
+        if not finished:
+            say(f"[{i}/{len(plan)}] {cell.name}: {cell.command}, "
+                f"{len(cell.cfg.members)} member(s)")
+        start = time.perf_counter()
+        results[cell.name] = run_cell(cell, out, force, progress)
+        if not finished:
+            seconds = time.perf_counter() - start
+            _record_seconds(out / "cells" / cell.name, seconds)
+        if doc.get("inference") and cell.kind == "population" and cell.K == largest:
+            scale_inference.ensure(out / "cells" / cell.name, results[cell.name], progress)
+        if not finished:
+            scale_report.write(out, doc, plan)
+            say(f"[{i}/{len(plan)}] {cell.name}: {scale_report.cell_line(results[cell.name])}"
+                f" ({_seconds(out / 'cells' / cell.name):.0f} s)")
+    summary = scale_report.write(out, doc, plan)
+    return summary
+
+
+def _record_seconds(cell_dir: Path, seconds: float) -> None:
+    """Wall time of a cell, summed over the sessions that ran it (a resumed cell adds up)."""
+    path = cell_dir / "wall.json"
+    before = read_json(path, "a cell's wall time")["seconds"] if path.is_file() else 0.0
+    write_json_atomic(path, {"seconds": before + seconds})
+
+
+def _seconds(cell_dir: Path) -> float:
+    path = cell_dir / "wall.json"
+    return read_json(path, "a cell's wall time")["seconds"] if path.is_file() else float("nan")

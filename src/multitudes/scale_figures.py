@@ -1,0 +1,121 @@
+"""scale.html's figures: multiplier against K, bpb against training FLOPs, the inference-time
+curves and the trend's residuals. Each is a base64 PNG (figures.py's _png)."""
+
+from __future__ import annotations
+
+from multitudes.figures import YARDSTICK_STYLES, _png
+
+MIX_COLOURS = {"hetero": "#d62728", "transformer": "#1f77b4", "rnn": "#2ca02c"}
+SIZE_STYLES = ["-", "--", ":", "-."]
+
+
+def _style(e: dict, sizes: list[str]) -> dict:
+    return {"color": MIX_COLOURS.get(e["mix"], "#555"),
+            "ls": SIZE_STYLES[sizes.index(e["size"]) % len(SIZE_STYLES)]}
+
+
+def _lines(summary: dict) -> dict:
+    out = {}
+    for e in summary["lines"]:
+        out.setdefault((e["mix"], e["size"], e["channel"]), []).append(e)
+    return out
+
+
+def figures(summary: dict) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not summary["lines"]:
+        return []
+    out = []
+    sizes = sorted({e["size"] for e in summary["lines"]})
+    lines = _lines(summary)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for (mix, size, channel), es in lines.items():
+        ax.errorbar([e["K"] for e in es], [e["multiplier"]["mean"] for e in es],
+                    yerr=[e["multiplier"]["std"] for e in es], marker="o", capsize=3,
+                    label=f"{mix} {size} {channel}", **_style(es[0], sizes))
+    ax.axhline(1.0, color="grey", lw=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("members K")
+    ax.set_ylabel("data-efficiency multiplier")
+    ax.legend(fontsize=7)
+    out.append(("The social arm's data-efficiency multiplier against the number of members "
+                "(mean and standard deviation over seeds; a '>' cell counts as its bound).",
+                _png(fig)))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for (mix, size, channel), es in lines.items():
+        st = _style(es[0], sizes)
+        ax.plot([e["social_train_flops"]["mean"] for e in es],
+                [e["social_best_test_bpb"]["mean"] for e in es], marker="o",
+                label=f"social best, {mix} {size} {channel}", **st)
+        ax.plot([e["isolated_train_flops"]["mean"] for e in es],
+                [e["isolated_best_test_bpb"]["mean"] for e in es], marker="x", alpha=.5,
+                color=st["color"], ls=st["ls"])
+        peers = [e for e in es if "peer_test_bpb" in e]
+        ax.scatter([e["peer_train_flops"]["mean"] for e in peers],
+                   [e["peer_test_bpb"]["mean"] for e in peers], marker="s",
+                   facecolors="none", edgecolors=st["color"])
+    sticks = next((r["yardsticks_test_given"] for r in summary["cells"]), {})
+    for name, value in sticks.items():
+        ax.axhline(value, color="grey", lw=1, ls=YARDSTICK_STYLES.get(name, ":"),
+                   label=f"{name} given the same bytes ({value:.2f})")
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs of the arm (all its members)")
+    ax.set_ylabel("best member's test bpb")
+    ax.legend(fontsize=6)
+    out.append(("Compute-matched view: best test bpb against the arm's training FLOPs. Circles: "
+                "social arm; crosses: isolated arm (the same members alone, same bytes); open "
+                "squares: one isolated member of about K x the parameters (the compute-matched "
+                "peer). Grey: the classical compressors given the same real bytes.", _png(fig)))
+    plt.close(fig)
+
+    cells = [r for r in summary["cells"] if "inference" in r]
+    if cells:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+        for r in cells:
+            for arm, ls in (("social", "-"), ("isolated", "--")):
+                inf = r["inference"].get(arm)
+                if not inf:
+                    continue
+                c = MIX_COLOURS.get(r["mix"], "#555")
+                a1.plot([p["size"] for p in inf["consensus"]],
+                        [p["test_bpb"] for p in inf["consensus"]], ls=ls, color=c, alpha=.6,
+                        marker="o", label=f"{arm} {r['mix']} {r['size']} s{r['seed']}")
+                for curve in inf["loops"]:
+                    a2.plot([p["n_loop"] for p in curve["curve"]],
+                            [p["test_bpb"] for p in curve["curve"]], ls=ls, color=c, alpha=.6,
+                            marker=".")
+                    a2.axvline(curve["trained_loops"], color="grey", lw=.5)
+        a1.set_xscale("log", base=2)
+        a1.set_xlabel("members in the consensus (best first, by valid bpb)")
+        a1.set_ylabel("test bpb")
+        a1.legend(fontsize=5)
+        a2.set_xlabel("loops of the looped member at evaluation (grey: as trained)")
+        a2.set_ylabel("test bpb")
+        out.append(("The inference-time axis on the largest-K cells: the consensus of the best "
+                    "k members (left) and a looped member's loops at evaluation (right). Solid: "
+                    "social arm; dashed: isolated.", _png(fig)))
+        plt.close(fig)
+
+    if summary["trends"]:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        for t in summary["trends"]:
+            ax.plot([p["K"] for p in t["residuals"]], [p["residual"] for p in t["residuals"]],
+                    marker="o", color=MIX_COLOURS.get(t["mix"], "#555"),
+                    label=f"{t['mix']} {t['size']} {t['channel']}: "
+                          f"{t['slope_per_doubling']:+.3f}/doubling")
+        ax.axhline(0, color="grey", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("members K")
+        ax.set_ylabel("residual of the fit")
+        ax.legend(fontsize=7)
+        out.append(("Residuals of the fitted trend multiplier = a + b log2 K (the slope b per "
+                    "doubling in the legend).", _png(fig)))
+        plt.close(fig)
+    return out

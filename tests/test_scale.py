@@ -1,0 +1,148 @@
+"""`multitudes scale`: the grid runs, resumes after a kill at the cell it was in, and refuses bad
+grid values in one line. Every study here runs on a small text file (tiny splits) so the suite
+pays seconds per cell."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_cli import ENV, cli, one_line_error
+
+
+def tiny_corpus(text_file) -> list[str]:
+    return ["--set", f"base.data.corpus=file:{text_file}", "--set", "base.train.dev_bytes=512"]
+
+
+@pytest.fixture(scope="module")
+def debug_study(tmp_path_factory):
+    """The debug study's 2 x 2 grid (K = 1, 2 x mixes hetero, transformer), run once."""
+    import numpy as np
+    root = tmp_path_factory.mktemp("scale")
+    rng = np.random.default_rng(0)
+    words = [b"the ", b"cat ", b"sat ", b"on ", b"a ", b"mat. ", b"[[link]] ", b"<page>\n"]
+    corpus = root / "corpus.txt"
+    corpus.write_bytes(b"".join(words[i] for i in rng.integers(len(words), size=20_000)))
+    out = root / "study"
+    result = cli("scale", "--preset", "debug", "--out", out, "--quiet", *tiny_corpus(corpus))
+    return out, corpus, result
+
+
+def test_a_debug_grid_runs_every_cell_and_writes_the_study(debug_study):
+    out, _, result = debug_study
+    summary = json.loads((out / "scale.json").read_text())
+    names = sorted(c["cell"] for c in summary["cells"])
+    assert names == sorted(["gru-T-K1-s1", "hetero-T-K2-logit-s1", "hetero-T-K2-peer-s1",
+                            "gpt-T-K1-s1", "transformer-T-K2-logit-s1",
+                            "transformer-T-K2-peer-s1"])
+    assert summary["cells_finished"] == summary["cells_planned"] == 6
+    for name in names:  # every cell is an ordinary run directory
+        results = json.loads((out / "cells" / name / "results.json").read_text())
+        assert results["command"] == ("compare" if "logit" in name else "train")
+    lines = {(e["mix"], e["K"]): e for e in summary["lines"]}
+    assert set(lines) == {("hetero", 1), ("hetero", 2), ("transformer", 1), ("transformer", 2)}
+    assert lines[("hetero", 1)]["multiplier"]["mean"] == 1.0
+    pop = next(c for c in summary["cells"] if c["cell"] == "hetero-T-K2-logit-s1")
+    compare = json.loads((out / "cells" / "hetero-T-K2-logit-s1" / "results.json").read_text())
+    assert pop["social_best_test_bpb"] == compare["arms"]["social"]["best_test_bpb"]
+    assert pop["social_train_flops"] > 0 and pop["isolated_train_flops"] > 0
+    # the compute-matched peer: one member of about K x the population's mean parameters
+    peer = next(c for c in summary["cells"] if c["cell"] == "hetero-T-K2-peer-s1")
+    assert 1.5 * pop["params"] / 2 < peer["params"] < 2.5 * pop["params"] / 2
+    assert "peer_test_bpb" in lines[("hetero", 2)]
+    # the inference-time axis on the largest K: consensus sizes 1, 2 and the looped member's loops
+    inference = pop["inference"]["social"]
+    assert [p["size"] for p in inference["consensus"]] == [1, 2]
+    assert inference["consensus"][0]["test_bpb"] == pytest.approx(
+        min(m["test_bpb"] for m in compare["arms"]["social"]["members"]
+            if m["id"] == inference["order"][0]), abs=1e-9)
+    loops = inference["loops"][0]
+    assert loops["trained_loops"] == 2 and [p["n_loop"] for p in loops["curve"]] == [1, 2, 3, 4]
+    at_trained = loops["curve"][1]["test_bpb"]
+    looped = next(m for m in compare["arms"]["social"]["members"] if m["family"] == "looped")
+    assert at_trained == pytest.approx(looped["test_bpb"], abs=1e-9)
+    html = (out / "scale.html").read_text()
+    assert html.count("<img") >= 3 and "multiplier" in html
+    assert "multiplier" in result.stdout and "yardsticks" in result.stdout
+
+
+def test_a_study_rerun_reads_its_finished_cells_back(debug_study):
+    out, corpus, _ = debug_study
+    before = (out / "cells" / "gru-T-K1-s1" / "results.json").read_bytes()
+    result = cli("scale", "--preset", "debug", "--out", out, "--quiet", *tiny_corpus(corpus))
+    assert "(6 finished already)" in result.stdout
+    assert (out / "cells" / "gru-T-K1-s1" / "results.json").read_bytes() == before
+    one_line_error(cli("scale", "--preset", "debug", "--out", out, "--members", "2",
+                       *tiny_corpus(corpus), check=False), "holds another study")
+
+
+def test_a_killed_study_resumes_at_the_cell_it_was_in(debug_study, tmp_path):
+    """SIGKILL once the second cell has checkpointed; `--resume` finishes the study, and every
+    cell's numbers equal those of the study that was never interrupted."""
+    reference, corpus, _ = debug_study
+    out = tmp_path / "study"
+    args = ["scale", "--preset", "debug", "--mixes", "hetero", "--out", str(out), "--quiet",
+            *tiny_corpus(corpus)]
+    proc = subprocess.Popen([sys.executable, "-m", "multitudes", *args], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = out / "cells" / "hetero-T-K2-logit-s1" / "checkpoints"
+    deadline = time.time() + 300
+    while not (second.is_dir() and any(second.iterdir())) and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "cells" / "gru-T-K1-s1" / "results.json").is_file()
+    assert not (out / "cells" / "hetero-T-K2-logit-s1" / "results.json").is_file()
+    result = cli("scale", "--resume", out, "--quiet")
+    assert "(1 finished already)" in result.stdout
+    for name in ("gru-T-K1-s1", "hetero-T-K2-logit-s1", "hetero-T-K2-peer-s1"):
+        got = json.loads((out / "cells" / name / "results.json").read_text())
+        want = json.loads((reference / "cells" / name / "results.json").read_text())
+        for arm in want["arms"]:
+            assert [m["test_bpb"] for m in got["arms"][arm]["members"]] == \
+                [m["test_bpb"] for m in want["arms"][arm]["members"]]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--members", "0,2"], "--members '0,2': every value must be a positive integer"),
+    (["--members", "two"], "expected comma-separated integers"),
+    (["--mixes", "hetero,nope"], "'nope' is not defined"),
+    (["--sizes", "XL"], "'XL' is not defined"),
+    (["--channels", "telepathy"], "'telepathy' is not defined"),
+    (["--seeds", "0"], "--seeds 0"),
+    (["--set", "colour=red"], "unknown study key colour"),
+    (["--set", "base.train.batch_size=-1"], "study cell"),
+    (["--set", "size.T.gru.d_model=0"], "study cell"),
+    (["--preset", "nope"], "unknown study preset 'nope'"),
+])
+def test_bad_grid_values_are_one_line(args, needle, tmp_path):
+    preset = [] if "--preset" in args else ["--preset", "debug"]
+    one_line_error(cli("scale", *preset, *args, "--out", tmp_path / "s", "--dry-run",
+                       check=False), needle)
+
+
+def test_the_gpu_study_plans_members_of_5_to_50m_parameters():
+    result = cli("scale", "--preset", "gpu", "--dry-run")
+    rows = [line.split() for line in result.stdout.splitlines()[1:-1]]
+    singles = [int(r[-2].replace(",", "")) for r in rows if "-K1-" in r[0]]
+    assert singles and min(singles) >= 5_000_000 and max(singles) <= 50_000_000
+    assert "enwik8" not in result.stderr and result.stdout.splitlines()[-1].startswith("261 cells")
+
+
+def test_the_gpu_study_runs_on_cpu_at_tiny_size(text_file, tmp_path):
+    """The GPU preset's cell, shrunk: its recipe (lanes of 256 bytes, wsd, the `both` channel
+    with generated text) runs end to end on a CPU."""
+    shrink = [f"size.S.{f}.d_model=16" for f in ("gpt", "looped", "gru", "lstm")] + [
+        "size.S.gpt.d_ff=32", "size.S.looped.d_ff=32", "size.S.gpt.n_head=2",
+        "size.S.looped.n_head=2", "base.train.real_bytes=16384", "base.train.batch_size=2",
+        f"base.data.corpus=file:{text_file}", "base.train.dev_bytes=512",
+        "base.train.eval_every=8", "base.train.checkpoint_every=8", "base.train.device=cpu"]
+    sets = [x for s in shrink for x in ("--set", s)]
+    out = tmp_path / "gpu"
+    cli("scale", "--preset", "gpu", "--members", "2", "--sizes", "S", "--mixes", "rnn",
+        "--channels", "both", "--seeds", "1", "--out", out, "--quiet", *sets)
+    results = json.loads((out / "cells" / "rnn-S-K2-both-s1" / "results.json").read_text())
+    assert results["arms"]["social"]["generated_bytes"] > 0  # the language channel spoke
