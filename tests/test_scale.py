@@ -139,10 +139,20 @@ def test_the_gpu_study_runs_on_cpu_at_tiny_size(text_file, tmp_path):
         "size.S.gpt.d_ff=32", "size.S.looped.d_ff=32", "size.S.gpt.n_head=2",
         "size.S.looped.n_head=2", "base.train.real_bytes=16384", "base.train.batch_size=2",
         f"base.data.corpus=file:{text_file}", "base.train.dev_bytes=512",
-        "base.train.eval_every=8", "base.train.checkpoint_every=8", "base.train.device=cpu"]
+        "base.train.eval_every=8", "base.train.checkpoint_every=8", "base.train.device=cpu",
+        "channel.both.language_every=4"]
     sets = [x for s in shrink for x in ("--set", s)]
     out = tmp_path / "gpu"
     cli("scale", "--preset", "gpu", "--members", "2", "--sizes", "S", "--mixes", "rnn",
         "--channels", "both", "--seeds", "1", "--out", out, "--quiet", *sets)
     results = json.loads((out / "cells" / "rnn-S-K2-both-s1" / "results.json").read_text())
     assert results["arms"]["social"]["generated_bytes"] > 0  # the language channel spoke
+
+
+def test_a_study_report_is_rebuilt_from_its_cells(debug_study):
+    out, _, _ = debug_study
+    (out / "scale.json").unlink()
+    result = cli("scale", "--resume", out, "--report")
+    assert "6 of 6 cells finished" in result.stdout
+    assert json.loads((out / "scale.json").read_text())["cells_finished"] == 6
+    one_line_error(cli("scale", "--preset", "debug", "--report", check=False), "--resume DIR")

@@ -43,9 +43,12 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--force", is_flag=True, help="Replace a study already in --out.")
 @click.option("--dry-run", is_flag=True, help="Print the cells, their parameters and FLOPs; "
                                                "train nothing.")
+@click.option("--report", "report_only", is_flag=True,
+              help="With --resume: rebuild scale.json and scale.html from the finished cells; "
+                   "train nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bars within cells.")
 def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides, out,
-          resume_dir, force, dry_run, quiet) -> None:
+          resume_dir, force, dry_run, report_only, quiet) -> None:
     """A resumable grid of comparisons: multiplier vs members, size, mix and channel."""
     from multitudes import distributed, scale as scale_mod, study
     from multitudes.scale_report import text_table
@@ -68,6 +71,14 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
         out = Path(out or f"runs/scale-{doc.get('name', 'study')}")
     if dry_run:
         click.echo(plan_text(doc if doc is not None else scale_mod.open_study(out, None, False)))
+        return
+    if report_only:
+        if doc is not None:
+            raise UserError("--report rebuilds a study's files: give it with --resume DIR")
+        summary = scale_mod.report_only(out)
+        click.echo(text_table(summary))
+        click.echo(f"{summary['cells_finished']} of {summary['cells_planned']} cells finished; "
+                   f"report: {out}/scale.html")
         return
     summary = scale_mod.run_study(doc, out, force=force, progress=not quiet, say=click.echo)
     click.echo(text_table(summary))

@@ -93,11 +93,20 @@ def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
     return summary
 
 
+def report_only(out: Path) -> dict:
+    """scale.json and scale.html rebuilt from the finished cells (the study's lock is held, so
+    never while the study runs)."""
+    from multitudes import scale_report
+
+    lock_run_dir(out)
+    doc = open_study(out, None, False)
+    return scale_report.write(out, doc, study.cells(doc))
+
+
 def _record_seconds(cell_dir: Path, seconds: float) -> None:
-    """Wall time of a cell, summed over the sessions that ran it (a resumed cell adds up)."""
-    path = cell_dir / "wall.json"
-    before = read_json(path, "a cell's wall time")["seconds"] if path.is_file() else 0.0
-    write_json_atomic(path, {"seconds": before + seconds})
+    """Wall time of the session that finished the cell (a resumed cell's earlier, interrupted
+    sessions are not counted: their time is lost with them)."""
+    write_json_atomic(cell_dir / "wall.json", {"seconds": seconds})
 
 
 def _seconds(cell_dir: Path) -> float:

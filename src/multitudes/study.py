@@ -142,6 +142,8 @@ def _peer(doc: dict, size: str, family: str, K: int, seed: int, mean_params: flo
         params = Genome.from_dict(g, "peer").n_params
         if best is None or abs(params - K * mean_params) < abs(best[0] - K * mean_params):
             best = (params, g)
+        if params > K * mean_params:  # parameters grow with the width: no closer one after
+            break
     return best[1]
 
 
