@@ -43,12 +43,15 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--force", is_flag=True, help="Replace a study already in --out.")
 @click.option("--dry-run", is_flag=True, help="Print the cells, their parameters and FLOPs; "
                                                "train nothing.")
+@click.option("--assume-flops", type=float, default=None, metavar="FLOP/S",
+              help="With --dry-run: also print each cell's hours at this sustained training "
+                   "rate (an assumption you give, e.g. 1e14 for bf16 on one H100).")
 @click.option("--report", "report_only", is_flag=True,
               help="With --resume: rebuild scale.json and scale.html from the finished cells; "
                    "train nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bars within cells.")
 def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides, out,
-          resume_dir, force, dry_run, report_only, quiet) -> None:
+          resume_dir, force, dry_run, assume_flops, report_only, quiet) -> None:
     """A resumable grid of comparisons: multiplier vs members, size, mix and channel."""
     from multitudes import distributed, scale as scale_mod, study
     from multitudes.scale_report import text_table
@@ -70,7 +73,10 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
         doc = study.load(preset, study_file, list(overrides), axes)
         out = Path(out or f"runs/scale-{doc.get('name', 'study')}")
     if dry_run:
-        click.echo(plan_text(doc if doc is not None else scale_mod.open_study(out, None, False)))
+        if assume_flops is not None and assume_flops <= 0:
+            raise UserError(f"--assume-flops {assume_flops:g}: must be positive")
+        click.echo(plan_text(doc if doc is not None else scale_mod.open_study(out, None, False),
+                             assume_flops))
         return
     if report_only:
         if doc is not None:
@@ -85,12 +91,14 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
     click.echo(f"study written to {out}/ (scale.json, scale.html, cells/)")
 
 
-def plan_text(doc: dict) -> str:
-    """The cells a study would run: members, parameters and the training FLOPs of each arm."""
+def plan_text(doc: dict, rate: float | None = None) -> str:
+    """The cells a study would run: members, parameters, the training FLOPs of each cell (both
+    arms, the isolated read-on at its longest) and, at an assumed rate, its hours."""
     from multitudes.study import cells
 
     plan = cells(doc)
-    lines = [f"{'cell':<34} {'command':<8} {'members':<40} {'params':>12} {'FLOPs (max)':>12}"]
+    lines = [f"{'cell':<34} {'command':<8} {'members':<40} {'params':>12} {'FLOPs (max)':>12}"
+             + (f" {'hours':>7}" if rate else "")]
     total = 0.0
     for c in plan:
         N = c.cfg.train.real_bytes
@@ -102,7 +110,10 @@ def plan_text(doc: dict) -> str:
         who = ",".join(f"{g.family}{g.d_model}" for g in c.cfg.members)
         who = who if len(who) <= 40 else who[:37] + "..."
         lines.append(f"{c.name:<34} {c.command:<8} {who:<40} "
-                     f"{sum(g.n_params for g in c.cfg.members):>12,} {flops:>12.3g}")
+                     f"{sum(g.n_params for g in c.cfg.members):>12,} {flops:>12.3g}"
+                     + (f" {flops / rate / 3600:>7.2f}" if rate else ""))
     lines.append(f"{len(plan)} cells, {total:.3g} training FLOPs at most "
-                 f"({plan[0].cfg.train.real_bytes:,} real bytes per arm)")
+                 f"({plan[0].cfg.train.real_bytes:,} real bytes per arm)"
+                 + (f", {total / rate / 3600:.1f} hours at an assumed {rate:.3g} FLOP/s"
+                    if rate else ""))
     return "\n".join(lines)
