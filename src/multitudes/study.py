@@ -160,11 +160,12 @@ def _config(doc: dict, members: list[dict], channel: str, seed: int, name: str) 
 
 
 def cells(doc: dict) -> list[Cell]:
-    """Every cell of the grid, seeds outermost (a study stopped early has whole seeds), then
-    size, mix, K, channel; K = 1 cells and peers once per (size, mix, seed)."""
+    """Every cell of the grid, sizes outermost (smallest first: a study stopped early has the
+    small members over every seed, with error bars), then seed, mix, K, channel; K = 1 cells
+    once per (family, size, seed), peers once per (mix, size, K, seed)."""
     out, seen = [], set()
-    for seed in range(1, doc["seeds"] + 1):
-        for size in doc["sizes"]:
+    for size in doc["sizes"]:
+        for seed in range(1, doc["seeds"] + 1):
             for mix in doc["mixes"]:
                 families = doc["mix"][mix]
                 for K in doc["members"]:
