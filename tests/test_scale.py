@@ -156,3 +156,27 @@ def test_a_study_report_is_rebuilt_from_its_cells(debug_study):
     assert "6 of 6 cells finished" in result.stdout
     assert json.loads((out / "scale.json").read_text())["cells_finished"] == 6
     one_line_error(cli("scale", "--preset", "debug", "--report", check=False), "--resume DIR")
+
+
+def test_the_trend_recovers_a_known_slope_and_the_spread_over_seeds():
+    from multitudes.scale_report import aggregate, trends
+
+    def cell(K, seed, gain, kind="population"):
+        return {"kind": kind, "mix": "hetero", "size": "S", "channel": "logit" if K > 1 else
+                "none", "K": K, "seed": seed, "family": "gru" if K == 1 else None,
+                "multiplier": 1 + 0.25 * (K.bit_length() - 1), "multiplier_flag": "",
+                "best_gain_test_bpb": gain, "consensus_gain_test_bpb": 0.0,
+                **{k: 3.0 for k in ("social_best_test_bpb", "social_consensus_test_bpb",
+                                    "isolated_best_test_bpb", "isolated_consensus_test_bpb")},
+                "social_train_flops": K, "isolated_train_flops": K}
+    rows = [cell(1, s, 0.0, "single") for s in (1, 2)] + [
+        cell(K, s, 0.01 * (K.bit_length() - 1) + (0.002 if s == 1 else -0.002))
+        for K in (2, 4, 8) for s in (1, 2)]
+    lines = aggregate(rows, {"hetero": ["gru", "gpt"]})
+    assert [e["K"] for e in lines] == [1, 2, 4, 8]
+    assert lines[2]["best_gain_test_bpb"]["mean"] == pytest.approx(0.02)
+    assert lines[2]["best_gain_test_bpb"]["std"] == pytest.approx(0.004 / 2 ** 0.5)
+    fits = {t["metric"]: t for t in trends(lines)}
+    assert fits["multiplier"]["slope_per_doubling"] == pytest.approx(0.25)
+    assert fits["best_gain_test_bpb"]["slope_per_doubling"] == pytest.approx(0.01)
+    assert max(abs(r["residual"]) for r in fits["multiplier"]["residuals"]) < 1e-12

@@ -33,19 +33,25 @@ def figures(summary: dict) -> list[tuple[str, str]]:
     sizes = sorted({e["size"] for e in summary["lines"]})
     lines = _lines(summary)
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (ax, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for (mix, size, channel), es in lines.items():
         ax.errorbar([e["K"] for e in es], [e["multiplier"]["mean"] for e in es],
                     yerr=[e["multiplier"]["std"] for e in es], marker="o", capsize=3,
                     label=f"{mix} {size} {channel}", **_style(es[0], sizes))
-    ax.axhline(1.0, color="grey", lw=1)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("members K")
-    ax.set_ylabel("data-efficiency multiplier")
+        a2.errorbar([e["K"] for e in es], [e["best_gain_test_bpb"]["mean"] for e in es],
+                    yerr=[e["best_gain_test_bpb"]["std"] for e in es], marker="o", capsize=3,
+                    label=f"{mix} {size} {channel}", **_style(es[0], sizes))
+    for a, label, level in ((ax, "data-efficiency multiplier", 1.0),
+                            (a2, "test bpb gain of the best member (isolated - social)", 0.0)):
+        a.axhline(level, color="grey", lw=1)
+        a.set_xscale("log", base=2)
+        a.set_xlabel("members K")
+        a.set_ylabel(label)
     ax.legend(fontsize=7)
-    out.append(("The social arm's data-efficiency multiplier against the number of members "
-                "(mean and standard deviation over seeds; a '>' cell counts as its bound).",
-                _png(fig)))
+    out.append(("Left: the social arm's data-efficiency multiplier against the number of "
+                "members (read on the dev slice; a '>' cell counts as its bound). Right: how much "
+                "lower the social arm's best member codes test than the isolated arm's. Mean and "
+                "standard deviation over seeds.", _png(fig)))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -103,9 +109,10 @@ def figures(summary: dict) -> list[tuple[str, str]]:
                     "social arm; dashed: isolated.", _png(fig)))
         plt.close(fig)
 
-    if summary["trends"]:
+    gains = [t for t in summary["trends"] if t["metric"] == "best_gain_test_bpb"]
+    if gains:
         fig, ax = plt.subplots(figsize=(7, 3))
-        for t in summary["trends"]:
+        for t in gains:
             ax.plot([p["K"] for p in t["residuals"]], [p["residual"] for p in t["residuals"]],
                     marker="o", color=MIX_COLOURS.get(t["mix"], "#555"),
                     label=f"{t['mix']} {t['size']} {t['channel']}: "
@@ -113,9 +120,10 @@ def figures(summary: dict) -> list[tuple[str, str]]:
         ax.axhline(0, color="grey", lw=1)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("members K")
-        ax.set_ylabel("residual of the fit")
+        ax.set_ylabel("residual of the fit (bpb)")
         ax.legend(fontsize=7)
-        out.append(("Residuals of the fitted trend multiplier = a + b log2 K (the slope b per "
-                    "doubling in the legend).", _png(fig)))
+        out.append(("Residuals of the fitted trend gain = a + b log2 K, the best member's test "
+                    "gain against the number of members (the slope b per doubling in the "
+                    "legend).", _png(fig)))
         plt.close(fig)
     return out

@@ -61,6 +61,9 @@ def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
            "social_consensus_test_bpb": soc["consensus_test_bpb"],
            "isolated_best_test_bpb": iso["best_test_bpb"],
            "isolated_consensus_test_bpb": iso["consensus_test_bpb"],
+           # on test, where the multiplier (read on the dev slice) is too coarse to see it
+           "best_gain_test_bpb": iso["best_test_bpb"] - soc["best_test_bpb"],
+           "consensus_gain_test_bpb": iso["consensus_test_bpb"] - soc["consensus_test_bpb"],
            "social_train_flops": soc["train_flops"], "isolated_train_flops": iso["train_flops"],
            "yardsticks_test_given": {k: v["given"] for k, v in
                                      results["yardsticks"]["test"].items()}}
@@ -101,7 +104,8 @@ def aggregate(rows: list[dict], mixes: dict) -> list[dict]:
                      "seeds": sorted(r["seed"] for r in cells),
                      "multiplier": _spread([r["multiplier"] for r in cells]),
                      "multiplier_flags": sorted({r["multiplier_flag"] for r in cells} - {""})}
-            for key in ("social_best_test_bpb", "social_consensus_test_bpb",
+            for key in ("best_gain_test_bpb", "consensus_gain_test_bpb",
+                        "social_best_test_bpb", "social_consensus_test_bpb",
                         "isolated_best_test_bpb", "isolated_consensus_test_bpb",
                         "social_train_flops", "isolated_train_flops"):
                 entry[key] = _spread([r[key] for r in cells])
@@ -114,26 +118,28 @@ def aggregate(rows: list[dict], mixes: dict) -> list[dict]:
 
 
 def trends(lines: list[dict]) -> list[dict]:
-    """Least squares multiplier = a + b log2 K per (mix, size, channel) with 3+ values of K:
-    the slope b (the gain per doubling of K), its standard error and the residuals."""
+    """Least squares y = a + b log2 K per (mix, size, channel) with 3+ values of K, for the
+    multiplier and for the best member's test gain: the slope b (per doubling of K), its
+    standard error and the residuals."""
     out = []
     keys = sorted({(e["mix"], e["size"], e["channel"]) for e in lines})
     for key in keys:
-        pts = [(math.log2(e["K"]), e["multiplier"]["mean"]) for e in lines
-               if (e["mix"], e["size"], e["channel"]) == key]
-        if len(pts) < 3:
-            continue
-        n = len(pts)
-        mx, my = sum(x for x, _ in pts) / n, sum(y for _, y in pts) / n
-        sxx = sum((x - mx) ** 2 for x, _ in pts)
-        b = sum((x - mx) * (y - my) for x, y in pts) / sxx
-        a = my - b * mx
-        residuals = [y - (a + b * x) for x, y in pts]
-        se = math.sqrt(sum(r * r for r in residuals) / (n - 2) / sxx) if n > 2 else float("nan")
-        out.append({"mix": key[0], "size": key[1], "channel": key[2], "intercept": a,
-                    "slope_per_doubling": b, "slope_stderr": se,
-                    "residuals": [{"K": 2 ** x, "residual": r}
-                                  for (x, _), r in zip(pts, residuals)]})
+        for metric in ("multiplier", "best_gain_test_bpb"):
+            pts = [(math.log2(e["K"]), e[metric]["mean"]) for e in lines
+                   if (e["mix"], e["size"], e["channel"]) == key]
+            if len(pts) < 3:
+                continue
+            n = len(pts)
+            mx, my = sum(x for x, _ in pts) / n, sum(y for _, y in pts) / n
+            sxx = sum((x - mx) ** 2 for x, _ in pts)
+            b = sum((x - mx) * (y - my) for x, y in pts) / sxx
+            a = my - b * mx
+            residuals = [y - (a + b * x) for x, y in pts]
+            se = math.sqrt(sum(r * r for r in residuals) / (n - 2) / sxx)
+            out.append({"mix": key[0], "size": key[1], "channel": key[2], "metric": metric,
+                        "intercept": a, "slope_per_doubling": b, "slope_stderr": se,
+                        "residuals": [{"K": 2 ** x, "residual": r}
+                                      for (x, _), r in zip(pts, residuals)]})
     return out
 
 
@@ -179,10 +185,11 @@ def _pm(s: dict, digits: int = 4) -> str:
 
 
 def text_table(summary: dict) -> str:
-    """The study's lines as text: one row per (mix, size, channel, K), means ± std over seeds."""
+    """The study's lines as text: one row per (mix, size, channel, K), means ± std over seeds;
+    "gain" is the isolated arm's test bpb minus the social arm's (positive: social ahead)."""
     head = (f"{'mix':<12} {'size':<4} {'channel':<8} {'K':>2} {'seeds':>5} {'multiplier':>14} "
-            f"{'social best':>15} {'isolated best':>15} {'social cons.':>15} "
-            f"{'isolated cons.':>15} {'peer (K x params)':>17}")
+            f"{'social best':>15} {'isolated best':>15} {'gain best':>16} {'social cons.':>15} "
+            f"{'isolated cons.':>15} {'gain cons.':>16} {'peer (K x params)':>17}")
     lines = [head]
     for e in summary["lines"]:
         flags = "".join(f" {f}" for f in e["multiplier_flags"])
@@ -190,12 +197,15 @@ def text_table(summary: dict) -> str:
         lines.append(f"{e['mix']:<12} {e['size']:<4} {e['channel']:<8} {e['K']:>2} "
                      f"{len(e['seeds']):>5} {_pm(e['multiplier'], 2) + flags:>14} "
                      f"{_pm(e['social_best_test_bpb']):>15} {_pm(e['isolated_best_test_bpb']):>15} "
+                     f"{_pm(e['best_gain_test_bpb']):>16} "
                      f"{_pm(e['social_consensus_test_bpb']):>15} "
-                     f"{_pm(e['isolated_consensus_test_bpb']):>15} {peer:>17}")
+                     f"{_pm(e['isolated_consensus_test_bpb']):>15} "
+                     f"{_pm(e['consensus_gain_test_bpb']):>16} {peer:>17}")
     for t in summary["trends"]:
-        lines.append(f"trend {t['mix']} {t['size']} {t['channel']}: multiplier "
-                     f"{t['intercept']:.3f} + {t['slope_per_doubling']:+.3f} (±"
-                     f"{t['slope_stderr']:.3f}) per doubling of K")
+        what = "multiplier" if t["metric"] == "multiplier" else "test gain of the best"
+        lines.append(f"trend {t['mix']} {t['size']} {t['channel']}: {what} "
+                     f"{t['intercept']:.4f} {t['slope_per_doubling']:+.4f} (±"
+                     f"{t['slope_stderr']:.4f}) per doubling of K")
     sticks = next((r["yardsticks_test_given"] for r in summary["cells"]), None)
     if sticks:
         lines.append("yardsticks, test bpb given the same real bytes: " + ", ".join(
