@@ -22,6 +22,7 @@ def _lines(summary: dict) -> dict:
 
 
 def figures(summary: dict) -> list[tuple[str, str]]:
+    """(caption, base64 PNG) of each figure the study's numbers can draw so far."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,12 +30,21 @@ def figures(summary: dict) -> list[tuple[str, str]]:
 
     if not summary["lines"]:
         return []
-    out = []
-    sizes = sorted({e["size"] for e in summary["lines"]})
-    lines = _lines(summary)
+    drawn = []
+    for draw in (_multiplier_and_gain, _compute_matched, _inference_time, _residuals):
+        fig = plt.figure()
+        caption = draw(fig, summary)
+        if caption:
+            drawn.append((caption, _png(fig)))
+        plt.close(fig)
+    return drawn
 
-    fig, (ax, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for (mix, size, channel), es in lines.items():
+
+def _multiplier_and_gain(fig, summary: dict) -> str:
+    fig.set_size_inches(11, 4.2)
+    ax, a2 = fig.subplots(1, 2)
+    sizes = sorted({e["size"] for e in summary["lines"]})
+    for (mix, size, channel), es in _lines(summary).items():
         ax.errorbar([e["K"] for e in es], [e["multiplier"]["mean"] for e in es],
                     yerr=[e["multiplier"]["std"] for e in es], marker="o", capsize=3,
                     label=f"{mix} {size} {channel}", **_style(es[0], sizes))
@@ -48,14 +58,17 @@ def figures(summary: dict) -> list[tuple[str, str]]:
         a.set_xlabel("members K")
         a.set_ylabel(label)
     ax.legend(fontsize=7)
-    out.append(("Left: the social arm's data-efficiency multiplier against the number of "
-                "members (read on the dev slice; a '>' cell counts as its bound). Right: how much "
-                "lower the social arm's best member codes test than the isolated arm's. Mean and "
-                "standard deviation over seeds.", _png(fig)))
-    plt.close(fig)
+    return ("Left: the social arm's data-efficiency multiplier against the number of members "
+            "(read on the dev slice; a '>' cell counts as its bound). Right: how much lower the "
+            "social arm's best member codes test than the isolated arm's. Mean and standard "
+            "deviation over seeds.")
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for (mix, size, channel), es in lines.items():
+
+def _compute_matched(fig, summary: dict) -> str:
+    fig.set_size_inches(7, 4.2)
+    ax = fig.subplots()
+    sizes = sorted({e["size"] for e in summary["lines"]})
+    for (mix, size, channel), es in _lines(summary).items():
         st = _style(es[0], sizes)
         ax.plot([e["social_train_flops"]["mean"] for e in es],
                 [e["social_best_test_bpb"]["mean"] for e in es], marker="o",
@@ -75,55 +88,58 @@ def figures(summary: dict) -> list[tuple[str, str]]:
     ax.set_xlabel("training FLOPs of the arm (all its members)")
     ax.set_ylabel("best member's test bpb")
     ax.legend(fontsize=6)
-    out.append(("Compute-matched view: best test bpb against the arm's training FLOPs. Circles: "
-                "social arm; crosses: isolated arm (the same members alone, same bytes); open "
-                "squares: one isolated member of about K x the parameters (the compute-matched "
-                "peer). Grey: the classical compressors given the same real bytes.", _png(fig)))
-    plt.close(fig)
+    return ("Compute-matched view: best test bpb against the arm's training FLOPs. Circles: "
+            "social arm; crosses: isolated arm (the same members alone, same bytes); open "
+            "squares: one isolated member of about K x the parameters (the compute-matched "
+            "peer). Grey: the classical compressors given the same real bytes.")
 
+
+def _inference_time(fig, summary: dict) -> str | None:
     cells = [r for r in summary["cells"] if "inference" in r]
-    if cells:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-        for r in cells:
-            for arm, ls in (("social", "-"), ("isolated", "--")):
-                inf = r["inference"].get(arm)
-                if not inf:
-                    continue
-                c = MIX_COLOURS.get(r["mix"], "#555")
-                a1.plot([p["size"] for p in inf["consensus"]],
-                        [p["test_bpb"] for p in inf["consensus"]], ls=ls, color=c, alpha=.6,
-                        marker="o", label=f"{arm} {r['mix']} {r['size']} s{r['seed']}")
-                for curve in inf["loops"]:
-                    a2.plot([p["n_loop"] for p in curve["curve"]],
-                            [p["test_bpb"] for p in curve["curve"]], ls=ls, color=c, alpha=.6,
-                            marker=".")
-                    a2.axvline(curve["trained_loops"], color="grey", lw=.5)
-        a1.set_xscale("log", base=2)
-        a1.set_xlabel("members in the consensus (best first, by valid bpb)")
-        a1.set_ylabel("test bpb")
-        a1.legend(fontsize=5)
-        a2.set_xlabel("loops of the looped member at evaluation (grey: as trained)")
-        a2.set_ylabel("test bpb")
-        out.append(("The inference-time axis on the largest-K cells: the consensus of the best "
-                    "k members (left) and a looped member's loops at evaluation (right). Solid: "
-                    "social arm; dashed: isolated.", _png(fig)))
-        plt.close(fig)
+    if not cells:
+        return None
+    fig.set_size_inches(10, 4)
+    a1, a2 = fig.subplots(1, 2)
+    for r in cells:
+        for arm, ls in (("social", "-"), ("isolated", "--")):
+            inf = r["inference"].get(arm)
+            if not inf:
+                continue
+            c = MIX_COLOURS.get(r["mix"], "#555")
+            a1.plot([p["size"] for p in inf["consensus"]],
+                    [p["test_bpb"] for p in inf["consensus"]], ls=ls, color=c, alpha=.6,
+                    marker="o", label=f"{arm} {r['mix']} {r['size']} s{r['seed']}")
+            for curve in inf["loops"]:
+                a2.plot([p["n_loop"] for p in curve["curve"]],
+                        [p["test_bpb"] for p in curve["curve"]], ls=ls, color=c, alpha=.6,
+                        marker=".")
+                a2.axvline(curve["trained_loops"], color="grey", lw=.5)
+    a1.set_xscale("log", base=2)
+    a1.set_xlabel("members in the consensus (best first, by valid bpb)")
+    a1.set_ylabel("test bpb")
+    a1.legend(fontsize=5)
+    a2.set_xlabel("loops of the looped member at evaluation (grey: as trained)")
+    a2.set_ylabel("test bpb")
+    return ("The inference-time axis on the largest-K cells: the consensus of the best k "
+            "members (left) and a looped member's loops at evaluation (right). Solid: social "
+            "arm; dashed: isolated.")
 
+
+def _residuals(fig, summary: dict) -> str | None:
     gains = [t for t in summary["trends"] if t["metric"] == "best_gain_test_bpb"]
-    if gains:
-        fig, ax = plt.subplots(figsize=(7, 3))
-        for t in gains:
-            ax.plot([p["K"] for p in t["residuals"]], [p["residual"] for p in t["residuals"]],
-                    marker="o", color=MIX_COLOURS.get(t["mix"], "#555"),
-                    label=f"{t['mix']} {t['size']} {t['channel']}: "
-                          f"{t['slope_per_doubling']:+.3f}/doubling")
-        ax.axhline(0, color="grey", lw=1)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("members K")
-        ax.set_ylabel("residual of the fit (bpb)")
-        ax.legend(fontsize=7)
-        out.append(("Residuals of the fitted trend gain = a + b log2 K, the best member's test "
-                    "gain against the number of members (the slope b per doubling in the "
-                    "legend).", _png(fig)))
-        plt.close(fig)
-    return out
+    if not gains:
+        return None
+    fig.set_size_inches(7, 3)
+    ax = fig.subplots()
+    for t in gains:
+        ax.plot([p["K"] for p in t["residuals"]], [p["residual"] for p in t["residuals"]],
+                marker="o", color=MIX_COLOURS.get(t["mix"], "#555"),
+                label=f"{t['mix']} {t['size']} {t['channel']}: "
+                      f"{t['slope_per_doubling']:+.3f}/doubling")
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("members K")
+    ax.set_ylabel("residual of the fit (bpb)")
+    ax.legend(fontsize=7)
+    return ("Residuals of the fitted trend gain = a + b log2 K, the best member's test gain "
+            "against the number of members (the slope b per doubling in the legend).")
