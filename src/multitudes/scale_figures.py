@@ -14,6 +14,15 @@ def _style(e: dict, sizes: list[str]) -> dict:
             "ls": SIZE_STYLES[sizes.index(e["size"]) % len(SIZE_STYLES)]}
 
 
+def _members_axis(ax) -> None:
+    """A log2 axis of member counts labelled 1, 2, 4, 8."""
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("members K")
+
+
 def _lines(summary: dict) -> dict:
     out = {}
     for e in summary["lines"]:
@@ -52,9 +61,9 @@ def _multiplier_and_gain(fig, summary: dict) -> str:
                     yerr=[e["best_gain_test_bpb"]["std"] for e in es], marker="o", capsize=3,
                     label=f"{mix} {size} {channel}", **_style(es[0], sizes))
     for a, label, level in ((ax, "data-efficiency multiplier", 1.0),
-                            (a2, "test bpb gain of the best member (isolated - social)", 0.0)):
+                            (a2, "best member's test gain (bpb)", 0.0)):
         a.axhline(level, color="grey", lw=1)
-        a.set_xscale("log", base=2)
+        _members_axis(a)
         a.set_xlabel("members K")
         a.set_ylabel(label)
     ax.legend(fontsize=7)
@@ -114,7 +123,7 @@ def _inference_time(fig, summary: dict) -> str | None:
                         [p["test_bpb"] for p in curve["curve"]], ls=ls, color=c, alpha=.6,
                         marker=".")
                 a2.axvline(curve["trained_loops"], color="grey", lw=.5)
-    a1.set_xscale("log", base=2)
+    _members_axis(a1)
     a1.set_xlabel("members in the consensus (best first, by valid bpb)")
     a1.set_ylabel("test bpb")
     a1.legend(fontsize=5)
@@ -137,8 +146,7 @@ def _residuals(fig, summary: dict) -> str | None:
                 label=f"{t['mix']} {t['size']} {t['channel']}: "
                       f"{t['slope_per_doubling']:+.3f}/doubling")
     ax.axhline(0, color="grey", lw=1)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("members K")
+    _members_axis(ax)
     ax.set_ylabel("residual of the fit (bpb)")
     ax.legend(fontsize=7)
     return ("Residuals of the fitted trend gain = a + b log2 K, the best member's test gain "
