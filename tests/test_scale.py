@@ -180,3 +180,13 @@ def test_the_trend_recovers_a_known_slope_and_the_spread_over_seeds():
     assert fits["multiplier"]["slope_per_doubling"] == pytest.approx(0.25)
     assert fits["best_gain_test_bpb"]["slope_per_doubling"] == pytest.approx(0.01)
     assert max(abs(r["residual"]) for r in fits["multiplier"]["residuals"]) < 1e-12
+
+
+def test_a_missing_or_damaged_study_is_one_line(tmp_path):
+    one_line_error(cli("scale", "--resume", tmp_path / "nothing", check=False), "no study there")
+    assert not (tmp_path / "nothing").exists()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "study.json").write_text("{nope")
+    one_line_error(cli("scale", "--resume", tmp_path / "s", check=False), "unreadable")
+    (tmp_path / "s" / "study.json").write_text('{"study": {"seeds": 1}, "sha256": "0"}')
+    one_line_error(cli("scale", "--resume", tmp_path / "s", check=False), "was edited")

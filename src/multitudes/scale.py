@@ -22,6 +22,13 @@ from multitudes.errors import UserError
 from multitudes.run_files import lock_run_dir
 
 
+def lock_study(out: Path, resuming: bool) -> None:
+    """One process per study directory (and nothing created by a resume of nothing)."""
+    if resuming and not (out / "study.json").is_file():
+        raise UserError(f"--resume {out}: no study there (no study.json)")
+    lock_run_dir(out)
+
+
 def open_study(out: Path, doc: dict | None, force: bool) -> dict:
     """Create DIR/study.json, or reopen it: `doc` None means `--resume DIR`."""
     record_path = out / "study.json"
@@ -65,7 +72,7 @@ def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
               say=print) -> dict:
     from multitudes import scale_inference, scale_report
 
-    lock_run_dir(out)
+    lock_study(out, doc is None)
     doc = open_study(out, doc, force)
     plan = study.cells(doc)
     largest = max(doc["members"])
@@ -98,7 +105,7 @@ def report_only(out: Path) -> dict:
     never while the study runs)."""
     from multitudes import scale_report
 
-    lock_run_dir(out)
+    lock_study(out, True)
     doc = open_study(out, None, False)
     return scale_report.write(out, doc, study.cells(doc))
 
