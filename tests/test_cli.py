@@ -210,6 +210,8 @@ def one_line_error(result, needle):
     (["eval", "/nonexistent"], "does not exist"),
     (["train", "--bogus"], "No such option"),
     (["train", "--preset", "debug", "--set", "train.eval_stride=100000"], "at most the context"),
+    (["train", "--preset", "debug", "--set", "social.language_every=4", "--set",
+      "social.language_length=64"], "must be less than the context 64"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     one_line_error(cli(*args, "--out", tmp_path / "o", check=False) if args[0] == "train"

@@ -219,6 +219,10 @@ class RunConfig:
         if len(contexts) > 1:
             raise UserError(f"members.*.context must agree (all members read the same windows), "
                             f"got {sorted(contexts)}")
+        if self.social.language_every and self.social.language_length >= self.context:
+            raise UserError(f"social.language_length={self.social.language_length} must be less "
+                            f"than the context {self.context}: a speaker continues a prompt of "
+                            f"real bytes within one window")
         if self.train.eval_stride > self.context:
             raise UserError(f"train.eval_stride={self.train.eval_stride} must be at most the "
                             f"context {self.context} (0: half the context)")
