@@ -117,6 +117,9 @@ def test_a_killed_study_resumes_at_the_cell_it_was_in(debug_study, tmp_path):
     (["--set", "base.train.batch_size=-1"], "study cell"),
     (["--set", "size.T.gru.d_model=0"], "study cell"),
     (["--preset", "nope"], "unknown study preset 'nope'"),
+    (["--set", "size=3"], "study size must be a table of tables"),
+    (["--set", "size.T.gru=3"], "size.T has no gru member"),
+    (["--set", "size.T.gru.colour=1"], "unknown key members.0.colour"),
 ])
 def test_bad_grid_values_are_one_line(args, needle, tmp_path):
     preset = [] if "--preset" in args else ["--preset", "debug"]

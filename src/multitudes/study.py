@@ -111,6 +111,9 @@ def check(doc: dict) -> None:
         if not isinstance(values, list) or not values:
             raise UserError(f"study {axis} must be a non-empty list, got {values!r}")
         defined = doc.get(table, {})
+        if not isinstance(defined, dict) or not all(isinstance(t, (dict, list))
+                                                    for t in defined.values()):
+            raise UserError(f"study {table} must be a table of tables ([{table}.NAME])")
         for v in values:
             if v not in defined:
                 raise UserError(f"study {axis}: {v!r} is not defined (known: "
@@ -121,7 +124,7 @@ def check(doc: dict) -> None:
             raise UserError(f"mix.{mix} must be a non-empty list of families")
         for size in doc["sizes"]:
             for family in families:
-                if family not in doc["size"][size]:
+                if not isinstance(doc["size"][size].get(family), dict):
                     raise UserError(f"size.{size} has no {family} member (mix {mix} needs one)")
 
 
