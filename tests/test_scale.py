@@ -193,3 +193,22 @@ def test_a_missing_or_damaged_study_is_one_line(tmp_path):
     one_line_error(cli("scale", "--resume", tmp_path / "s", check=False), "unreadable")
     (tmp_path / "s" / "study.json").write_text('{"study": {"seeds": 1}, "sha256": "0"}')
     one_line_error(cli("scale", "--resume", tmp_path / "s", check=False), "was edited")
+
+
+def test_two_workers_share_a_study_and_run_each_cell_once(debug_study, tmp_path):
+    reference, corpus, _ = debug_study
+    out = tmp_path / "study"
+    args = ["scale", "--preset", "debug", "--mixes", "hetero", "--out", str(out), "--quiet",
+            *tiny_corpus(corpus)]
+    workers = [subprocess.Popen([sys.executable, "-m", "multitudes", *args], env=ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    text = "".join(o for o, _ in outputs)
+    for name in ("gru-T-K1-s1", "hetero-T-K2-logit-s1", "hetero-T-K2-peer-s1"):
+        assert text.count(f"{name}: train,") + text.count(f"{name}: compare,") == 1, text
+        got = json.loads((out / "cells" / name / "results.json").read_text())
+        want = json.loads((reference / "cells" / name / "results.json").read_text())
+        assert got["arms"]["isolated"]["best_test_bpb"] == want["arms"]["isolated"]["best_test_bpb"]
+    assert json.loads((out / "scale.json").read_text())["cells_finished"] == 3

@@ -95,9 +95,10 @@ class RunFiles:
 _HELD: list = []  # the open lock files of this process (closed when it exits)
 
 
-def lock_run_dir(out: Path) -> None:
+def lock_run_dir(out: Path, shared: bool = False) -> None:
     """Hold `out/.lock` while this process lives: a second process that would write the same
-    run (two resumes at once) stops with one line instead of interleaving rows."""
+    run (two resumes at once) stops with one line instead of interleaving rows. `shared`: any
+    number of shared holders, no exclusive one (the workers of one scaling study)."""
     import fcntl
 
     out = Path(out)
@@ -107,7 +108,7 @@ def lock_run_dir(out: Path) -> None:
     except OSError as e:
         raise UserError(f"--out {out}: cannot write a run there: {e.strerror or e}") from None
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError:
         handle.close()
         raise UserError(f"{out} is in use by another multitudes process; wait for it to "

@@ -7,7 +7,9 @@
 
 A killed study resumes at the cell it was in: finished cells (results.json) are read back, the
 interrupted one resumes from its latest checkpoint, the rest start. Re-running the same command
-on the same --out continues it too; a different grid there is refused.
+on the same --out continues it too; a different grid there is refused. Several processes can
+work on one study at once (`scale --resume DIR` in a second terminal, on a second core): each
+cell is locked by the process that runs it, and the others move on to the next.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from multitudes.errors import UserError
 from multitudes.run_files import lock_run_dir
 
 
-def lock_study(out: Path, resuming: bool) -> None:
-    """One process per study directory (and nothing created by a resume of nothing)."""
+def lock_study(out: Path, resuming: bool, shared: bool = False) -> None:
+    """Workers of one study share its lock (each cell has its own, exclusive); starting it
+    anew (--force) or rebuilding its report takes it alone. A resume of nothing creates
+    nothing."""
     if resuming and not (out / "study.json").is_file():
         raise UserError(f"--resume {out}: no study there (no study.json)")
-    lock_run_dir(out)
+    lock_run_dir(out, shared=shared)
 
 
 def open_study(out: Path, doc: dict | None, force: bool) -> dict:
@@ -51,12 +55,9 @@ def open_study(out: Path, doc: dict | None, force: bool) -> dict:
     return doc
 
 
-def run_cell(cell: study.Cell, out: Path, force: bool, progress: bool) -> dict:
-    """A cell's results: read back when finished, resumed when started, else run."""
-    cell_dir = out / "cells" / cell.name
-    if (cell_dir / "results.json").is_file() and not force:
-        return read_json(cell_dir / "results.json", f"cell {cell.name}'s results")
-    lock_run_dir(cell_dir)
+def run_cell(cell: study.Cell, cell_dir: Path, force: bool, progress: bool) -> dict:
+    """A cell's results, run or resumed (its lock is held): resumed when its directory holds a
+    run of the same config, else started (anew with --force)."""
     record = cell_dir / "config.json"
     resume = record.is_file() and not force and (
         read_json(record, "a cell's config").get("config") == cell.cfg.to_dict())
@@ -68,36 +69,51 @@ def run_cell(cell: study.Cell, out: Path, force: bool, progress: bool) -> dict:
     return run(cfg, cell_dir, resume=resume, progress=progress)
 
 
+def _claim(cell_dir: Path) -> bool:
+    """This process's lock on a cell, or False when another worker holds it."""
+    try:
+        lock_run_dir(cell_dir)
+    except UserError:
+        return False
+    return True
+
+
 def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
               say=print) -> dict:
+    """Run every cell not finished yet, in plan order. Several processes may run one study
+    (the same `scale --resume DIR` in two terminals): each takes the next cell no other holds."""
     from multitudes import scale_inference, scale_report
 
-    lock_study(out, doc is None)
+    lock_study(out, doc is None, shared=not force)
     doc = open_study(out, doc, force)
     plan = study.cells(doc)
     largest = max(doc["members"])
     done = sum((out / "cells" / c.name / "results.json").is_file() for c in plan)
     say(f"study {doc.get('name', '')}: {len(plan)} cells in {out}/cells "
         f"({done} finished already)")
-    results = {}
     for i, cell in enumerate(plan, 1):
-        finished = (out / "cells" / cell.name / "results.json").is_file()
-        if not finished:
+        cell_dir = out / "cells" / cell.name
+        finished = (cell_dir / "results.json").is_file() and not force
+        probe = doc.get("inference") and cell.kind == "population" and cell.K == largest
+        if finished and (not probe or (cell_dir / "inference.json").is_file()):
+            continue
+        if not _claim(cell_dir):
+            say(f"[{i}/{len(plan)}] {cell.name}: another worker runs it; on to the next")
+            continue
+        if (cell_dir / "results.json").is_file() and not force:  # finished meanwhile
+            results = read_json(cell_dir / "results.json", f"cell {cell.name}'s results")
+        else:
             say(f"[{i}/{len(plan)}] {cell.name}: {cell.command}, "
                 f"{len(cell.cfg.members)} member(s)")
-        start = time.perf_counter()
-        results[cell.name] = run_cell(cell, out, force, progress)
-        if not finished:
-            seconds = time.perf_counter() - start
-            _record_seconds(out / "cells" / cell.name, seconds)
-        if doc.get("inference") and cell.kind == "population" and cell.K == largest:
-            scale_inference.ensure(out / "cells" / cell.name, results[cell.name], progress)
-        if not finished:
-            scale_report.write(out, doc, plan)
-            say(f"[{i}/{len(plan)}] {cell.name}: {scale_report.cell_line(results[cell.name])}"
-                f" ({_seconds(out / 'cells' / cell.name):.0f} s)")
-    summary = scale_report.write(out, doc, plan)
-    return summary
+            start = time.perf_counter()
+            results = run_cell(cell, cell_dir, force, progress)
+            _record_seconds(cell_dir, time.perf_counter() - start)
+            say(f"[{i}/{len(plan)}] {cell.name}: {scale_report.cell_line(results)} "
+                f"({_seconds(cell_dir):.0f} s)")
+        if probe:
+            scale_inference.ensure(cell_dir, results, progress)
+        scale_report.write(out, doc, plan)
+    return scale_report.write(out, doc, plan)
 
 
 def report_only(out: Path) -> dict:
