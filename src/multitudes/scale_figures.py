@@ -16,10 +16,10 @@ def _style(e: dict, sizes: list[str]) -> dict:
 
 def _members_axis(ax) -> None:
     """A log2 axis of member counts labelled 1, 2, 4, 8."""
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FuncFormatter
 
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("members K")
 
 
