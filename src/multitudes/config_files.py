@@ -92,22 +92,23 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def list_presets() -> dict[str, str]:
-    return {p.stem: _read_toml(p).get("description", "") for p in sorted(PRESET_DIR.glob("*.toml"))}
+    return {p.stem: read_toml(p).get("description", "") for p in sorted(PRESET_DIR.glob("*.toml"))}
 
 
-def _read_toml(path: Path) -> dict:
+def read_toml(path: Path, what: str = "config file") -> dict:
+    """A TOML file's tables; a missing, unreadable, empty or invalid file is one line."""
     if not path.is_file():
-        raise UserError(f"config file {path} does not exist")
+        raise UserError(f"{what} {path} does not exist")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"config file {path} cannot be read: {e}") from None
+        raise UserError(f"{what} {path} cannot be read: {e}") from None
     if not text.strip():
-        raise UserError(f"config file {path} is empty")
+        raise UserError(f"{what} {path} is empty")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise UserError(f"config file {path} is not valid TOML: {e}") from None
+        raise UserError(f"{what} {path} is not valid TOML: {e}") from None
 
 
 def load(preset: str | None = None, config_file: str | None = None,
@@ -124,4 +125,4 @@ def load(preset: str | None = None, config_file: str | None = None,
             raise UserError(f"unknown preset {preset!r} (known: {', '.join(list_presets())})")
     else:
         path = Path(config_file)
-    return from_dict(apply_overrides(_read_toml(path), list(overrides)))
+    return from_dict(apply_overrides(read_toml(path), list(overrides)))

@@ -20,19 +20,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from multitudes.config import RunConfig
-from multitudes.config_files import apply_overrides, from_dict
+from multitudes.config_files import apply_overrides, from_dict, read_toml
 from multitudes.errors import UserError
 from multitudes.genome import Genome
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 STUDY_DIR = Path(__file__).parent / "studies"
 AXES = ("members", "sizes", "mixes", "channels")
@@ -54,16 +48,8 @@ class Cell:
 
 
 def list_studies() -> dict[str, str]:
-    return {p.stem: _read(p).get("description", "") for p in sorted(STUDY_DIR.glob("*.toml"))}
-
-
-def _read(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"study file {path} cannot be read: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"study file {path} is not valid TOML: {e}") from None
+    return {p.stem: read_toml(p, "study file").get("description", "")
+            for p in sorted(STUDY_DIR.glob("*.toml"))}
 
 
 def load(preset: str | None, study_file: str | None, overrides: list[str] = (),
@@ -79,9 +65,7 @@ def load(preset: str | None, study_file: str | None, overrides: list[str] = (),
                             f"{', '.join(list_studies())})")
     else:
         path = Path(study_file)
-        if not path.is_file():
-            raise UserError(f"study file {path} does not exist")
-    doc = apply_overrides(_read(path), list(overrides))
+    doc = apply_overrides(read_toml(path, "study file"), list(overrides))
     for axis, values in (axes or {}).items():
         if values is not None:
             doc[axis] = values
