@@ -14,12 +14,14 @@ def tiny(family: str, **kw) -> Genome:
     return Genome(**base)
 
 
-@pytest.fixture
-def text_file(tmp_path):
-    """A small corpus of real-looking bytes (not random: models can learn it)."""
+def write_text_corpus(path):
+    """A small corpus of real-looking bytes (not random: models can learn it) at `path`."""
     rng = np.random.default_rng(0)
     words = [b"the ", b"cat ", b"sat ", b"on ", b"a ", b"mat. ", b"[[link]] ", b"<page>\n"]
-    data = b"".join(words[i] for i in rng.integers(len(words), size=20_000))
-    path = tmp_path / "corpus.txt"
-    path.write_bytes(data)
+    path.write_bytes(b"".join(words[i] for i in rng.integers(len(words), size=20_000)))
     return path
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    return write_text_corpus(tmp_path / "corpus.txt")

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import write_text_corpus
 from test_cli import ENV, cli, one_line_error
 
 
@@ -20,12 +21,8 @@ def tiny_corpus(text_file) -> list[str]:
 @pytest.fixture(scope="module")
 def debug_study(tmp_path_factory):
     """The debug study's 2 x 2 grid (K = 1, 2 x mixes hetero, transformer), run once."""
-    import numpy as np
     root = tmp_path_factory.mktemp("scale")
-    rng = np.random.default_rng(0)
-    words = [b"the ", b"cat ", b"sat ", b"on ", b"a ", b"mat. ", b"[[link]] ", b"<page>\n"]
-    corpus = root / "corpus.txt"
-    corpus.write_bytes(b"".join(words[i] for i in rng.integers(len(words), size=20_000)))
+    corpus = write_text_corpus(root / "corpus.txt")
     out = root / "study"
     result = cli("scale", "--preset", "debug", "--out", out, "--quiet", *tiny_corpus(corpus))
     return out, corpus, result
