@@ -92,6 +92,29 @@ def test_kill_and_resume_gives_the_same_numbers(tmp_path, seed):
     assert steps == sorted(set(steps))  # no duplicated rows after the resume
 
 
+def test_sigterm_ends_in_one_line_and_the_run_resumes(tmp_path):
+    """A scheduler's or torchrun's SIGTERM: the Ctrl-C treatment (one line, the checkpoint kept,
+    no half-written file), with SIGTERM's exit status."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "multitudes", "train", "--preset", "debug",
+                             "--out", str(out), "--quiet", "--set", "train.real_bytes=32768"],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    manifest = out / "checkpoints" / "social" / "manifest.json"
+    deadline = time.time() + 120
+    while not manifest.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert not (out / "results.json").exists(), "finished before the SIGTERM"
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines() == [
+        "multitudes: terminated (SIGTERM); the latest checkpoint is kept (--resume DIR)"]
+    temporary = [p for p in out.rglob(".*") if p.is_file() and p.name != ".lock"]
+    assert not temporary  # an atomic write cut short removes its temporary file
+    cli("train", "--resume", out, "--quiet")
+    assert (out / "results.json").is_file()
+
+
 def test_a_killed_compare_resumes_to_the_same_numbers(tmp_path):
     reference, out = tmp_path / "reference", tmp_path / "killed"
     cli("compare", "--preset", "debug", "--out", reference, "--quiet")

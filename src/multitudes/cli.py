@@ -9,7 +9,9 @@ into the same one-line form.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -241,7 +243,23 @@ def _out_of_memory(e: BaseException) -> bool:
             or "can't allocate memory" in text or "out of memory" in text.lower())
 
 
+class Terminated(BaseException):
+    """SIGTERM (kill, a batch scheduler, torchrun stopping the other ranks). A BaseException like
+    KeyboardInterrupt, so no `except Exception` takes it for a failure and every cleanup that
+    holds for Ctrl-C (temporary files, locks, peers) holds for it; not a KeyboardInterrupt, which
+    click turns into its Abort."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
+    # Python's default for SIGTERM ends the process without a word; handled like Ctrl-C it
+    # leaves the same one line, and the same checkpoint to resume from.
+    handles_term = threading.current_thread() is threading.main_thread()
+    if handles_term:
+        previous_term = signal.signal(signal.SIGTERM, _terminate)
     finished = False
     try:
         cli.main(args=argv, standalone_mode=False, prog_name="multitudes")
@@ -256,6 +274,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         click.echo(f"multitudes: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
+    except Terminated:
+        click.echo("multitudes: terminated (SIGTERM); the latest checkpoint is kept "
+                   "(--resume DIR)", err=True)
+        sys.exit(143)
     except KeyboardInterrupt:
         click.echo("multitudes: interrupted; the latest checkpoint is kept (--resume DIR)",
                    err=True)
@@ -273,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
                    "context smaller); the latest checkpoint is kept", err=True)
         sys.exit(2)
     finally:
+        if handles_term:
+            signal.signal(signal.SIGTERM, previous_term)
         joined = sys.modules.get("multitudes.distributed")  # imported only by runs that train
         if joined is not None:  # after a failure no peer is waited for: one may be dead
             joined.disconnect(wait_for_peers=finished)
