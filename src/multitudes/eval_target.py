@@ -47,6 +47,18 @@ def load_member(path: Path):
     return genome, model, state
 
 
+def member_log2probs(model, genome, state, data, device, stride: int = 0,
+                    progress: bool = False):
+    """A loaded member's log2 probability of every byte of `data`, scored as its run scored it:
+    with its state carried through the data when it trained with carried state, else in windows
+    of its context moved by `stride` (0: half the context). Returns (log2probs, stride, carry)."""
+    stride_used = stride or max(1, genome.context // 2)
+    carry = bool(state.get("carry_state")) and getattr(model, "stateful", False)
+    lp = byte_log2probs(model.to(device), data, genome.context, stride_used,
+                        device=device, progress=progress, carry_state=carry)
+    return lp, stride_used, carry
+
+
 def split_data(name: str, split: str) -> np.ndarray:
     """A split of a corpus, or `all` of it (a user's own file scored whole)."""
     corpus = resolve(name)
@@ -77,10 +89,8 @@ def evaluate_target(target: Path, corpus: str | None, split: str, stride: int,
         if stride < 0 or stride > genome.context:
             raise UserError(f"--stride {stride}: must be between 1 and the context "
                             f"{genome.context} (0: half the context)")
-        stride_used = stride or max(1, genome.context // 2)
-        carry = bool(state.get("carry_state")) and getattr(model, "stateful", False)
-        lp = byte_log2probs(model.to(device), data, genome.context, stride_used,
-                            device=device, progress=True, carry_state=carry)
+        lp, stride_used, carry = member_log2probs(model, genome, state, data, device, stride,
+                                                  progress=True)
         rows.append({"id": state["id"], "arm": state.get("arm"), "family": genome.family,
                      "checkpoint": str(path),
                      "data": name, "split": split, "bpb": bpb(lp), "bytes_scored": len(lp),

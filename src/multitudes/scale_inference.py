@@ -15,16 +15,14 @@ from multitudes.checkpoint import read_json, write_json_atomic
 from multitudes.corpora import resolve
 from multitudes.data import load_splits
 from multitudes.distributed import resolve_device
-from multitudes.eval_target import load_member
-from multitudes.evaluate import bpb, byte_log2probs, consensus_bpb
+from multitudes.eval_target import load_member, member_log2probs
+from multitudes.evaluate import bpb, consensus_bpb
 
 
 def _log2probs(model, genome, state, data, device, n_loop: int | None = None):
     if n_loop is not None:
         model.n_loop = n_loop
-    carry = bool(state.get("carry_state")) and getattr(model, "stateful", False)
-    return byte_log2probs(model.to(device), data, genome.context, max(1, genome.context // 2),
-                          device=device, carry_state=carry)
+    return member_log2probs(model, genome, state, data, device)[0]
 
 
 def sizes_up_to(K: int) -> list[int]:
