@@ -136,22 +136,39 @@ def _run(command: str, preset, config_file, overrides, out, resume_dir, force, q
               show_default=True, help="A split of the corpus, or all of it (e.g. your own file).")
 @click.option("--stride", type=int, default=0, help="Evaluation stride (0: half the context).")
 @click.option("--n-loop", type=int, default=None, help="Loops of a looped model at evaluation.")
+@click.option("--adaptive", is_flag=True,
+              help="Also code the split as an adaptive compressor does: one optimizer step "
+                   "after each window it has scored (dynamic evaluation; see docs).")
+@click.option("--adaptive-lr", type=float, default=None,
+              help="Its learning rate (default: chosen per member on the dev slice of valid).")
+@click.option("--dev-bytes", type=int, default=32768, show_default=True,
+              help="The dev slice (the first bytes of valid) that chooses the adaptive rate.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_cmd(target, corpus, split, stride, n_loop, as_json) -> None:
+def eval_cmd(target, corpus, split, stride, n_loop, adaptive, adaptive_lr, dev_bytes,
+             as_json) -> None:
     """Bits per byte of a run's members, or of one member checkpoint, on a whole split."""
     from multitudes.eval_target import evaluate_target, yardsticks_for
 
-    rows = evaluate_target(Path(target), corpus, split, stride, n_loop)
+    rows, consensus = evaluate_target(Path(target), corpus, split, stride, n_loop,
+                                      adaptive or adaptive_lr is not None, adaptive_lr,
+                                      dev_bytes)
     sticks = yardsticks_for(Path(target), corpus, split, rows)
     if as_json:
-        payload = rows[0] if len(rows) == 1 else {"members": rows}
+        payload = rows[0] if len(rows) == 1 else {"members": rows, "consensus": consensus}
         click.echo(json.dumps({**payload, "yardsticks": sticks}, indent=1))
         return
     for r in rows:
         how = "state carried" if r["carry_state"] else f"stride {r['stride']}"
         arm = f"{r['arm']:>9}  " if r.get("arm") else ""
-        click.echo(f"{arm}{r['id']:>14}  {r['family']:>6}  {r['split']} bpb {r['bpb']:.4f}  "
-                   f"({r['bytes_scored']:,} bytes of {r['data']}, n_ctx {r['context']}, {how})")
+        adapted = (f"  adaptive {r['adaptive_bpb']:.4f} (lr {r['adaptive_lr']:g})"
+                   if "adaptive_bpb" in r else "")
+        click.echo(f"{arm}{r['id']:>14}  {r['family']:>6}  {r['split']} bpb {r['bpb']:.4f}"
+                   f"{adapted}  ({r['bytes_scored']:,} bytes of {r['data']}, "
+                   f"n_ctx {r['context']}, {how})")
+    for c in consensus:
+        adapted = f"  adaptive {c['adaptive_bpb']:.4f}" if "adaptive_bpb" in c else ""
+        click.echo(f"{c['arm'] or '':>9}  {'consensus':>14}  {'':>6}  {split} bpb "
+                   f"{c['bpb']:.4f}{adapted}")
     from multitudes.yardsticks import LABELS
     for name, label in LABELS.items():
         given = (f", given the run's {sticks['read_bytes']:,} bytes {sticks['given'][name]:.4f}"

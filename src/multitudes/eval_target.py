@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from multitudes import checkpoint, yardsticks
+from multitudes import adaptive, checkpoint, yardsticks
 from multitudes.corpora import resolve
 from multitudes.data import load_splits
 from multitudes.errors import UserError
-from multitudes.evaluate import bpb, byte_log2probs
+from multitudes.evaluate import bpb, byte_log2probs, consensus_bpb
 from multitudes.genome import Genome
 from multitudes.models import build
 from multitudes.distributed import resolve_device
@@ -68,8 +68,16 @@ def split_data(name: str, split: str) -> np.ndarray:
 
 
 def evaluate_target(target: Path, corpus: str | None, split: str, stride: int,
-                    n_loop: int | None) -> list[dict]:
-    rows, splits_cache = [], {}
+                    n_loop: int | None, adaptive: bool = False, adaptive_lr: float | None = None,
+                    dev_bytes: int = 32768) -> tuple[list[dict], list[dict]]:
+    """Every member's bpb on the split (and, `adaptive`, as an adaptive compressor codes it, at
+    `adaptive_lr` or at the rate its first `dev_bytes` of valid choose), and each arm's
+    consensus where it has more than one member."""
+    if adaptive_lr is not None and adaptive_lr < 0:
+        raise UserError(f"--adaptive-lr {adaptive_lr}: must be 0 or more")
+    if dev_bytes < 2:
+        raise UserError(f"--dev-bytes {dev_bytes}: must be at least 2")
+    rows, splits_cache, scores = [], {}, []
     device = resolve_device("auto")
     for path in member_checkpoints(target):
         genome, model, state = load_member(path)
@@ -97,7 +105,36 @@ def evaluate_target(target: Path, corpus: str | None, split: str, stride: int,
                      "context": genome.context, "stride": None if carry else stride_used,
                      "carry_state": carry,
                      "n_loop": model.n_loop if genome.family == "looped" else None})
-    return rows
+        scores.append({"static": lp})
+        if adaptive:
+            rows[-1].update(_adaptive_row(model, genome, data, name, stride, carry, adaptive_lr,
+                                          dev_bytes, device, scores[-1]))
+    return rows, _consensus_rows(rows, scores)
+
+
+def _adaptive_row(model, genome, data, corpus: str, stride: int, carry: bool,
+                  lr: float | None, dev_bytes: int, device, scores: dict) -> dict:
+    tried = None
+    if lr is None:
+        dev = load_splits(resolve(corpus))["valid"][:dev_bytes]
+        lr, tried = adaptive.choose_lr(model, dev, genome.context, carry, stride, device)
+    scores["adaptive"] = adaptive.adaptive_log2probs(model, data, genome.context, lr, carry,
+                                                     stride, device, progress=True)
+    return {"adaptive_bpb": bpb(scores["adaptive"]), "adaptive_lr": lr,
+            "adaptive_dev_bpb": None if tried is None else {str(k): v for k, v in tried.items()}}
+
+
+def _consensus_rows(rows: list[dict], scores: list[dict]) -> list[dict]:
+    """The uniform mixture of each arm's members (static, and adaptive where scored)."""
+    out = []
+    for arm in dict.fromkeys(r.get("arm") for r in rows):
+        mine = [s for r, s in zip(rows, scores) if r.get("arm") == arm]
+        if len(mine) > 1:
+            row = {"arm": arm, "bpb": consensus_bpb([s["static"] for s in mine])}
+            if "adaptive" in mine[0]:
+                row["adaptive_bpb"] = consensus_bpb([s["adaptive"] for s in mine])
+            out.append(row)
+    return out
 
 
 def yardsticks_for(target: Path, corpus: str | None, split: str, rows: list[dict]) -> dict:

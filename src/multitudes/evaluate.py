@@ -37,7 +37,7 @@ def window_plan(n: int, context: int, stride: int) -> list[tuple[int, int]]:
     return plan
 
 
-def _autocast(device):
+def autocast_for(device):
     if torch.device(device).type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
@@ -74,7 +74,7 @@ def carried_log2probs(model, data: np.ndarray, context: int, lanes: int = 16,
     was_training = model.training
     model.eval()
     state = None
-    with _autocast(device):
+    with autocast_for(device):
         if lanes > 1:  # warm lanes 1.. on the bytes before them; lane 0 starts at the file start
             warm = min(context, S)
             idx = np.arange(1, lanes)[:, None] * S - warm + np.arange(warm)[None, :]
@@ -106,7 +106,7 @@ def byte_log2probs(model, data: np.ndarray, context: int, stride: int = 0,
     out = np.empty(n - 1, dtype=np.float64)
     was_training = model.training
     model.eval()
-    autocast = _autocast(device)
+    autocast = autocast_for(device)
     for i in tqdm(range(0, len(plan), batch_size), desc="eval", disable=None if progress else True, leave=False):
         chunk = plan[i:i + batch_size]
         idx = np.stack([data[s:s + T + 1] for s, _ in chunk]).astype(np.int64)
