@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -384,6 +385,28 @@ def test_an_edited_config_is_not_resumed(debug_run, tmp_path):
 @pytest.mark.parametrize("stride", ["-5", "100000"])
 def test_an_eval_stride_outside_the_context_is_one_line(debug_run, stride):
     one_line_error(cli("eval", debug_run, "--stride", stride, check=False), f"--stride {stride}")
+
+
+def test_eval_adaptive_codes_a_file_as_a_compressor_does(debug_run, tmp_path):
+    from conftest import write_text_corpus
+    from multitudes.adaptive import LEARNING_RATES
+    corpus = f"file:{write_text_corpus(tmp_path / 'text.txt')}"
+    member = debug_run / json.loads((debug_run / "results.json").read_text())[
+        "arms"]["social"]["members"][0]["checkpoint"]
+    row = json.loads(cli("eval", member, "--data", corpus, "--adaptive", "--dev-bytes", 4096,
+                         "--json").stdout)
+    tried = {float(k): v for k, v in row["adaptive_dev_bpb"].items()}
+    assert set(tried) == set(LEARNING_RATES)
+    assert row["adaptive_lr"] == min(tried, key=tried.get)  # the dev slice chose it
+    assert row["adaptive_lr"] > 0 and row["adaptive_bpb"] < row["bpb"] - 0.5  # a new text: it adapts
+    fixed = json.loads(cli("eval", member, "--data", corpus, "--adaptive-lr", 0, "--json").stdout)
+    assert fixed["adaptive_dev_bpb"] is None
+    assert fixed["adaptive_bpb"] == pytest.approx(fixed["bpb"], abs=1e-4)  # rate 0: static
+    text = cli("eval", debug_run, "--data", corpus, "--adaptive-lr", 1e-3).stdout
+    scored = [line for line in text.splitlines() if "test bpb" in line]
+    assert len(scored) == 3  # the debug run's two members and their consensus
+    assert all(re.search(r"adaptive \d+\.\d{4}", line) for line in scored)
+    one_line_error(cli("eval", member, "--adaptive-lr", -1, check=False), "--adaptive-lr -1")
 
 
 def test_eval_on_a_tiny_file_is_one_line(debug_run, tmp_path):
