@@ -116,6 +116,28 @@ def test_sigterm_ends_in_one_line_and_the_run_resumes(tmp_path):
     assert (out / "results.json").is_file()
 
 
+
+SIGTERM_WHILE_IMPORTING = """
+import os, signal, sys, time
+class SignalOnImport:  # the SIGTERM arrives while the command line is being imported
+    def find_spec(self, name, path, target=None):
+        if name == "multitudes.cli":
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+        return None
+sys.meta_path.insert(0, SignalOnImport())
+from multitudes.__main__ import run
+run()
+"""
+
+
+def test_a_sigterm_while_starting_is_one_line():
+    result = subprocess.run([sys.executable, "-c", SIGTERM_WHILE_IMPORTING, "models"], env=ENV,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "multitudes: terminated (SIGTERM) while starting; nothing was written"]
+
 def test_a_killed_compare_resumes_to_the_same_numbers(tmp_path):
     reference, out = tmp_path / "reference", tmp_path / "killed"
     cli("compare", "--preset", "debug", "--out", reference, "--quiet")

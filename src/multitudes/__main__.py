@@ -1,13 +1,21 @@
 """`python -m multitudes` and the `multitudes` command.
 
-The command line is imported inside `run`, so that a Ctrl-C while torch and click are still
-loading ends with the same one line as one during a run, not an import traceback.
+The command line is imported inside `run`, so that a Ctrl-C or a SIGTERM while torch and click
+are still loading ends with one line, as one during a run does, not an import traceback or a
+silent death. Once loaded, `cli.main` installs its own SIGTERM handler (it keeps checkpoints).
 """
 
+import signal
 import sys
 
 
+def _terminated_while_starting(signum, frame) -> None:
+    sys.stderr.write("multitudes: terminated (SIGTERM) while starting; nothing was written\n")
+    sys.exit(143)
+
+
 def run() -> None:
+    signal.signal(signal.SIGTERM, _terminated_while_starting)
     try:
         from multitudes.cli import main
     except KeyboardInterrupt:
