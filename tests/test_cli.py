@@ -116,7 +116,6 @@ def test_sigterm_ends_in_one_line_and_the_run_resumes(tmp_path):
     assert (out / "results.json").is_file()
 
 
-
 SIGTERM_WHILE_IMPORTING = """
 import os, signal, sys, time
 class SignalOnImport:  # the SIGTERM arrives while the command line is being imported
@@ -137,6 +136,7 @@ def test_a_sigterm_while_starting_is_one_line():
     assert result.returncode == 143, result.stderr
     assert result.stderr.strip().splitlines() == [
         "multitudes: terminated (SIGTERM) while starting; nothing was written"]
+
 
 def test_a_killed_compare_resumes_to_the_same_numbers(tmp_path):
     reference, out = tmp_path / "reference", tmp_path / "killed"
