@@ -3,6 +3,7 @@ grid values in one line. Every study here runs on a small text file (tiny splits
 pays seconds per cell."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,6 +157,57 @@ def test_a_study_report_is_rebuilt_from_its_cells(debug_study):
     assert "6 of 6 cells finished" in result.stdout
     assert json.loads((out / "scale.json").read_text())["cells_finished"] == 6
     one_line_error(cli("scale", "--preset", "debug", "--report", check=False), "--resume DIR")
+
+
+def _as_size(summary: dict, size: str) -> dict:
+    """The study's summary as if its cells had been run at another size (another study run)."""
+    other = json.loads(json.dumps(summary))
+    for c in other["cells"]:
+        c["cell"], c["size"] = c["cell"].replace("-T-", f"-{size}-"), size
+    return other
+
+
+def test_a_report_merges_another_run_of_the_same_study(debug_study, tmp_path):
+    reference, _, _ = debug_study
+    out = tmp_path / "study"
+    shutil.copytree(reference, out)
+    own = json.loads((out / "scale.json").read_text())
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(_as_size(own, "U")))
+    again = tmp_path / "again.json"  # the same cells twice: this study's are kept
+    again.write_text(json.dumps(own))
+    result = cli("scale", "--resume", out, "--report", "--merge", other, "--merge", again)
+    assert "12 of 12 cells finished" in result.stdout and "scale-merged.html" in result.stdout
+    merged = json.loads((out / "scale-merged.json").read_text())
+    assert merged["merged"] == sorted([str(other), str(again)])
+    assert {(e["size"], e["mix"], e["K"]) for e in merged["lines"]} == {
+        (size, mix, K) for size in "TU" for mix in ("hetero", "transformer") for K in (1, 2)}
+    by_line = {(e["size"], e["mix"], e["K"]): e for e in merged["lines"]}
+    for mix in ("hetero", "transformer"):  # the same numbers under both sizes, one seed each
+        assert by_line[("U", mix, 2)]["social_best_test_bpb"] == \
+            by_line[("T", mix, 2)]["social_best_test_bpb"]
+        assert by_line[("T", mix, 2)]["seeds"] == [1]
+    assert json.loads((out / "scale.json").read_text()) == own  # the study's own untouched
+    assert (out / "scale-merged.html").read_text().count("<img") >= 3
+
+
+def test_a_bad_merge_is_one_line(debug_study, tmp_path):
+    out, _, _ = debug_study
+    own = json.loads((out / "scale.json").read_text())
+    one_line_error(cli("scale", "--resume", out, "--report", "--merge", tmp_path / "no.json",
+                       check=False), "no such file")
+    for name, doc, needle in [
+            ("bad.json", "{nope", "unreadable"),
+            ("cells.json", json.dumps({**own, "cells": [{"cell": "x"}]}), "damaged"),
+            ("name.json", json.dumps({**own, "study": "cpu"}), "not this study"),
+            ("data.json", json.dumps({**_as_size(own, "U"), "cells": [
+                {**c, "yardsticks_test_given": {"gzip": 9.0}} for c in own["cells"]]}),
+             "other data")]:
+        (tmp_path / name).write_text(doc)
+        one_line_error(cli("scale", "--resume", out, "--report", "--merge", tmp_path / name,
+                           check=False), needle)
+    one_line_error(cli("scale", "--resume", out, "--merge", tmp_path / "data.json",
+                       check=False), "--merge goes with --resume DIR --report")
 
 
 def test_the_trend_recovers_a_known_slope_and_the_spread_over_seeds():

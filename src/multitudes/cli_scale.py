@@ -49,9 +49,14 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--report", "report_only", is_flag=True,
               help="With --resume: rebuild scale.json and scale.html from the finished cells; "
                    "train nothing.")
+@click.option("--merge", "merge", multiple=True, type=click.Path(dir_okay=False),
+              metavar="SCALE.JSON",
+              help="With --report: also take the finished cells of another run of the same "
+                   "study (its scale.json; e.g. a size run as a study of its own) and write "
+                   "scale-merged.json and scale-merged.html.")
 @click.option("--quiet", is_flag=True, help="No progress bars within cells.")
 def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides, out,
-          resume_dir, force, dry_run, assume_flops, report_only, quiet) -> None:
+          resume_dir, force, dry_run, assume_flops, report_only, merge, quiet) -> None:
     """A resumable grid of comparisons: multiplier vs members, size, mix and channel."""
     from multitudes import distributed, scale as scale_mod, study
     from multitudes.scale_report import text_table
@@ -59,6 +64,8 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
     if distributed.world_size_from_env() > 1:
         raise UserError("scale runs its cells one after another in one process; start it "
                         "without torchrun (a cell can be resumed under torchrun by itself)")
+    if merge and not report_only:
+        raise UserError("--merge goes with --resume DIR --report")
     if seeds is not None and seeds < 1:
         raise UserError(f"--seeds {seeds}: must be a positive integer")
     axes = {"members": _ints(members, "members"), "sizes": _names(sizes),
@@ -81,10 +88,10 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
     if report_only:
         if doc is not None:
             raise UserError("--report rebuilds a study's files: give it with --resume DIR")
-        summary = scale_mod.report_only(out)
+        summary = scale_mod.report_only(out, [Path(p) for p in merge])
         click.echo(text_table(summary))
         click.echo(f"{summary['cells_finished']} of {summary['cells_planned']} cells finished; "
-                   f"report: {out}/scale.html")
+                   f"report: {out}/{'scale-merged' if merge else 'scale'}.html")
         return
     summary = scale_mod.run_study(doc, out, force=force, progress=not quiet, say=click.echo)
     click.echo(text_table(summary))

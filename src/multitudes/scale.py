@@ -116,14 +116,33 @@ def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
     return scale_report.write(out, doc, plan)
 
 
-def report_only(out: Path) -> dict:
+def report_only(out: Path, merge: list[Path] = ()) -> dict:
     """scale.json and scale.html rebuilt from the finished cells (the study's lock is held, so
-    never while the study runs)."""
+    never while the study runs); with `merge`, other runs' scale.json of the same study join
+    them in scale-merged.json and scale-merged.html."""
     from multitudes import scale_report
 
     lock_study(out, True)
     doc = open_study(out, None, False)
-    return scale_report.write(out, doc, study.cells(doc))
+    others = {str(path): _other_summary(path, doc) for path in merge}
+    return scale_report.write(out, doc, study.cells(doc), others)
+
+
+def _other_summary(path: Path, doc: dict) -> dict:
+    from multitudes import scale_report
+
+    if not path.is_file():
+        raise UserError(f"--merge {path}: no such file (give another study's scale.json)")
+    other = read_json(path, "the scale.json to merge")
+    if not isinstance(other, dict) or not isinstance(other.get("cells"), list) or not all(
+            isinstance(c, dict) and scale_report.ROW_KEYS <= c.keys() for c in other["cells"]):
+        raise UserError(f"--merge {path}: not a study's scale.json (no cells, or damaged ones)")
+    real_bytes = doc.get("base", {}).get("train", {}).get("real_bytes")
+    if (other.get("study"), other.get("real_bytes")) != (doc.get("name"), real_bytes):
+        raise UserError(f"--merge {path}: study {other.get('study')!r} at "
+                        f"{other.get('real_bytes')} real bytes, not this study "
+                        f"({doc.get('name')!r} at {real_bytes})")
+    return other
 
 
 def _record_seconds(cell_dir: Path, seconds: float) -> None:

@@ -17,6 +17,7 @@ import statistics
 from pathlib import Path
 
 from multitudes.checkpoint import read_json, write_json_atomic
+from multitudes.errors import UserError
 from multitudes.study import Cell
 
 
@@ -45,6 +46,15 @@ def _multiplier(results: dict) -> tuple[float | None, str]:
 def _multiplier_text(results: dict) -> str:
     value, flag = _multiplier(results)
     return f"{flag}{value:.2f}x"
+
+
+# what every row has (wall_seconds and inference only where measured)
+ROW_KEYS = frozenset({
+    "cell", "kind", "mix", "size", "family", "K", "channel", "seed", "params", "multiplier",
+    "multiplier_flag", "social_best_test_bpb", "social_consensus_test_bpb",
+    "isolated_best_test_bpb", "isolated_consensus_test_bpb", "best_gain_test_bpb",
+    "consensus_gain_test_bpb", "social_train_flops", "isolated_train_flops",
+    "yardsticks_test_given"})
 
 
 def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
@@ -153,20 +163,50 @@ def collect(out: Path, plan: list[Cell]) -> list[dict]:
     return rows
 
 
-def write(out: Path, doc: dict, plan: list[Cell]) -> dict:
+def merge(rows: list[dict], others: dict[str, dict]) -> list[dict]:
+    """This study's rows and the finished cells of other runs of the same study (their
+    scale.json, by path), e.g. one size run as a study of its own: a cell present twice is taken
+    from this study. Refused unless every file is the same study on the same bytes and data (the
+    yardsticks, measured on the same test split given the same bytes, must agree)."""
+    sticks = next((r["yardsticks_test_given"] for r in rows), None)
+    names = {r["cell"] for r in rows}
+    out = list(rows)
+    for path, other in others.items():
+        for r in other["cells"]:
+            if sticks is not None and r["yardsticks_test_given"] != sticks:
+                raise UserError(f"--merge {path}: cell {r['cell']} was measured on other data "
+                                f"(its yardsticks differ from this study's)")
+            sticks = sticks or r["yardsticks_test_given"]
+            if r["cell"] not in names:
+                names.add(r["cell"])
+                out.append(r)
+    return out
+
+
+def write(out: Path, doc: dict, plan: list[Cell], others: dict[str, dict] | None = None) -> dict:
+    """scale.json and scale.html; with `others` (see merge), scale-merged.json and .html."""
     from multitudes.scale_figures import figures
 
     rows = collect(out, plan)
+    planned = len(plan)
+    if others:
+        rows = merge(rows, others)
+        planned = len({c.name for c in plan} | {r["cell"] for r in rows})
+    stem = "scale-merged" if others else "scale"
     lines = aggregate(rows, doc["mix"])
-    summary = {"study": doc.get("name"), "cells_planned": len(plan), "cells_finished": len(rows),
+    summary = {"study": doc.get("name"), "cells_planned": planned, "cells_finished": len(rows),
                "real_bytes": doc.get("base", {}).get("train", {}).get("real_bytes"),
                "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in rows),
                "lines": lines, "trends": trends(lines), "cells": rows}
-    write_json_atomic(out / "scale.json", summary)
+    if others:
+        summary["merged"] = sorted(others)
+    write_json_atomic(out / f"{stem}.json", summary)
     parts = [f"<h1>multitudes scaling study <code>{html.escape(str(doc.get('name')))}</code></h1>",
              f"<p>{html.escape(doc.get('description', ''))}</p>",
              f"<p>{len(rows)} of {len(plan)} cells finished; {summary['wall_seconds'] / 3600:.2f} "
-             f"hours of runs.</p>", "<pre>" + html.escape(text_table(summary)) + "</pre>"]
+             f"hours of runs.</p>",
+             *[f"<p>merged with {html.escape(path)}</p>" for path in others or ()],
+             "<pre>" + html.escape(text_table(summary)) + "</pre>"]
     for caption, png in figures(summary):
         parts.append(f"<figure><img src='data:image/png;base64,{png}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
@@ -175,7 +215,7 @@ def write(out: Path, doc: dict, plan: list[Cell]) -> dict:
             "img{max-width:100%}figcaption{color:#555;font-size:.9em}</style></head><body>"
             + "\n".join(parts) + "</body></html>")
     from multitudes.checkpoint import write_bytes_atomic
-    write_bytes_atomic(out / "scale.html", page.encode())
+    write_bytes_atomic(out / f"{stem}.html", page.encode())
     return summary
 
 
