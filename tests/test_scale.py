@@ -177,8 +177,10 @@ def test_a_report_merges_another_run_of_the_same_study(debug_study, tmp_path):
     again = tmp_path / "again.json"  # the same cells twice: this study's are kept
     again.write_text(json.dumps(own))
     result = cli("scale", "--resume", out, "--report", "--merge", other, "--merge", again)
-    assert "12 of 12 cells finished" in result.stdout and "scale-merged.html" in result.stdout
+    assert "6 of 6 cells finished, 6 more merged from 2 file(s)" in result.stdout
+    assert "scale-merged.html" in result.stdout
     merged = json.loads((out / "scale-merged.json").read_text())
+    assert len(merged["cells"]) == 12 and merged["cells_merged"] == 6
     assert merged["merged"] == sorted([str(other), str(again)])
     assert {(e["size"], e["mix"], e["K"]) for e in merged["lines"]} == {
         (size, mix, K) for size in "TU" for mix in ("hetero", "transformer") for K in (1, 2)}

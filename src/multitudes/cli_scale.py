@@ -90,8 +90,10 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
             raise UserError("--report rebuilds a study's files: give it with --resume DIR")
         summary = scale_mod.report_only(out, [Path(p) for p in merge])
         click.echo(text_table(summary))
-        click.echo(f"{summary['cells_finished']} of {summary['cells_planned']} cells finished; "
-                   f"report: {out}/{'scale-merged' if merge else 'scale'}.html")
+        merged = (f", {summary['cells_merged']} more merged from {len(merge)} file(s)"
+                  if merge else "")
+        click.echo(f"{summary['cells_finished']} of {summary['cells_planned']} cells finished"
+                   f"{merged}; report: {out}/{'scale-merged' if merge else 'scale'}.html")
         return
     summary = scale_mod.run_study(doc, out, force=force, progress=not quiet, say=click.echo)
     click.echo(text_table(summary))

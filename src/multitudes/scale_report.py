@@ -188,24 +188,25 @@ def write(out: Path, doc: dict, plan: list[Cell], others: dict[str, dict] | None
     from multitudes.scale_figures import figures
 
     rows = collect(out, plan)
-    planned = len(plan)
+    finished = len(rows)  # this study's; merged cells are counted apart
     if others:
         rows = merge(rows, others)
-        planned = len({c.name for c in plan} | {r["cell"] for r in rows})
     stem = "scale-merged" if others else "scale"
     lines = aggregate(rows, doc["mix"])
-    summary = {"study": doc.get("name"), "cells_planned": planned, "cells_finished": len(rows),
+    summary = {"study": doc.get("name"), "cells_planned": len(plan), "cells_finished": finished,
                "real_bytes": doc.get("base", {}).get("train", {}).get("real_bytes"),
                "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in rows),
                "lines": lines, "trends": trends(lines), "cells": rows}
     if others:
         summary["merged"] = sorted(others)
+        summary["cells_merged"] = len(rows) - finished
     write_json_atomic(out / f"{stem}.json", summary)
     parts = [f"<h1>multitudes scaling study <code>{html.escape(str(doc.get('name')))}</code></h1>",
              f"<p>{html.escape(doc.get('description', ''))}</p>",
-             f"<p>{len(rows)} of {len(plan)} cells finished; {summary['wall_seconds'] / 3600:.2f} "
+             f"<p>{finished} of {len(plan)} cells finished; {summary['wall_seconds'] / 3600:.2f} "
              f"hours of runs.</p>",
-             *[f"<p>merged with {html.escape(path)}</p>" for path in others or ()],
+             *([f"<p>{len(rows) - finished} more cells merged from "
+                f"{html.escape(', '.join(sorted(others)))}.</p>"] if others else []),
              "<pre>" + html.escape(text_table(summary)) + "</pre>"]
     for caption, png in figures(summary):
         parts.append(f"<figure><img src='data:image/png;base64,{png}'>"
