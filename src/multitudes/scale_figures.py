@@ -109,15 +109,18 @@ def _inference_time(fig, summary: dict) -> str | None:
         return None
     fig.set_size_inches(10, 4)
     a1, a2 = fig.subplots(1, 2)
+    named = set()  # one legend entry per mix and size: seeds and arms share it
     for r in cells:
         for arm, ls in (("social", "-"), ("isolated", "--")):
             inf = r["inference"].get(arm)
             if not inf:
                 continue
             c = MIX_COLOURS.get(r["mix"], "#555")
+            name = f"{r['mix']} {r['size']}"
             a1.plot([p["size"] for p in inf["consensus"]],
                     [p["test_bpb"] for p in inf["consensus"]], ls=ls, color=c, alpha=.6,
-                    marker="o", label=f"{arm} {r['mix']} {r['size']} s{r['seed']}")
+                    marker="o", label=None if name in named else name)
+            named.add(name)
             for curve in inf["loops"]:
                 a2.plot([p["n_loop"] for p in curve["curve"]],
                         [p["test_bpb"] for p in curve["curve"]], ls=ls, color=c, alpha=.6,
@@ -126,12 +129,12 @@ def _inference_time(fig, summary: dict) -> str | None:
     _members_axis(a1)
     a1.set_xlabel("members in the consensus (best first, by valid bpb)")
     a1.set_ylabel("test bpb")
-    a1.legend(fontsize=5)
+    a1.legend(fontsize=7)
     a2.set_xlabel("loops of the looped member at evaluation (grey: as trained)")
     a2.set_ylabel("test bpb")
     return ("The inference-time axis on the largest-K cells: the consensus of the best k "
-            "members (left) and a looped member's loops at evaluation (right). Solid: social "
-            "arm; dashed: isolated.")
+            "members (left) and a looped member's loops at evaluation (right), one curve per "
+            "seed. Solid: social arm; dashed: isolated.")
 
 
 def _residuals(fig, summary: dict) -> str | None:
