@@ -7,6 +7,7 @@ from multitudes.figures import YARDSTICK_STYLES, _png
 
 MIX_COLOURS = {"hetero": "#d62728", "transformer": "#1f77b4", "rnn": "#2ca02c"}
 SIZE_STYLES = ["-", "--", ":", "-."]
+CHANNEL_MARKERS = {"logit": "o", "language": "s", "both": "^"}
 
 
 def _style(e: dict, sizes: list[str]) -> dict:
@@ -54,11 +55,12 @@ def _multiplier_and_gain(fig, summary: dict) -> str:
     ax, a2 = fig.subplots(1, 2)
     sizes = sorted({e["size"] for e in summary["lines"]})
     for (mix, size, channel), es in _lines(summary).items():
+        marker = CHANNEL_MARKERS.get(channel, "o")
         ax.errorbar([e["K"] for e in es], [e["multiplier"]["mean"] for e in es],
-                    yerr=[e["multiplier"]["std"] for e in es], marker="o", capsize=3,
+                    yerr=[e["multiplier"]["std"] for e in es], marker=marker, capsize=3,
                     label=f"{mix} {size} {channel}", **_style(es[0], sizes))
         a2.errorbar([e["K"] for e in es], [e["best_gain_test_bpb"]["mean"] for e in es],
-                    yerr=[e["best_gain_test_bpb"]["std"] for e in es], marker="o", capsize=3,
+                    yerr=[e["best_gain_test_bpb"]["std"] for e in es], marker=marker, capsize=3,
                     label=f"{mix} {size} {channel}", **_style(es[0], sizes))
     for a, label, level in ((ax, "data-efficiency multiplier", 1.0),
                             (a2, "best member's test gain (bpb)", 0.0)):
@@ -70,7 +72,8 @@ def _multiplier_and_gain(fig, summary: dict) -> str:
     return ("Left: the social arm's data-efficiency multiplier against the number of members "
             "(read on the dev slice; a '>' cell counts as its bound). Right: how much lower the "
             "social arm's best member codes test than the isolated arm's. Mean and standard "
-            "deviation over seeds.")
+            "deviation over seeds; colour: mix, line: size, marker: channel (circle logit, "
+            "square language, triangle both).")
 
 
 def _compute_matched(fig, summary: dict) -> str:
