@@ -137,11 +137,11 @@ def _other_summary(path: Path, doc: dict) -> dict:
     if not isinstance(other, dict) or not isinstance(other.get("cells"), list) or not all(
             isinstance(c, dict) and scale_report.ROW_KEYS <= c.keys() for c in other["cells"]):
         raise UserError(f"--merge {path}: not a study's scale.json (no cells, or damaged ones)")
-    real_bytes = doc.get("base", {}).get("train", {}).get("real_bytes")
-    if (other.get("study"), other.get("real_bytes")) != (doc.get("name"), real_bytes):
+    budget = scale_report.real_bytes(doc)
+    if (other.get("study"), other.get("real_bytes")) != (doc.get("name"), budget):
         raise UserError(f"--merge {path}: study {other.get('study')!r} at "
                         f"{other.get('real_bytes')} real bytes, not this study "
-                        f"({doc.get('name')!r} at {real_bytes})")
+                        f"({doc.get('name')!r} at {budget})")
     return other
 
 

@@ -163,6 +163,11 @@ def collect(out: Path, plan: list[Cell]) -> list[dict]:
     return rows
 
 
+def real_bytes(doc: dict) -> int | None:
+    """The real bytes per arm of every cell of a study."""
+    return doc.get("base", {}).get("train", {}).get("real_bytes")
+
+
 def merge(rows: list[dict], others: dict[str, dict]) -> list[dict]:
     """This study's rows and the finished cells of other runs of the same study (their
     scale.json, by path), e.g. one size run as a study of its own: a cell present twice is taken
@@ -194,7 +199,7 @@ def write(out: Path, doc: dict, plan: list[Cell], others: dict[str, dict] | None
     stem = "scale-merged" if others else "scale"
     lines = aggregate(rows, doc["mix"])
     summary = {"study": doc.get("name"), "cells_planned": len(plan), "cells_finished": finished,
-               "real_bytes": doc.get("base", {}).get("train", {}).get("real_bytes"),
+               "real_bytes": real_bytes(doc),
                "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in rows),
                "lines": lines, "trends": trends(lines), "cells": rows}
     if others:
@@ -205,7 +210,7 @@ def write(out: Path, doc: dict, plan: list[Cell], others: dict[str, dict] | None
              f"<p>{html.escape(doc.get('description', ''))}</p>",
              f"<p>{finished} of {len(plan)} cells finished; {summary['wall_seconds'] / 3600:.2f} "
              f"hours of runs.</p>",
-             *([f"<p>{len(rows) - finished} more cells merged from "
+             *([f"<p>{summary['cells_merged']} more cells merged from "
                 f"{html.escape(', '.join(sorted(others)))}.</p>"] if others else []),
              "<pre>" + html.escape(text_table(summary)) + "</pre>"]
     for caption, png in figures(summary):
