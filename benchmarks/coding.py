@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from common import env_line
-from multitudes import coding
-from multitudes.compress import members_of, steppers
-from multitudes.corpora import resolve
-from multitudes.data import load_splits
+from multitudes.coding import range_coder as coding
+from multitudes.coding.archive import members_of, steppers
+from multitudes.data.corpora import resolve
+from multitudes.data.splits import load_splits
 
 
 def models_only(data: bytes, paths, lanes: int) -> float:

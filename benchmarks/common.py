@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multitudes import experiment
-from multitudes.config_files import load
-from multitudes.corpora import resolve
-from multitudes.data import load_splits, make_stream
+from multitudes.training import protocols as experiment
+from multitudes.config.files import load
+from multitudes.data.corpora import resolve
+from multitudes.data.splits import load_splits, make_stream
 
 
 def quick_config():

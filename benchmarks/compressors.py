@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from multitudes.yardsticks import COMPRESSORS, LABELS
+from multitudes.evaluation.yardsticks import COMPRESSORS, LABELS
 
 ZSTD = ["zstd", "-19", "--long=27", "-c", "-q"]
 

@@ -26,9 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import alone_dev_bpb
-from multitudes import config_files
-from multitudes.corpora import resolve
-from multitudes.data import load_splits
+from multitudes.config import files as config_files
+from multitudes.data.corpora import resolve
+from multitudes.data.splits import load_splits
 from multitudes.models import build
 
 

@@ -27,11 +27,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import batches, env_line, quick_config, quick_genomes  # noqa: E402
-from multitudes import distributed  # noqa: E402
-from multitudes.config import SocialConfig  # noqa: E402
-from multitudes.member import Member  # noqa: E402
-from multitudes.population import Population  # noqa: E402
-from multitudes.distributed import resolve_device  # noqa: E402
+from multitudes.runs import distributed  # noqa: E402
+from multitudes.config.schema import SocialConfig  # noqa: E402
+from multitudes.population.member import Member  # noqa: E402
+from multitudes.population.population import Population  # noqa: E402
+from multitudes.runs.distributed import resolve_device  # noqa: E402
 
 
 def worker(steps: int, thoughts: str, top_k: int) -> None:

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from multitudes import experiment
+from multitudes.training import protocols as experiment
 
 
 def multitudes(*args: str) -> list[str]:

@@ -14,10 +14,10 @@ import argparse
 import torch
 
 from common import batches, best_time, env_line, quick_config, quick_genomes
-from multitudes.config import SocialConfig
-from multitudes.member import Member
-from multitudes.population import Population
-from multitudes.distributed import resolve_device
+from multitudes.config.schema import SocialConfig
+from multitudes.population.member import Member
+from multitudes.population.population import Population
+from multitudes.runs.distributed import resolve_device
 
 
 def population(social: SocialConfig, device) -> Population:

@@ -24,7 +24,7 @@ from dataclasses import replace
 import torch
 
 from common import alone_dev_bpb
-from multitudes import config_files
+from multitudes.config import files as config_files
 
 
 def _values(specs: list[str]) -> dict[str, list]:

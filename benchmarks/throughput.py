@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from common import (batches, best_time, env_line, matmul_peak, quick_config,
                     quick_genomes)
-from multitudes.config import SocialConfig
-from multitudes.member import Member
-from multitudes.population import Population
-from multitudes.schedule import make_optimizer, set_lr
-from multitudes.distributed import resolve_device
+from multitudes.config.schema import SocialConfig
+from multitudes.population.member import Member
+from multitudes.population.population import Population
+from multitudes.population.schedule import make_optimizer, set_lr
+from multitudes.runs.distributed import resolve_device
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from multitudes.genome import Genome
+from multitudes.config.genome import Genome
 
 
 def tiny(family: str, **kw) -> Genome:

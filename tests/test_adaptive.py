@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import tiny
-from multitudes.adaptive import adaptive_log2probs, choose_lr
-from multitudes.evaluate import bpb, byte_log2probs
+from multitudes.evaluation.adaptive import adaptive_log2probs, choose_lr
+from multitudes.evaluation.bpb import bpb, byte_log2probs
 from multitudes.models import build
 
 FAMILIES = ["gpt", "looped", "lstm", "gru"]

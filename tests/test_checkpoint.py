@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from multitudes import checkpoint
+from multitudes.runs import checkpoint
 from multitudes.errors import UserError
 
 
@@ -86,7 +86,7 @@ def test_a_full_disk_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch
     """safetensors reports a failed write as its own error: it reaches the caller as an
     OSError (one line in the CLI), the previous checkpoint stays whole, no temporary is left."""
     from safetensors import SafetensorError
-    from multitudes import checkpoint
+    from multitudes.runs import checkpoint
     path = tmp_path / "ck"
     checkpoint.save(path, {"m": {"w": torch.ones(3)}}, {"step": 1})
 

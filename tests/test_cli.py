@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from multitudes.experiment import numbers
+from multitudes.training.protocols import numbers
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -153,8 +153,8 @@ def test_a_killed_compare_resumes_to_the_same_numbers(tmp_path):
 
 DISK_FULL = """
 import errno, os, sys
-import multitudes.checkpoint as checkpoint
-from multitudes.cli import main
+from multitudes.runs import checkpoint as checkpoint
+from multitudes.cli.main import main
 real_save, calls = checkpoint.save_file, [0]
 def save_file(tensors, filename, *args, **kwargs):
     if "checkpoints" in str(filename):
@@ -178,7 +178,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(debug_run, 
                             env=env, timeout=600)
     one_line_error(result, "No space left on device")
     assert "previous checkpoint is kept" in result.stderr
-    from multitudes import checkpoint
+    from multitudes.runs import checkpoint
     _, state = checkpoint.load(out / "checkpoints" / "social")
     assert state["steps"] == 4  # the first checkpoint, intact
     cli("train", "--resume", out, "--quiet")  # space freed: the run goes on and ends the same
@@ -385,7 +385,7 @@ def test_out_of_memory_is_one_line_and_leaves_the_directory_reusable(tmp_path):
 
 
 def test_a_run_directory_has_one_writer(debug_run):
-    from multitudes import run_files
+    from multitudes.runs import files as run_files
     run_files.lock_run_dir(debug_run)  # as a running `multitudes` holds it
     try:
         one_line_error(cli("train", "--resume", debug_run, check=False),
@@ -411,7 +411,7 @@ def test_an_eval_stride_outside_the_context_is_one_line(debug_run, stride):
 
 def test_eval_adaptive_codes_a_file_as_a_compressor_does(debug_run, tmp_path):
     from conftest import write_text_corpus
-    from multitudes.adaptive import LEARNING_RATES
+    from multitudes.evaluation.adaptive import LEARNING_RATES
     corpus = f"file:{write_text_corpus(tmp_path / 'text.txt')}"
     member = debug_run / json.loads((debug_run / "results.json").read_text())[
         "arms"]["social"]["members"][0]["checkpoint"]
@@ -458,8 +458,8 @@ def test_eval_scores_a_whole_file_with_split_all(debug_run, tmp_path):
 
 
 def test_a_very_slow_config_is_announced(capsys):
-    from multitudes import config_files
-    from multitudes.cli import _warn_if_slow
+    from multitudes.config import files as config_files
+    from multitudes.cli.main import _warn_if_slow
     _warn_if_slow(config_files.load("quick", None, []))
     assert capsys.readouterr().err == ""
     _warn_if_slow(config_files.load("debug", None, ["members.*.context=1",

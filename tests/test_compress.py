@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from multitudes.compress import compress_file, decompress_file
+from multitudes.coding.archive import compress_file, decompress_file
 from multitudes.errors import UserError
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -110,8 +110,8 @@ ONLINE = ["train.batch_size=4", "members.*.context=16"]  # the debug pair, small
 @pytest.mark.parametrize("mixture", ["bayes", "uniform"])
 def test_online_round_trip_is_exact(tmp_path, data, mixture):
     """The decoder trains the same population on the bytes it decodes, bit for bit."""
-    from multitudes import config_files
-    from multitudes.compress import compress_online, online_config
+    from multitudes.config import files as config_files
+    from multitudes.coding.archive import compress_online, online_config
     cfg = online_config(config_files.load("debug", None, ONLINE))
     src, mtz, back = tmp_path / "in", tmp_path / "in.mtz", tmp_path / "out"
     src.write_bytes(data)
@@ -144,7 +144,8 @@ def test_the_bayes_mixture_follows_the_better_member_and_keeps_a_share():
     """Posterior weights after bytes that member 0 predicts far better: nearly all on member 0,
     never below the fixed share on the other."""
     import numpy as np
-    from multitudes import config_files, online
+    from multitudes.config import files as config_files
+    from multitudes.coding import online
     coder = online.OnlineCoder(online_config_debug(config_files), progress=False)
     for _ in range(20):
         coder._update_weights(np.array([-1.0, -9.0]))
@@ -156,5 +157,5 @@ def test_the_bayes_mixture_follows_the_better_member_and_keeps_a_share():
 
 
 def online_config_debug(config_files):
-    from multitudes.compress import online_config
+    from multitudes.coding.archive import online_config
     return online_config(config_files.load("debug", None, ONLINE))

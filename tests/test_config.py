@@ -1,6 +1,6 @@
 import pytest
 
-from multitudes import config_files
+from multitudes.config import files as config_files
 from multitudes.errors import UserError
 
 

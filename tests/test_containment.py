@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from conftest import tiny
-from multitudes import config_files
-from multitudes.config import SocialConfig, TrainConfig
-from multitudes.data import BatchStream
-from multitudes.member import Member
-from multitudes.population import Population
-from multitudes.run_files import RunFiles
-from multitudes.train import ArmRunner
+from multitudes.config import files as config_files
+from multitudes.config.schema import SocialConfig, TrainConfig
+from multitudes.data.splits import BatchStream
+from multitudes.population.member import Member
+from multitudes.population.population import Population
+from multitudes.runs.files import RunFiles
+from multitudes.training.loop import ArmRunner
 
 GENOMES = [tiny("gpt", seed=1), tiny("lstm", seed=2), tiny("gru", seed=3)]
 
@@ -80,8 +80,8 @@ def test_a_sick_speaker_says_nothing():
 
 
 def test_the_runner_logs_the_reset_and_records_it_in_the_lineage(text_file, tmp_path, capsys):
-    from multitudes.corpora import resolve
-    from multitudes.data import load_splits
+    from multitudes.data.corpora import resolve
+    from multitudes.data.splits import load_splits
     cfg = config_files.load("debug", None, [f"data.corpus='file:{text_file}'", "train.eval_every=4",
                                       "train.checkpoint_every=4"])
     runner = ArmRunner(cfg, load_splits(resolve(cfg.data.corpus)), RunFiles(tmp_path, progress=False),

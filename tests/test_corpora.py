@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from multitudes.corpora import (SAMPLE_PATH, RemoteCorpus, fetch, resolve, safe_member_name)
+from multitudes.data.corpora import (SAMPLE_PATH, RemoteCorpus, fetch, resolve, safe_member_name)
 from multitudes.errors import UserError
 
 PAYLOAD = b"<mediawiki>" + bytes(range(256)) * 40 + b"</mediawiki>\n"

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from multitudes.corpora import resolve
-from multitudes.data import BatchStream, LaneStream, load_splits, split_bounds
+from multitudes.data.corpora import resolve
+from multitudes.data.splits import BatchStream, LaneStream, load_splits, split_bounds
 
 
 def test_split_rules():

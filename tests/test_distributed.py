@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from multitudes import distributed
-from multitudes.distributed import Group, assign, decode, encode, place
+from multitudes.runs import distributed
+from multitudes.runs.distributed import Group, assign, decode, encode, place
 
 
 def test_assign_balances_flops_not_counts():
@@ -78,9 +78,9 @@ def test_one_process_group_is_the_identity_for_float32():
 
 def test_the_language_channel_refuses_to_run_on_several_ranks():
     from conftest import tiny
-    from multitudes.config import SocialConfig, TrainConfig
-    from multitudes.member import Member
-    from multitudes.population import Population
+    from multitudes.config.schema import SocialConfig, TrainConfig
+    from multitudes.population.member import Member
+    from multitudes.population.population import Population
 
     members = [Member.create("m0", tiny("gpt"), torch.device("cpu")),
                Member.create("m1", tiny("lstm"), torch.device("cpu"), rank=1, build=False)]
@@ -95,7 +95,7 @@ def test_the_language_channel_refuses_to_run_on_several_ranks():
     ("distributed.timeout=0", "distributed.timeout=0.0: must be positive"),
 ])
 def test_bad_distributed_settings_are_one_line(override, message):
-    from multitudes.config_files import load
+    from multitudes.config.files import load
 
     with pytest.raises(distributed.UserError, match=message.replace("(", r"\(")):
         load("debug", None, [override])

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import tiny
-from multitudes.evaluate import (bpb, byte_log2probs, carried_log2probs, consensus_bpb,
+from multitudes.evaluation.bpb import (bpb, byte_log2probs, carried_log2probs, consensus_bpb,
                                  window_plan)
 from multitudes.models import build
 

@@ -5,8 +5,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from multitudes import evolution
-from multitudes.genome import Genome
+from multitudes.evolution import operators as evolution
+from multitudes.config.genome import Genome
 
 BUDGET = 400_000
 
@@ -77,8 +77,8 @@ def test_tournament_picks_the_fitter_entrant():
 def test_the_young_are_not_judged_and_the_best_never_dies():
     from types import SimpleNamespace
 
-    from multitudes.config import EvolutionConfig
-    from multitudes.generations import plan
+    from multitudes.config.schema import EvolutionConfig
+    from multitudes.evolution.generations import plan
 
     members = [SimpleNamespace(id=f"m{i}", fitness=f, genome=Genome(family="gpt", seed=i))
                for i, f in enumerate([3.0, 5.0, 4.0, 6.0])]
@@ -97,8 +97,9 @@ def test_replay_follows_the_lineage_not_the_generator(text_file, tmp_path):
     """A run replayed from another run's lineage ends where that run did, whatever its seed."""
     import json
 
-    from multitudes import config_files, experiment
-    from multitudes import run_dir as rundir
+    from multitudes.config import files as config_files
+    from multitudes.training import protocols as experiment
+    from multitudes.runs import directory as rundir
 
     def run(out, seed, replay=None):
         cfg = config_files.load("debug", None, [f"data.corpus='file:{text_file}'",
@@ -116,7 +117,7 @@ def test_replay_follows_the_lineage_not_the_generator(text_file, tmp_path):
 
 
 def test_cultural_transmission_reads_ages_off_the_curves():
-    from multitudes.generations import cultural_transmission
+    from multitudes.evolution.generations import cultural_transmission
     events = [{"arm": "s", "event": "birth", "member": "f", "parents": [], "real_bytes": 0,
                "genome": {"family": "gpt"}},
               {"arm": "s", "event": "birth", "member": "n", "parents": ["f"], "real_bytes": 100,

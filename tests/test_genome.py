@@ -3,7 +3,7 @@ import json
 import pytest
 
 from multitudes.errors import UserError
-from multitudes.genome import Genome, describe
+from multitudes.config.genome import Genome, describe
 from multitudes.models import build
 
 

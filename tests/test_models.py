@@ -8,9 +8,9 @@ import torch.nn.functional as F
 
 from conftest import tiny
 from multitudes.models import FAMILIES, build
-from multitudes.member import Member
-from multitudes.schedule import set_lr
-from multitudes.social import speak
+from multitudes.population.member import Member
+from multitudes.population.schedule import set_lr
+from multitudes.population.social import speak
 
 ALL = list(FAMILIES)
 
@@ -102,12 +102,12 @@ def test_a_small_rnn_leaves_the_unigram_plateau(family):
     the head of valid 0.75 bpb below the unigram entropy (the N(0, 0.1) embedding that held the
     RNNs back gave only 0.44-0.48 below it; PyTorch's default gives 0.96-1.28)."""
     import numpy as np
-    from multitudes.config import SocialConfig, TrainConfig
-    from multitudes.corpora import resolve
-    from multitudes.data import LaneStream, load_splits
-    from multitudes.evaluate import bpb, byte_log2probs
-    from multitudes.genome import Genome
-    from multitudes.population import Population
+    from multitudes.config.schema import SocialConfig, TrainConfig
+    from multitudes.data.corpora import resolve
+    from multitudes.data.splits import LaneStream, load_splits
+    from multitudes.evaluation.bpb import bpb, byte_log2probs
+    from multitudes.config.genome import Genome
+    from multitudes.population.population import Population
 
     splits = load_splits(resolve("sample"))
     valid = np.asarray(splits["valid"][:8192])

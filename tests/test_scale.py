@@ -213,7 +213,7 @@ def test_a_bad_merge_is_one_line(debug_study, tmp_path):
 
 
 def test_the_trend_recovers_a_known_slope_and_the_spread_over_seeds():
-    from multitudes.scale_report import aggregate, trends
+    from multitudes.study.summary import aggregate, trends
 
     def cell(K, seed, gain, kind="population"):
         return {"kind": kind, "mix": "hetero", "size": "S", "channel": "logit" if K > 1 else

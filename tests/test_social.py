@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny
-from multitudes import social
-from multitudes.config import SocialConfig, TrainConfig
-from multitudes.data import BatchStream
-from multitudes.member import Member
-from multitudes.population import Population
+from multitudes.population import social
+from multitudes.config.schema import SocialConfig, TrainConfig
+from multitudes.data.splits import BatchStream
+from multitudes.population.member import Member
+from multitudes.population.population import Population
 
 
 def slow_consensus(probs, w):
@@ -130,7 +130,7 @@ def test_language_channel_fills_a_bounded_culture_and_counts_bytes_apart():
 
 
 def test_wsd_cools_down_at_its_horizon_only():
-    from multitudes.schedule import cooldown_factor
+    from multitudes.population.schedule import cooldown_factor
     assert cooldown_factor(0, None, 0.2) == 1.0 and cooldown_factor(10**6, None, 0.2) == 1.0
     assert [cooldown_factor(s, 100, 0.2) for s in (0, 79)] == [1.0, 1.0]
     assert cooldown_factor(80, 100, 0.2) == 1.0  # the cooldown's first step

@@ -6,7 +6,7 @@ import zlib
 import numpy as np
 import pytest
 
-from multitudes import yardsticks
+from multitudes.evaluation import yardsticks
 
 
 def test_text_seen_before_is_cheap_to_code():

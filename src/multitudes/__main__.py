@@ -17,7 +17,7 @@ def _terminated_while_starting(signum, frame) -> None:
 def run() -> None:
     signal.signal(signal.SIGTERM, _terminated_while_starting)
     try:
-        from multitudes.cli import main
+        from multitudes.cli.main import main
     except KeyboardInterrupt:
         sys.stderr.write("multitudes: interrupted while starting; nothing was written\n")
         sys.exit(130)

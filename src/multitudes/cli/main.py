@@ -1,0 +1,325 @@
+"""The command line: `multitudes train | compare | scale | eval | compress | decompress | lineage |
+replay | report | models | presets`.
+
+Every expected failure (bad config, missing file, corrupt checkpoint, failed download) is a
+UserError and ends as one line on stderr with exit code 2; click's own usage errors are folded
+into the same one-line form.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from multitudes.cli.coding import compress, decompress
+from multitudes.cli.scale import scale
+from multitudes.errors import UserError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="multitudes")
+def cli() -> None:
+    """Heterogeneous social training of byte-level language models."""
+
+
+def _config_options(fn):
+    fn = click.option("--preset", help="A preset name (see `multitudes presets`).")(fn)
+    fn = click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                      help="A TOML config file.")(fn)
+    fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                      help="Override a config value, e.g. train.batch_size=64, members.0.lr=3e-3.")(fn)
+    fn = click.option("--out", type=click.Path(file_okay=False), help="Run directory.")(fn)
+    fn = click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+                      help="Continue the run in this directory from its latest checkpoint.")(fn)
+    fn = click.option("--force", is_flag=True, help="Replace a run already in --out.")(fn)
+    fn = click.option("--quiet", is_flag=True, help="No progress bars.")(fn)
+    return fn
+
+
+def _open_run(command: str, preset, config_file, overrides, out, resume_dir, force):
+    """The run directory, its config, whether it resumes, and this process's rank group.
+
+    Under torchrun every rank reads the config itself (nothing is written yet), then joins the
+    others; rank 0 alone creates the run directory.
+    """
+    from multitudes.config import files as config_files
+    from multitudes.runs import distributed
+    from multitudes.runs import directory as rundir
+    from multitudes.data.corpora import resolve
+    from multitudes.data.splits import check_trainable, load_splits
+    from multitudes.runs.distributed import resolve_device
+    from multitudes.runs.files import lock_run_dir
+
+    if resume_dir:
+        if preset or config_file or out:
+            raise UserError("--resume takes the run's own config; drop --preset/--config/--out")
+        out = Path(resume_dir)
+        cfg = rundir.prepare_run_dir(out, command, None, True, False, overrides)
+    else:
+        cfg = config_files.load(preset, config_file, overrides)
+        # a bad corpus, one too small for the config, or no CUDA fails before anything is written
+        splits = load_splits(resolve(cfg.data.corpus))
+        if cfg.data.unique_bytes:
+            splits["train"] = splits["train"][:cfg.data.unique_bytes]
+        check_trainable(splits, cfg.train.batch_size, cfg.context, cfg.train.dev_bytes,
+                        cfg.data.corpus)
+        if resolve_device(cfg.train.device).type == "cpu":
+            _warn_if_slow(cfg)
+        out = Path(out or f"runs/{command}-{cfg.name}")
+    d = cfg.distributed
+    group = distributed.connect(d.thoughts, d.top_k, d.timeout)
+    group.on_main(lambda: lock_run_dir(out))  # one writer per run directory
+    if not resume_dir:
+        group.on_main(lambda: rundir.prepare_run_dir(out, command, cfg, False, force))
+    elif overrides:  # a longer run: checked by every rank, recorded once the lock is held
+        group.on_main(lambda: rundir.record_extension(out, cfg))
+    return out, cfg, bool(resume_dir), group
+
+
+# The quick preset trains 4 members x 2,560 steps per arm in about 15 minutes on 2 CPU cores;
+# a config a hundred times that is hours, which a user should hear before it starts.
+SLOW_MEMBER_STEPS = 1_000_000
+
+
+def _warn_if_slow(cfg) -> None:
+    from multitudes.data.splits import steps_for
+
+    steps = steps_for(cfg.train.real_bytes, cfg.train.batch_size, cfg.context)
+    member_steps = steps * len(cfg.members)
+    if member_steps > SLOW_MEMBER_STEPS:
+        click.echo(f"multitudes: warning: {len(cfg.members)} members x {steps:,} steps "
+                   f"({member_steps:,} member-steps per arm; the quick preset has 10,240): "
+                   f"expect hours or days on a CPU", err=True)
+
+
+@cli.command()
+@_config_options
+def train(**options) -> None:
+    """Train one population (one arm) and score it on the valid and test splits."""
+    _run("train", **options)
+
+
+@cli.command()
+@_config_options
+def compare(**options) -> None:
+    """Isolated vs social arms at equal real bytes; writes results.json and report.html."""
+    _run("compare", **options)
+
+
+def _run(command: str, preset, config_file, overrides, out, resume_dir, force, quiet) -> None:
+    """`train` or `compare`, as the user runs it: the members, the run, the result table."""
+    from multitudes.training import protocols as experiment
+    from multitudes.config import genome
+    from multitudes.report import page as report
+    from multitudes.runs.files import RunFiles
+
+    out, cfg, resume, group = _open_run(command, preset, config_file, overrides, out,
+                                        resume_dir, force)
+    files = RunFiles(out, group)
+    files.say(genome.describe(cfg.members))
+    run = experiment.run_train if command == "train" else experiment.run_compare
+    results = run(cfg, out, resume, progress=not quiet, group=group)
+    files.say(report.table(results))
+    if command == "compare":
+        files.say(f"report: {files.on_main(lambda: report.write_html(out))}")
+    else:
+        files.say(f"run written to {out}/ (results.json, metrics.jsonl, members/)")
+
+
+@cli.command(name="eval")
+@click.argument("target", type=click.Path())
+@click.option("--data", "corpus", default=None,
+              help="sample | enwik8 | enwik9 | file:PATH (default: the run's corpus).")
+@click.option("--split", type=click.Choice(["valid", "test", "all"]), default="test",
+              show_default=True, help="A split of the corpus, or all of it (e.g. your own file).")
+@click.option("--stride", type=int, default=0, help="Evaluation stride (0: half the context).")
+@click.option("--n-loop", type=int, default=None, help="Loops of a looped model at evaluation.")
+@click.option("--adaptive", is_flag=True,
+              help="Also code the split as an adaptive compressor does: one optimizer step "
+                   "after each window it has scored (dynamic evaluation; see docs).")
+@click.option("--adaptive-lr", type=float, default=None,
+              help="Its learning rate (default: chosen per member on the dev slice of valid).")
+@click.option("--dev-bytes", type=int, default=32768, show_default=True,
+              help="The dev slice (the first bytes of valid) that chooses the adaptive rate.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_cmd(target, corpus, split, stride, n_loop, adaptive, adaptive_lr, dev_bytes,
+             as_json) -> None:
+    """Bits per byte of a run's members, or of one member checkpoint, on a whole split."""
+    from multitudes.evaluation.target import evaluate_target, yardsticks_for
+
+    rows, consensus = evaluate_target(Path(target), corpus, split, stride, n_loop,
+                                      adaptive or adaptive_lr is not None, adaptive_lr,
+                                      dev_bytes)
+    sticks = yardsticks_for(Path(target), corpus, split, rows)
+    if as_json:
+        payload = rows[0] if len(rows) == 1 else {"members": rows, "consensus": consensus}
+        click.echo(json.dumps({**payload, "yardsticks": sticks}, indent=1))
+        return
+    for r in rows:
+        how = "state carried" if r["carry_state"] else f"stride {r['stride']}"
+        arm = f"{r['arm']:>9}  " if r.get("arm") else ""
+        adapted = (f"  adaptive {r['adaptive_bpb']:.4f} (lr {r['adaptive_lr']:g})"
+                   if "adaptive_bpb" in r else "")
+        click.echo(f"{arm}{r['id']:>14}  {r['family']:>6}  {r['split']} bpb {r['bpb']:.4f}"
+                   f"{adapted}  ({r['bytes_scored']:,} bytes of {r['data']}, "
+                   f"n_ctx {r['context']}, {how})")
+    for c in consensus:
+        adapted = f"  adaptive {c['adaptive_bpb']:.4f}" if "adaptive_bpb" in c else ""
+        click.echo(f"{c['arm'] or '':>9}  {'consensus':>14}  {'':>6}  {split} bpb "
+                   f"{c['bpb']:.4f}{adapted}")
+    from multitudes.evaluation.yardsticks import LABELS
+    for name, label in LABELS.items():
+        given = (f", given the run's {sticks['read_bytes']:,} bytes {sticks['given'][name]:.4f}"
+                 if "given" in sticks else "")
+        click.echo(f"{'yardstick':>14}  {label:<13} alone {sticks['alone'][name]:.4f}{given}")
+
+
+@cli.command(name="lineage")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def lineage_cmd(run_dir) -> None:
+    """Print a run's family tree: births, deaths and resets."""
+    from multitudes.evolution import lineage
+
+    click.echo(lineage.tree(lineage.read(Path(run_dir))))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Where to replay (default: "
+              "RUN_DIR-replay).")
+@click.option("--force", is_flag=True, help="Replace a run already in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def replay(run_dir, out, force, quiet) -> None:
+    """Re-run a finished run with its recorded births and deaths; check the numbers agree."""
+    from multitudes.runs import distributed
+    from multitudes.training import protocols as experiment
+    from multitudes.evolution import lineage
+    from multitudes.report import page as report
+    from multitudes.runs import directory as rundir
+
+    if distributed.world_size_from_env() > 1:
+        raise UserError("replay runs in one process; start it without torchrun")
+    run_dir = Path(run_dir)
+    rows = lineage.read(run_dir)
+    record, original = rundir.read_finished_run(run_dir)
+    out = Path(out or f"{run_dir}-replay")
+    cfg = rundir.prepare_run_dir(out, record["command"], record["cfg"], False, force)
+    run = experiment.run_train if record["command"] == "train" else experiment.run_compare
+    results = run(cfg, out, progress=not quiet, replay=rows)
+    if record["command"] == "compare":
+        report.write_html(out)
+    click.echo(report.table(results))
+    same = experiment.numbers(results) == experiment.numbers(original)
+    click.echo(f"replay of {run_dir} in {out}: "
+               + ("the same numbers, bit for bit" if same else "DIFFERENT numbers"))
+    if not same:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--figures", type=click.Path(file_okay=False),
+              help="Also write each plot as FIGURES/figure-N.png.")
+def report(run_dir, figures) -> None:
+    """Rebuild report.html of a compare (or train) run from its files."""
+    from multitudes.report import page as report_mod
+
+    click.echo(f"report: {report_mod.write_html(Path(run_dir), figures and Path(figures))}")
+
+
+@cli.command()
+def models() -> None:
+    """List the model families."""
+    from multitudes.models import FAMILIES
+
+    for name, (_, about) in FAMILIES.items():
+        click.echo(f"{name:>7}  {about}")
+
+
+@cli.command()
+def presets() -> None:
+    """List the presets (of `train` and `compare`, then of `scale`)."""
+    from multitudes.config.files import list_presets
+    from multitudes.study.plan import list_studies
+
+    for name, about in list_presets().items():
+        click.echo(f"{name:>8}  {about}")
+    click.echo("studies (multitudes scale --preset NAME):")
+    for name, about in list_studies().items():
+        click.echo(f"{name:>8}  {about}")
+
+
+cli.add_command(compress)
+cli.add_command(decompress)
+cli.add_command(scale)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """torch's OutOfMemoryError (CUDA) or the CPU allocator's RuntimeError, or a MemoryError."""
+    text = str(e)
+    return (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "out of memory" in text.lower())
+
+
+class Terminated(BaseException):
+    """SIGTERM (kill, a batch scheduler, torchrun stopping the other ranks). A BaseException like
+    KeyboardInterrupt, so no `except Exception` takes it for a failure and every cleanup that
+    holds for Ctrl-C (temporary files, locks, peers) holds for it; not a KeyboardInterrupt, which
+    click turns into its Abort."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def main(argv: list[str] | None = None) -> None:
+    # Python's default for SIGTERM ends the process without a word; handled like Ctrl-C it
+    # leaves the same one line, and the same checkpoint to resume from.
+    handles_term = threading.current_thread() is threading.main_thread()
+    if handles_term:
+        previous_term = signal.signal(signal.SIGTERM, _terminate)
+    finished = False
+    try:
+        cli.main(args=argv, standalone_mode=False, prog_name="multitudes")
+        finished = True
+    except UserError as e:
+        click.echo(f"multitudes: error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:  # click's form of Ctrl-C
+        click.echo("multitudes: interrupted; the latest checkpoint is kept (--resume DIR)",
+                   err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"multitudes: error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except Terminated:
+        click.echo("multitudes: terminated (SIGTERM); the latest checkpoint is kept "
+                   "(--resume DIR)", err=True)
+        sys.exit(143)
+    except KeyboardInterrupt:
+        click.echo("multitudes: interrupted; the latest checkpoint is kept (--resume DIR)",
+                   err=True)
+        sys.exit(130)
+    except OSError as e:  # disk full, read-only, permissions: what was saved before is intact
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        click.echo(f"multitudes: error: {e.strerror or e}{where}; the latest checkpoint and "
+                   f"finished milestones are kept (--resume DIR once it is fixed)", err=True)
+        sys.exit(2)
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        click.echo("multitudes: error: out of memory: the config's models or batches do not "
+                   "fit on this machine (make members.*.d_model, train.batch_size or the "
+                   "context smaller); the latest checkpoint is kept", err=True)
+        sys.exit(2)
+    finally:
+        if handles_term:
+            signal.signal(signal.SIGTERM, previous_term)
+        joined = sys.modules.get("multitudes.runs.distributed")  # imported only by runs that train
+        if joined is not None:  # after a failure no peer is waited for: one may be dead
+            joined.disconnect(wait_for_peers=finished)

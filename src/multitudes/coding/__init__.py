@@ -1,0 +1,2 @@
+"""Entropy coding with the members' predictions: the range coder, .mtz archives, and online
+(prequential) coding."""

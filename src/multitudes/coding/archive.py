@@ -1,0 +1,231 @@
+"""`multitudes compress` / `decompress`: a file coded with a population's predictions, and back.
+
+Offline, a trained run's member (or the consensus of an arm) codes the file; online
+(online.py), a population of a preset codes each batch with what it knows, then trains on it.
+
+The archive (`.mtz`) is a proof of a bits-per-byte figure: `MTZ1`, a 4-byte header length, a
+zlib-compressed JSON header, then the range coder's 32-bit words. The header records what
+decoding needs and what must match for the decoder's probabilities to be the encoder's bit for
+bit: the member checkpoints (by path and sha256) or the online config, the lanes, the torch
+build, the device and the thread count; and the original's length and sha256, checked after
+decoding. A mismatch is refused up front in one line rather than discovered as garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import os
+import struct
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from multitudes.runs import checkpoint
+from multitudes.coding import range_coder as coding
+from multitudes.coding import online
+from multitudes.config.schema import RunConfig
+from multitudes.config.files import from_dict
+from multitudes.runs.distributed import resolve_device
+from multitudes.errors import UserError
+from multitudes.evaluation.target import load_member
+
+MAGIC = b"MTZ1"
+FORMAT = 1
+
+
+def members_of(run: Path, arm: str | None, member: str | None) -> list[Path]:
+    """The member checkpoints that code: one member, or every member of an arm (the consensus).
+    `run` is a finished run directory or one member checkpoint."""
+    run = Path(run)
+    if (run / "manifest.json").is_file():
+        return [run]
+    results = checkpoint.read_json(run / "results.json", "run results")
+    arms = results.get("arms") or {}
+    arm = arm or ("social" if "social" in arms else next(iter(arms), None))
+    if arm not in arms:
+        raise UserError(f"--arm {arm}: {run} has the arms {', '.join(arms) or 'none'}")
+    entries = arms[arm]["members"]
+    if member is not None:
+        entries = [m for m in entries if m["id"] == member]
+        if not entries:
+            raise UserError(f"--member {member}: the {arm} arm of {run} has "
+                            f"{', '.join(m['id'] for m in arms[arm]['members'])}")
+    return [run / m["checkpoint"] for m in entries]
+
+
+def _environment() -> dict:
+    """What the decoder's arithmetic must share with the encoder's."""
+    device = resolve_device("auto")
+    return {"torch": torch.__version__, "device": device.type,
+            "threads": torch.get_num_threads()}
+
+
+def steppers(paths: list[Path], device) -> list[coding.ModelStepper]:
+    """The member checkpoints at `paths`, each ready to step the lanes (stride: half the
+    context, as the evaluation's default)."""
+    out = []
+    for path in paths:
+        _, model, _ = load_member(path)
+        out.append(coding.ModelStepper(model.to(device), max(1, model.context // 2), device))
+    return out
+
+
+def _digest(path: Path) -> str:
+    manifest = checkpoint.read_json(path / "manifest.json", "checkpoint manifest")
+    return manifest["files"]["model.safetensors"]
+
+
+def compress_file(src: Path, out: Path, run: Path, arm: str | None = None,
+                  member: str | None = None, lanes: int = 64, progress: bool = True) -> dict:
+    data = _read(src)
+    if lanes < 1:
+        raise UserError(f"--lanes {lanes}: must be at least 1")
+    paths = members_of(run, arm, member)
+    env = _environment()
+    words, bits = coding.encode(data, steppers(paths, torch.device(env["device"])), lanes,
+                                progress)
+    run = Path(run).resolve()
+    header = {"format": FORMAT, "mode": "offline", "run": str(run),
+              "members": [{"checkpoint": os.path.relpath(p.resolve(), run),
+                           "sha256": _digest(p)} for p in paths],
+              "lanes": lanes, "length": len(data),
+              "sha256": hashlib.sha256(data).hexdigest(), **env}
+    return _summary(data, _write(out, header, words), words, bits)
+
+
+def online_config(cfg: RunConfig, members: int | None = None, isolated: bool = False,
+                  keep: list[int] | None = None) -> RunConfig:
+    """The config an online run codes with: generations off (a file is read once), the first
+    `members` members or those at the indices `keep`, channels closed when `isolated`."""
+    chosen = cfg.members
+    if keep is not None:
+        if any(not 0 <= i < len(cfg.members) for i in keep) or not keep:
+            raise UserError(f"--keep {','.join(map(str, keep))}: the config's members are "
+                            f"0 to {len(cfg.members) - 1}")
+        chosen = [cfg.members[i] for i in keep]
+    if members is not None:
+        if not 1 <= members <= len(chosen):
+            raise UserError(f"--members {members}: the config has {len(chosen)} member(s)")
+        chosen = chosen[:members]
+    social = replace(cfg.social, channel="none", language_every=0) if isolated else cfg.social
+    return replace(cfg, members=list(chosen), social=social,
+                   evolution=replace(cfg.evolution, every=0))
+
+
+def compress_online(src: Path, out: Path, cfg: RunConfig, progress: bool = True,
+                    mixture: str = "bayes") -> dict:
+    data = _read(src)
+    if mixture not in online.MIXTURES:
+        raise UserError(f"--mixture {mixture}: one of {', '.join(online.MIXTURES)}")
+    env = _environment()
+    words, coder = online.encode(data, cfg, progress, mixture)
+    header = {"format": FORMAT, "mode": "online", "config": cfg.to_dict(), "mixture": mixture,
+              "length": len(data), "sha256": hashlib.sha256(data).hexdigest(), **env}
+    return {**_summary(data, _write(out, header, words), words, coder.bits),
+            "seconds": coder.seconds}
+
+
+def decompress_file(src: Path, out: Path, run: Path | None = None, progress: bool = True
+                    ) -> dict:
+    header, words = _read_archive(src)
+    env = _environment()
+    for key in ("torch", "device", "threads"):
+        if header.get(key) != env[key]:
+            raise UserError(f"{src} was coded with {key} {header.get(key)}, this process has "
+                            f"{env[key]}: decoding elsewhere would give garbage"
+                            + (f" (set OMP_NUM_THREADS={header['threads']})"
+                               if key == "threads" else ""))
+    if header["mode"] == "online":
+        return _decompress_online(src, out, header, words, progress)
+    base = Path(run) if run is not None else Path(header["run"])
+    paths = [base / m["checkpoint"] for m in header["members"]]
+    for path, m in zip(paths, header["members"]):
+        if not (path / "manifest.json").is_file():
+            raise UserError(f"{src} needs the member checkpoint {path}, which is not there "
+                            f"(name the run with --run DIR)")
+        if _digest(path) != m["sha256"]:
+            raise UserError(f"{src} was coded with other weights than {path} holds")
+    n = header["length"]
+    try:
+        data = coding.decode(words, n, steppers(paths, torch.device(env["device"])),
+                             header["lanes"], progress)
+    except (ValueError, RuntimeError, AssertionError) as e:
+        raise UserError(f"{src} is damaged: its code does not decode ({e})") from None
+    if hashlib.sha256(data).hexdigest() != header["sha256"]:
+        raise UserError(f"{src} is damaged: the decoded bytes fail their sha256")
+    _atomic_write(Path(out), data)
+    return {"bytes": n}
+
+
+def _decompress_online(src: Path, out: Path, header: dict, words: np.ndarray,
+                       progress: bool) -> dict:
+    try:
+        cfg = from_dict(header["config"])
+    except (UserError, KeyError, TypeError) as e:
+        raise UserError(f"{src} is damaged: its config cannot be read ({e})") from None
+    mixture = header.get("mixture", "bayes")
+    if mixture not in online.MIXTURES:
+        raise UserError(f"{src} is damaged: unknown mixture {mixture!r}")
+    data = online.decode(words, header["length"], cfg, progress, mixture)
+    if hashlib.sha256(data).hexdigest() != header["sha256"]:
+        raise UserError(f"{src} is damaged: the decoded bytes fail their sha256")
+    _atomic_write(Path(out), data)
+    return {"bytes": len(data)}
+
+
+def _summary(data: bytes, size: int, words: np.ndarray, bits: float) -> dict:
+    """What the command prints: sizes, the archive's and the model's bpb, xz on the same bytes."""
+    xz = len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+    n = max(1, len(data))
+    return {"bytes": len(data), "compressed": size, "bpb": 8 * size / n, "model_bpb": bits / n,
+            "header_bytes": size - words.nbytes, "xz_bpb": 8 * xz / n}
+
+
+def _read(src: Path) -> bytes:
+    try:
+        return Path(src).read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{src} does not exist") from None
+    except OSError as e:
+        raise UserError(f"{src} cannot be read: {e.strerror or e}") from None
+
+
+def _write(out: Path, header: dict, words: np.ndarray) -> int:
+    head = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9)
+    blob = MAGIC + struct.pack("<I", len(head)) + head + words.astype("<u4").tobytes()
+    _atomic_write(Path(out), blob)
+    return len(blob)
+
+
+def _read_archive(src: Path) -> tuple[dict, np.ndarray]:
+    blob = _read(src)
+    if blob[:4] != MAGIC:
+        raise UserError(f"{src} is not a multitudes archive (no MTZ1 mark)")
+    try:
+        (length,) = struct.unpack("<I", blob[4:8])
+        header = json.loads(zlib.decompress(blob[8:8 + length]))
+        body = blob[8 + length:]
+    except (struct.error, ValueError, UnicodeDecodeError, zlib.error):
+        raise UserError(f"{src} is damaged: its header cannot be read") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise UserError(f"{src} is damaged or of another format version "
+                        f"(this version reads {FORMAT})")
+    if len(body) % 4:
+        raise UserError(f"{src} is truncated: its code is not whole 32-bit words")
+    required = (("mode", "run", "members", "lanes", "length", "sha256")
+                if header.get("mode") == "offline" else ("mode", "config", "length", "sha256"))
+    if header.get("mode") not in ("offline", "online") or any(k not in header for k in required):
+        raise UserError(f"{src} is damaged: its header lacks {', '.join(required)}")
+    return header, np.frombuffer(body, dtype="<u4").astype(np.uint32)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    try:
+        checkpoint.write_bytes_atomic(path, data)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None

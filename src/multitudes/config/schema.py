@@ -1,0 +1,235 @@
+"""Run configuration: typed dataclasses per concern, read from TOML presets or files.
+
+Every field is checked when a config is built (`__post_init__`, so a `dataclasses.replace` is
+checked too): a wrong type or a value out of range is a UserError that names the key
+(`train.batch_size`). Choices are `Literal` types. Reading TOML, presets and `--set` overrides
+lives in config_files.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from multitudes.errors import UserError
+from multitudes.config.genome import Genome
+from multitudes.config.typed import check_fields, non_negative, positive, within
+
+Trust = Literal["uniform", "fitness", "topk", "random_peer"]
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "sample"
+    """`sample`, `enwik8`, `enwik9` or `file:PATH`."""
+    unique_bytes: int = 0
+    """Cut the training split to its first U bytes, read in epochs (0: the whole split)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "data.")
+        non_negative(self, "data.", "unique_bytes")
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32
+    """B: windows per step; every member reads the same windows."""
+    real_bytes: int = 1_000_000
+    """Real training bytes the run consumes (B * T per step)."""
+    sampling: Literal["random", "contiguous"] = "random"
+    """`random` (windows in a seeded random order) or `contiguous` (B lanes read in order; a
+    member that holds state, an RNN, carries it across windows and is scored with it)."""
+    schedule: Literal["constant", "wsd", "cosine"] = "constant"
+    """`constant` (warmup then flat), `wsd` (warmup, stable, then a (1 - sqrt) cooldown over the
+    last `cooldown` of the run: Hägele et al. 2024) or `cosine`."""
+    cooldown: float = 0.2
+    """`wsd`: the fraction of a run's steps spent cooling down to zero."""
+    min_lr_ratio: float = 0.1
+    """Cosine floor as a fraction of the peak lr."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip per member (0: off)."""
+    eval_every: int = 50
+    """Steps between evaluations on the dev slice."""
+    dev_bytes: int = 65_536
+    """Bytes of the validation split used as the dev slice for curves and fitness."""
+    eval_stride: int = 0
+    """Stride of the evaluation windows (0: half the context); see evaluate.py."""
+    checkpoint_every: int = 250
+    """Steps between checkpoints (0: only at the end of each stretch of training), so that a
+    run can be killed any time and resumed, whatever config it came from."""
+    seed: int = 0
+    """Seed of the batch stream (member seeds live in their genomes)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` (cuda when present), `cpu` or `cuda`."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "train.")
+        positive(self, "train.", "batch_size", "real_bytes", "eval_every", "dev_bytes")
+        non_negative(self, "train.", "eval_stride", "checkpoint_every", "grad_clip")
+        within(self, "train.", "cooldown", 0, 1, open_=True)
+        within(self, "train.", "min_lr_ratio", 0, 1)
+
+
+@dataclass
+class SocialConfig:
+    channel: Literal["none", "logit"] = "logit"
+    """`none` (isolated members) or `logit` (listen to the peers' distributions)."""
+    trust: Trust = "uniform"
+    """How a listener weighs its peers: `uniform`, `fitness`, `topk`, `random_peer`."""
+    top_k: int = 1
+    """Peers a `topk` listener trusts (the fittest ones)."""
+    fitness_temperature: float = 0.05
+    """`fitness` trust: weights are softmax(-dev_bpb / this)."""
+    listen_after: int = 0
+    """Real bytes read before the logit channel opens (peers are noise at birth)."""
+    language_every: int = 0
+    """Language channel: steps between speaking turns (0: off)."""
+    language_prompts: int = 4
+    """Prompts each speaker continues per turn, cut from the current real batch."""
+    language_prompt_length: int = 32
+    """Bytes of real text in each prompt."""
+    language_length: int = 64
+    """L: bytes each speaker samples per prompt."""
+    language_temperature: float = 1.0
+    """Sampling temperature of speakers."""
+    language_batch: int = 4
+    """Culture texts a listener reads per step once the buffer has any."""
+    beta: float = 0.1
+    """Weight of the language channel's loss."""
+    culture_size: int = 256
+    """Texts the culture buffer keeps (oldest out)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "social.")
+        positive(self, "social.", "top_k", "fitness_temperature", "language_prompts",
+                 "language_length", "language_temperature", "language_batch", "culture_size",
+                 "language_prompt_length")
+        non_negative(self, "social.", "listen_after", "language_every", "beta")
+
+
+@dataclass
+class EvolutionConfig:
+    every: int = 0
+    """G: steps between generations (0: no evolution). A generation follows a dev evaluation."""
+    replace_fraction: float = 0.25
+    """r: the worst fraction of the population that dies each generation (at least one)."""
+    min_age: int = 0
+    """Steps a member must have lived before it can die (PBT's "ready"): late bloomers, such as
+    the RNNs, are judged only once they had time to learn."""
+    tournament: int = 2
+    """Entrants per parent tournament (the fittest on dev bpb wins)."""
+    crossover: float = 0.5
+    """Chance that a birth crosses two parents; otherwise it mutates one."""
+    family_switch: float = 0.05
+    """Chance that a mutation switches the family."""
+    budget: int = 0
+    """Parameters a newborn may have (0: twice the largest founder's count)."""
+    inherit: Literal["none", "parent"] = "none"
+    """`none` (newborns start from scratch) or `parent` (copy weights and optimizer, as PBT)."""
+    childhood_steps: int = 0
+    """C: steps during which a newborn listens harder."""
+    childhood_alpha: float = 1.0
+    """The newborn's listen weight during its childhood."""
+    seed: int = 0
+    """Seed of the evolution's own generator (deaths, parents, operators)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "evolution.")
+        non_negative(self, "evolution.", "every", "budget", "childhood_steps", "seed",
+                     "childhood_alpha", "min_age")
+        positive(self, "evolution.", "tournament")
+        for name in ("replace_fraction", "crossover", "family_switch"):
+            within(self, "evolution.", name, 0, 1)
+
+
+@dataclass
+class CompareConfig:
+    multiplier: float = 2.0
+    """M: the isolated arm reads M x the social arm's real bytes, for the efficiency curve."""
+    read_on_points: int = 4
+    """`wsd` schedule: finished isolated runs (cooldowns branched off its stable trunk) at
+    N x (1 + j (M - 1) / points), j = 1..points, read until one reaches the social arm."""
+    evolution_ablation: bool = False
+    """Also run `social+evolution` beside a `social` arm without evolution (the ablation)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "compare.")
+        if not self.multiplier >= 1:
+            raise UserError(f"compare.multiplier={self.multiplier}: must be at least 1")
+        positive(self, "compare.", "read_on_points")
+
+
+@dataclass
+class DistributedConfig:
+    thoughts: Literal["float32", "bfloat16", "topk"] = "float32"
+    """How the peers' distributions travel between ranks: `float32` (exact), `bfloat16` (half
+    the bytes) or `topk` (the k likeliest bytes per position). Applied on one process too, so
+    the numbers do not depend on the number of ranks."""
+    top_k: int = 32
+    """k for `thoughts = "topk"` (fewer than the 256 byte values)."""
+    timeout: float = 300.0
+    """Seconds a rank waits for its peers in a collective before the run stops with an error."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "distributed.")
+        if not 0 < self.top_k < 256:
+            raise UserError(f"distributed.top_k={self.top_k}: must be in 1..255")
+        positive(self, "distributed.", "timeout")
+
+
+@dataclass
+class RunConfig:
+    name: str = "custom"
+    description: str = ""
+    regime: Literal["stream", "data-limited"] = "stream"
+    """`stream` (every real byte new) or `data-limited` (unique_bytes read in epochs)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    social: SocialConfig = field(default_factory=SocialConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    members: list[Genome] = field(default_factory=lambda: [Genome()])
+
+    def __post_init__(self) -> None:
+        check_fields(self, "")
+        for key, cls in (("data", DataConfig), ("train", TrainConfig), ("social", SocialConfig),
+                         ("compare", CompareConfig), ("evolution", EvolutionConfig),
+                         ("distributed", DistributedConfig)):
+            if not isinstance(getattr(self, key), cls):
+                raise UserError(f"{key} must be a table")
+        if not all(isinstance(g, Genome) for g in self.members):
+            raise UserError("members must be an array of tables ([[members]])")
+        if not self.name or self.name.startswith(".") or not all(
+                c.isalnum() or c in "-_." for c in self.name):
+            raise UserError(f"name={self.name!r}: a run name is letters, digits, '-', '_' and "
+                            f"'.' (it names the default run directory runs/COMMAND-NAME)")
+        if (self.regime == "data-limited") != (self.data.unique_bytes > 0):
+            raise UserError("regime 'data-limited' needs data.unique_bytes > 0, and "
+                            "'stream' needs data.unique_bytes = 0")
+        if not self.members:
+            raise UserError("the config has no [[members]]")
+        if self.evolution.every and self.evolution.every % self.train.eval_every:
+            raise UserError(f"evolution.every={self.evolution.every} must be a multiple of "
+                            f"train.eval_every={self.train.eval_every} (fitness is dev bpb)")
+        if self.evolution.every and len(self.members) < 2:
+            raise UserError("evolution needs at least 2 members (the best never dies)")
+        contexts = {g.context for g in self.members}
+        if len(contexts) > 1:
+            raise UserError(f"members.*.context must agree (all members read the same windows), "
+                            f"got {sorted(contexts)}")
+        if self.social.language_every and self.social.language_length >= self.context:
+            raise UserError(f"social.language_length={self.social.language_length} must be less "
+                            f"than the context {self.context}: a speaker continues a prompt of "
+                            f"real bytes within one window")
+        if self.train.eval_stride > self.context:
+            raise UserError(f"train.eval_stride={self.train.eval_stride} must be at most the "
+                            f"context {self.context} (0: half the context)")
+
+    @property
+    def context(self) -> int:
+        return self.members[0].context
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

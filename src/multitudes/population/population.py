@@ -1,0 +1,299 @@
+"""The population: members (member.py) trained together on one stream of real bytes.
+
+Under torchrun a rank holds the weights of the members it owns (`Member.rank`) and the
+bookkeeping of all of them; the thoughts and counters of the others reach it through the
+`distributed.Group` (see distributed.py). In one process the group is the identity.
+
+No parameter and no gradient crosses members: each has its own model, optimizer and random
+state, and what it hears from its peers is detached.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from multitudes.runs import distributed
+from multitudes.population import social
+from multitudes.config.schema import SocialConfig, TrainConfig
+from multitudes.runs.distributed import Group
+from multitudes.errors import UserError
+from multitudes.config.genome import Genome, member_id
+from multitudes.population.member import Member
+from multitudes.population.schedule import lr_at, set_lr
+
+
+def _detach(state):
+    """A recurrent state (a tensor, or a tuple of them for an LSTM) cut from its graph."""
+    if isinstance(state, tuple):
+        return tuple(t.detach() for t in state)
+    return state.detach()
+
+
+def _cpu(obj):
+    """Tensors anywhere in nested dicts, lists and tuples, moved to the CPU."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+@dataclass
+class StepStats:
+    data_loss: list[float]
+    listen_loss: list[float]
+    language_loss: list[float]
+    generated_bytes: int = 0
+
+
+@dataclass
+class Population:
+    members: list[Member]
+    social: SocialConfig
+    train: TrainConfig
+    total_steps: int
+    device: torch.device
+    generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
+    horizon: int | None = None  # `wsd`: the step the cooldown ends at (None: the stable trunk)
+    culture: social.CultureBuffer | None = None
+    steps: int = 0
+    real_bytes: int = 0  # real training bytes consumed so far (B * T per step)
+    generated_bytes: int = 0  # bytes sampled by speakers: never counted as real bytes
+    events: list[dict] = field(default_factory=list)  # resets since the runner last looked
+    group: Group = field(default_factory=Group)
+
+    def __post_init__(self) -> None:
+        if self.culture is None:
+            self.culture = social.CultureBuffer(self.social.culture_size)
+        if self.group.distributed and self.social.language_every:
+            raise UserError("the language channel (social.language_every > 0) runs in one "
+                            "process only; start the run without torchrun")
+
+    @classmethod
+    def found(cls, genomes: list[Genome], social: SocialConfig, train: TrainConfig,
+              total_steps: int, device: torch.device, group: Group) -> "Population":
+        """The founders (members `m0-...`, `m1-...`), spread over the ranks by FLOPs; each rank
+        builds the weights of the members it owns."""
+        owners = distributed.assign([g.flops_per_byte for g in genomes], group.world)
+        members = [Member.create(member_id(i, g.family), g, device, rank,
+                                 build=rank == group.rank)
+                   for i, (g, rank) in enumerate(zip(genomes, owners))]
+        return cls(members, social, train, total_steps, device,
+                   torch.Generator().manual_seed(train.seed), group=group)
+
+    def owns(self, m: Member) -> bool:
+        return m.rank == self.group.rank
+
+    def member(self, member_id: str) -> Member:
+        return next(m for m in self.members if m.id == member_id)
+
+    def give_birth(self, dead_id: str, member_id: str, genome: Genome, dev_bpb,
+                   parent_id: str | None = None) -> Member:
+        """A newborn in the dead member's place, on the rank that keeps the ranks' FLOPs most
+        even. `parent_id`: it starts from that member's weights and optimizer moments (sent
+        from the parent's rank when it lives elsewhere). `dev_bpb(model)`: its first fitness,
+        scored where it lives and shared."""
+        index = next(i for i, m in enumerate(self.members) if m.id == dead_id)
+        costs = [m.flops_per_byte for m in self.members]
+        costs[index] = genome.flops_per_byte
+        rank = distributed.place(costs, self.owners, index, self.group.world)
+        child = Member.create(member_id, genome, self.device, rank,
+                              build=rank == self.group.rank)
+        if parent_id is not None:
+            parent = self.member(parent_id)
+            inherited = (None, None)
+            if self.owns(parent):  # on the CPU: a pickled GPU tensor would land on ours
+                inherited = _cpu((parent.model.state_dict(), parent.optimizer.state_dict()))
+            if parent.rank != rank:
+                inherited = self.group.broadcast(inherited, src=parent.rank)
+            child.inherit(*inherited, steps=parent.steps)
+        child.birth_bytes = self.real_bytes
+        child.fitness = self.group.broadcast(
+            dev_bpb(child.model) if self.owns(child) else None, src=rank)
+        self.members[index] = child
+        return child
+
+    @property
+    def owners(self) -> list[int]:
+        return [m.rank for m in self.members]
+
+    def sync(self, extra: dict[int, object] | None = None) -> dict[int, object]:
+        """Bring every rank's copy of the members' counters up to date from their owners, and
+        collect the owners' resets; returns the union of the ranks' `extra` (index -> object).
+
+        Every rank must call it at the same point. In one process it changes nothing.
+        """
+        extra = extra or {}
+        if not self.group.distributed:
+            return dict(extra)
+        mine = {i: m.counters() for i, m in enumerate(self.members) if self.owns(m)}
+        counters, events, merged = {}, [], {}
+        for part in self.group.gather({"counters": mine, "events": self.events, "extra": extra}):
+            counters.update(part["counters"])
+            events.extend(part["events"])
+            merged.update(part["extra"])
+        for i, values in counters.items():
+            self.members[i].load_counters(values)
+        index = {m.id: i for i, m in enumerate(self.members)}
+        self.events = sorted(events, key=lambda e: (e["step"], index.get(e["member"], -1)))
+        return merged
+
+    @property
+    def events_ready(self) -> bool:
+        """Resets to report now: in one process at once; under torchrun they are gathered
+        from their ranks by the next `sync`."""
+        return bool(self.events) and not self.group.distributed
+
+    @property
+    def listening(self) -> bool:
+        return (self.social.channel == "logit" and len(self.members) > 1
+                and self.real_bytes >= self.social.listen_after)
+
+    def autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def step(self, batch: torch.Tensor, continues: bool = False) -> StepStats:
+        """One training step of every member on the same batch (B, T+1) of real bytes.
+
+        `continues`: row b of this batch follows row b of the last one (contiguous lanes), so
+        a stateful member goes on from its carried state; otherwise it starts afresh.
+        """
+        batch = batch.to(self.device)
+        x, y = batch[:, :-1], batch[:, 1:]
+        stats = StepStats([], [], [])
+        if self.social.language_every and self.steps % self.social.language_every == 0:
+            stats.generated_bytes = self._speak(x)
+
+        mine = [i for i, m in enumerate(self.members) if self.owns(m)]
+        logits = {}
+        for i in mine:  # every member perceives the data on its own
+            m = self.members[i]
+            m.model.train()
+            with m.rng_scope(), self.autocast():
+                if m.stateful:  # truncated BPTT: the state flows in, no gradient flows back
+                    logits[i], state = m.model.decode(x, m.state if continues else None)
+                    m.state = _detach(state)
+                else:
+                    logits[i] = m.model(x)
+        # A sick member (non-finite thoughts) is heard by no one and reborn below.
+        healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
+        targets = {}
+        if self.listening:
+            targets = self._consensus(logits, healthy)
+
+        for i in mine:
+            m, z, q, ok = self.members[i], logits[i], targets.get(i), healthy[i]
+            if not ok:
+                self._reset(m, "non-finite logits")
+                stats.data_loss.append(float("nan"))
+                continue
+            data_loss = F.cross_entropy(z.float().reshape(-1, z.shape[-1]), y.reshape(-1))
+            loss = data_loss
+            if q is not None and m.alpha > 0:
+                heard = social.listen_loss(z, q, m.genome.tau)
+                loss = loss + m.alpha * heard
+                stats.listen_loss.append(heard.item())
+            texts = (self.culture.sample(m.id, self.social.language_batch, self.generator)
+                     if self.social.language_every and self.social.beta > 0 else [])
+            if texts:
+                with m.rng_scope(), self.autocast():
+                    read = social.language_loss(m.model, texts, self.device)
+                loss = loss + self.social.beta * read
+                stats.language_loss.append(read.item())
+                m.flops += m.flops_per_byte * sum(len(t.tokens) - 1 for t in texts)
+            m.flops += m.flops_per_byte * x.numel()
+            problem = self._update(m, loss)
+            if problem:
+                self._reset(m, problem)
+                stats.data_loss.append(float("nan"))
+                continue
+            m.last_loss = data_loss.item()
+            m.childhood_left = max(0, m.childhood_left - 1)
+            stats.data_loss.append(m.last_loss)
+        self.steps += 1
+        self.real_bytes += x.numel()
+        self.generated_bytes += stats.generated_bytes
+        return stats
+
+    def _consensus(self, logits: dict[int, torch.Tensor], healthy: dict[int, bool]
+                   ) -> dict[int, torch.Tensor | None]:
+        """The target of each member this rank owns: its trusted peers' thoughts, mixed.
+
+        The thoughts of every member (and its health and fitness, which the trust weights read)
+        are shared across ranks first, so every rank mixes the same consensus.
+        """
+        mine = sorted(logits)
+        probs = dict(zip(mine, social.thoughts([logits[i] for i in mine],
+                                               [self.members[i].genome.tau for i in mine])))
+        status = {i: [float(healthy[i]), _nan_if_none(self.members[i].fitness)] for i in mine}
+        heard, rows = self.group.share_thoughts(probs, status, self.owners)
+        for m, (_, fitness) in zip(self.members, rows):  # a reset elsewhere shows here
+            m.fitness = None if math.isnan(fitness) else fitness
+        weights = social.trust_weights(self.social.trust, [m.fitness for m in self.members],
+                                       self.social.top_k, self.social.fitness_temperature,
+                                       self.generator)
+        mixed = social.consensus(heard, weights, [bool(ok) for ok, _ in rows], listeners=mine)
+        return {i: mixed[i] for i in mine}
+
+    def _update(self, m: Member, loss: torch.Tensor) -> str | None:
+        """One optimizer step; a non-finite loss or gradient skips it and names the problem."""
+        if not torch.isfinite(loss):
+            return "non-finite loss"
+        set_lr(m.optimizer,
+               lr_at(m.steps, m.genome, self.total_steps, self.train, self.steps, self.horizon))
+        m.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # Clipping to infinity scales by exactly 1.0: the norm is checked either way.
+        norm = torch.nn.utils.clip_grad_norm_(m.model.parameters(),
+                                              self.train.grad_clip or float("inf"))
+        if not torch.isfinite(norm):
+            return "non-finite gradients"
+        m.optimizer.step()
+        m.steps += 1
+        return None
+
+    def _reset(self, m: Member, reason: str) -> None:
+        """Rebuild a sick member from its genome (fresh weights and optimizer, warm-up again).
+
+        Its new weights are drawn from its own random stream, so the rebirth is reproducible;
+        the other members are untouched.
+        """
+        m.reborn(self.device, self.real_bytes)
+        self.events.append({"event": "reset", "member": m.id, "family": m.genome.family,
+                            "reason": reason, "step": self.steps, "real_bytes": self.real_bytes,
+                            "resets": m.resets})
+
+    def _speak(self, x: torch.Tensor) -> int:
+        """Language channel: every member continues prompts cut from the real batch."""
+        cfg = self.social
+        n, plen = min(cfg.language_prompts, x.shape[0]), min(cfg.language_prompt_length,
+                                                             x.shape[1] - cfg.language_length)
+        if plen < 1:
+            raise ValueError("language_prompt_length + language_length must fit in the context")
+        spoken = 0
+        for m in self.members:
+            rows = torch.randperm(x.shape[0], generator=self.generator)[:n]
+            prompts = x[rows, :plen]
+            with self.autocast():
+                cont = social.speak(m.model, prompts, cfg.language_length,
+                                    cfg.language_temperature, self.generator)
+            if cont is None:
+                continue
+            for row in torch.cat([prompts, cont], dim=1).cpu():
+                self.culture.add(social.CultureText(m.id, row, plen))
+            spoken += cont.numel()
+            m.flops += m.flops_per_byte / 3 * (prompts.numel() + cont.numel())  # forward only
+        return spoken

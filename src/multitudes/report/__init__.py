@@ -1,0 +1,1 @@
+"""The result table and report.html with its figures."""

@@ -1,0 +1,223 @@
+"""report.html's figures: the arms' dev curves against the classical compressors, the finished
+runs, and (when the population evolved) its family tree and the newborns' learning. Each is a
+matplotlib PNG, base64-encoded for a self-contained page.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from multitudes.config.genome import family_of
+
+FAMILY_COLOURS = {"gpt": "#1f77b4", "looped": "#9467bd", "lstm": "#d62728", "gru": "#2ca02c"}
+YARDSTICK_STYLES = {"gzip": ":", "bzip2": "-.", "xz": "--", "ppmd": (0, (6, 2, 1, 2, 1, 2))}
+
+
+def efficiency_text(results: dict) -> str:
+    if "data_efficiency" not in results:
+        return ""
+    value, bound = results["data_efficiency"], results["data_efficiency_bound"]
+    if results.get("data_efficiency_at_most"):
+        what = ("on U unique bytes" if results.get("regime") == "data-limited"
+                else "at equal real bytes")
+        return f"<= {value:.2f}x (the isolated arm {what} is already as good or better)"
+    if results.get("data_efficiency_unresolved"):
+        points = ", ".join(f"{k:.2f}N {bpb:.4f}" for k, bpb in results["data_efficiency_points"])
+        return (f"unresolved: the isolated arm's finished runs do not improve monotonically on "
+                f"the dev slice ({points}); at equal bytes the social arm leads by "
+                f"{results['data_efficiency_dev_gap']:.4f} dev bpb (first crossing: "
+                + (f"{value:.2f}x)" if results["data_efficiency_reached"] else f"> {bound:g}x)"))
+    if results["data_efficiency_reached"]:
+        return f"{value:.2f}x"
+    return f"> {bound:g}x (the isolated arm never reached the social arm)"
+
+
+def _draw_yardsticks(ax, results: dict, split: str = "dev") -> None:
+    """Horizontal lines where each compressor stands, given the bytes the run read."""
+    from multitudes.evaluation.yardsticks import LABELS
+
+    y = (results.get("yardsticks") or {}).get(split)
+    for name, label in LABELS.items():
+        if y:
+            ax.axhline(y[name]["given"], color="grey", lw=1, ls=YARDSTICK_STYLES[name],
+                       label=f"{label} given the same bytes ({y[name]['given']:.2f})")
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def figures(results: dict) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    styles = {"social": "-", "isolated": "--"}
+    colour = _member_colours(results)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for arm, res in results["arms"].items():
+        curve = res.get("curve") or []
+        ids = list(dict.fromkeys(i for r in curve for i in r["members"]))  # newborns too
+        for n, part in enumerate(_curve_parts(curve)):  # the trunk, then each cooldown branch
+            xs = [r["real_bytes"] for r in part]
+            for mid in ids:
+                ys = [r["members"].get(mid, float("nan")) for r in part]
+                ax.plot(xs, ys, styles.get(arm, ":"), color=colour[mid], marker=".", ms=3,
+                        alpha=0.75, label=None if n else f"{arm} {mid}")  # a lone point shows
+            ax.plot(xs, [r["consensus_bpb"] for r in part], styles.get(arm, ":"),
+                    color="black", lw=2, label=None if n else f"{arm} consensus")
+    ax.axvline(results["real_bytes"], color="grey", lw=0.8)
+    _draw_yardsticks(ax, results)
+    ax.set(xlabel="real training bytes", ylabel="dev bpb", title="Learning curves (dev slice)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    if len(results["arms"]) > 1:
+        caption = ("Dev-slice bpb against real bytes, every member of every arm (solid: social, "
+                   "dashed: isolated, whose cooldown branches leave its stable trunk; the grey "
+                   "vertical line marks equal real bytes; grey horizontal lines: the classical "
+                   "compressors on the dev slice given the bytes the run read)")
+    else:
+        caption = ("Dev-slice bpb against real bytes, every member (grey horizontal lines: the "
+                   "classical compressors on the dev slice given the bytes the run read)")
+    figures.append((caption, _png(fig)))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for arm, res in results["arms"].items():
+        for m in res["members"]:
+            ax.scatter(m["train_flops"], m["test_bpb"], color=colour[m["id"]],
+                       marker="o" if arm == "social" else "x", s=40, label=f"{arm} {m['id']}")
+    ax.set(xscale="log", xlabel="training FLOPs (member, incl. channels)", ylabel="test bpb",
+           title="Test bpb against training compute (o social, x isolated)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    figures.append(("Compute-matched view: each member's test bpb against its training FLOPs",
+                    _png(fig)))
+    plt.close(fig)
+
+    if results.get("regime") == "stream" and "isolated" in results["arms"]:
+        iso = results["arms"]["isolated"].get("curve") or []
+        soc = results["arms"]["social"].get("curve") or []
+        if iso and soc:
+            fig, ax = plt.subplots(figsize=(8, 4.5))
+            trunk = [r for r in iso if "branch" not in r]
+            ax.plot([r["real_bytes"] for r in trunk], [r["best_bpb"] for r in trunk], "--",
+                    color="grey", label="isolated, best member"
+                    + (" (stable trunk)" if len(trunk) < len(iso) else ""))
+            finished = results["arms"]["isolated"].get("finished") or []
+            if finished:
+                ax.plot([p["real_bytes"] for p in finished],
+                        [p["best_dev_bpb"] for p in finished], "o-", color="tab:blue",
+                        label="isolated, finished runs (cooldowns off the trunk)")
+            ax.plot([r["real_bytes"] for r in soc], [r["best_bpb"] for r in soc], "-",
+                    color="black", label="social, best member")
+            target = next(r["best_bpb"] for r in soc if r["real_bytes"] >= results["real_bytes"])
+            ax.axhline(target, color="black", lw=0.6)
+            _draw_yardsticks(ax, results)
+            if results.get("data_efficiency_reached"):
+                x = results["data_efficiency"] * results["real_bytes"]
+                ax.axvline(x, color="tab:orange", lw=1,
+                           label=f"isolated reaches it: {results['data_efficiency']:.2f}x bytes")
+            ax.set(xlabel="real training bytes", ylabel="best dev bpb",
+                   title=f"Data efficiency: {efficiency_text(results)}")
+            ax.legend()
+            ax.grid(alpha=0.3)
+            figures.append(("The multiplier: real bytes the isolated arm needs to reach the "
+                            "social arm's best dev bpb", _png(fig)))
+            plt.close(fig)
+    figures += _evolution_plots(results, plt)
+    return figures
+
+
+def _member_colours(results: dict) -> dict[str, str]:
+    """One colour per member id (the same in every arm), so two members of a family differ."""
+    import matplotlib
+
+    ids = list(dict.fromkeys(
+        [m["id"] for res in results["arms"].values() for m in res["members"]]
+        + [i for res in results["arms"].values() for r in res.get("curve") or []
+           for i in r["members"]]))
+    palette = matplotlib.colormaps["tab20"].colors
+    return {mid: matplotlib.colors.to_hex(palette[(2 * n) % 20 + (2 * n) // 20 % 2])
+            for n, mid in enumerate(ids)}
+
+
+def _curve_parts(curve: list[dict]) -> list[list[dict]]:
+    """A dev curve as lines to draw: the trunk (or the whole run), then each `wsd` cooldown
+    branch joined to the trunk point it left from."""
+    trunk = [r for r in curve if "branch" not in r]
+    parts = [trunk] if trunk else []
+    for branch in dict.fromkeys(r["branch"] for r in curve if "branch" in r):
+        rows = [r for r in curve if r.get("branch") == branch]
+        root = [r for r in trunk if r["real_bytes"] < rows[0]["real_bytes"]][-1:]
+        parts.append(root + rows)
+    return parts
+
+
+def _evolution_plots(results: dict, plt) -> list[tuple[str, str]]:
+    """The family tree (slots over time) and the newborns' learning against the founders'."""
+    figures = []
+    rows = results.get("lineage") or []
+    for arm in dict.fromkeys(r["arm"] for r in rows if r["event"] == "birth" and r["parents"]):
+        mine = [r for r in rows if r["arm"] == arm and r["event"] in ("birth", "death")]
+        slot, start, end_fitness, lines, pending = {}, {}, {}, [], None
+        for r in mine:
+            if r["event"] == "death":
+                pending = slot[r["member"]]
+                lines.append((r["member"], r["step"]))
+                end_fitness[r["member"]] = r["fitness"]
+            elif not r["parents"]:
+                slot[r["member"]], start[r["member"]] = len(slot), 0
+            else:
+                slot[r["member"]], start[r["member"]] = pending, r["step"]
+        ended = dict(lines)
+        last = max([r["step"] for r in mine] + [results.get("arms", {}).get(arm, {})
+                                                 .get("steps", 0)])
+        curve = results["arms"].get(arm, {}).get("curve") or [{"members": {}}]
+        final = curve[-1]["members"]  # dev bpb at the end, as the fitness at death is
+        fig, ax = plt.subplots(figsize=(8, 0.6 * len(set(slot.values())) + 1.5))
+        for mid, y in slot.items():
+            x0, x1 = start[mid], ended.get(mid, last)
+            colour = FAMILY_COLOURS.get(family_of(mid))
+            ax.plot([x0, x1], [y, y], color=colour, lw=3, alpha=0.7)
+            bpb = end_fitness.get(mid, final.get(mid))
+            size = 30 + 400 * max(0.0, 8.0 - bpb) / 8.0 if bpb else 30
+            ax.scatter([x1], [y], s=size, color=colour, zorder=3)
+            ax.annotate(mid, (x0, y), textcoords="offset points", xytext=(2, 5), fontsize=7)
+        for r in mine:
+            if r["event"] == "birth" and r["parents"]:
+                for parent in r["parents"]:
+                    ax.annotate("", (r["step"], slot[r["member"]]), (r["step"], slot[parent]),
+                                arrowprops=dict(arrowstyle="->", color="grey", lw=0.8))
+        ax.set(xlabel="step", ylabel="slot in the population", title=f"Lineage of the {arm} arm "
+               "(colour: family; dot size: lower bpb at death or end is bigger)")
+        ax.set_yticks(sorted(set(slot.values())))
+        ax.grid(alpha=0.3)
+        figures.append((f"Family tree of the {arm} arm: each bar is a life, arrows go from "
+                        "parents to newborns", _png(fig)))
+        plt.close(fig)
+    for arm, res in results["arms"].items():
+        culture = res.get("culture")
+        if not culture or not culture["newborns"]:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        xs, ys = zip(*culture["founder_curve"])
+        ax.plot(xs, ys, color="black", lw=2, label="founders (mean), age = bytes of the run")
+        for n in culture["newborns"]:
+            ax.plot(*zip(*n["curve"]), "-o", ms=3, color=FAMILY_COLOURS.get(n["family"]),
+                    label=f"newborn {n['member']}")
+        speed = culture["median_speedup"]
+        ax.set(xlabel="age: real bytes seen since birth", ylabel="dev bpb",
+               title="Cultural transmission: newborns against the founders at the same age"
+               + (f" (median {speed:.2f}x faster)" if speed else ""))
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        figures.append((f"Newborns of the {arm} arm learn from their elders: dev bpb against "
+                        "age, beside the founders' curve", _png(fig)))
+        plt.close(fig)
+    return figures

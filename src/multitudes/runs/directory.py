@@ -1,0 +1,138 @@
+"""Run directories: create one, check it, reopen it for a resume (or a longer run), read a
+finished one back.
+
+A run directory holds `config.json` (the command, the config, its sha256 and the thread count),
+and what the run writes (RUN_FILES). A resume reopens it with the recorded config: an edited
+record is refused, a different thread count is announced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from multitudes.runs.checkpoint import read_json, write_json_atomic
+from multitudes.config.schema import RunConfig
+from multitudes.config.files import from_dict
+from multitudes.errors import UserError
+
+RUN_FILES = ("config.json", "metrics.jsonl", "lineage.jsonl", "results.json", "report.html",
+             "checkpoints", "members", "milestones", "tb")
+
+
+# What a resume may change: a `train` run read on to more bytes (nanoGPT's "train longer"), and
+# how often it checkpoints. Anything else (shapes, batch, data, members) would make the saved
+# state describe another run.
+EXTENSIBLE = ("train.real_bytes", "train.checkpoint_every")
+
+
+def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool,
+                    force: bool, extend: list[str] = ()) -> RunConfig:
+    """Create, check or reopen a run directory; returns the config the run uses. `extend`:
+    `--set` overrides a resume may apply (EXTENSIBLE keys only)."""
+    out = Path(out)
+    record_path = out / "config.json"
+    if resume:
+        if not record_path.is_file():
+            raise UserError(f"--resume {out}: no run there (no config.json)")
+        record = read_json(record_path, "--resume: the run's config")
+        if record.get("command") != command:
+            raise UserError(f"--resume {out}: that run was made by `{record.get('command')}`, "
+                            f"not `{command}`")
+        if not isinstance(record.get("config"), dict):
+            raise UserError(f"--resume {out}: config.json holds no config")
+        if record.get("config_sha256", _digest(record["config"])) != _digest(record["config"]):
+            raise UserError(f"--resume {out}: config.json was edited after the run started; a "
+                            f"resume continues the run as it was configured (start a new run "
+                            f"for a new config)")
+        threads = torch.get_num_threads()
+        if record.get("threads", threads) != threads:
+            print(f"multitudes: warning: {out} started with {record['threads']} CPU thread(s), "
+                  f"it resumes with {threads}: on the CPU its numbers will differ from an "
+                  f"uninterrupted run's in the last digits (set OMP_NUM_THREADS="
+                  f"{record['threads']} for bit-identical ones)", file=sys.stderr)
+        if extend:
+            return _extend(out, record, command, list(extend))
+        return from_dict(record["config"])
+    if out.exists() and any(out.iterdir()):
+        if not force and _holds_work(out):
+            what = "a run" if record_path.exists() else "files"
+            raise UserError(f"{out} already holds {what}; use --resume to continue it or "
+                            f"--force to replace it")
+        for name in RUN_FILES:  # replace only what a run writes, nothing else of the user's
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    config = cfg.to_dict()
+    write_json_atomic(record_path, {"command": command, "config": config,
+                                    "config_sha256": _digest(config),
+                                    # CPU results are bit-identical at the same thread count
+                                    "threads": torch.get_num_threads()})
+    return cfg
+
+
+def _extend(out: Path, record: dict, command: str, overrides: list[str]) -> RunConfig:
+    """A finished or stopped `train` run, resumed with more bytes (or another checkpoint
+    interval); `record_extension` then writes the new config."""
+    from multitudes.config.files import apply_overrides, parse_override
+
+    if command != "train":
+        raise UserError(f"--resume --set extends `train` runs only; a `{command}` run's arms "
+                        f"are planned from its byte budget (start a new run)")
+    for text in overrides:
+        key = ".".join(parse_override(text)[0])
+        if key not in EXTENSIBLE:
+            raise UserError(f"--resume --set {key}: a resume may change only "
+                            f"{' and '.join(EXTENSIBLE)}")
+    before = from_dict(record["config"])
+    config = apply_overrides(record["config"], overrides)
+    cfg = from_dict(config)
+    if cfg.train.real_bytes < before.train.real_bytes:
+        raise UserError(f"--resume --set train.real_bytes={cfg.train.real_bytes}: the run has "
+                        f"read {before.train.real_bytes:,} already; a resume reads on, not back")
+    return cfg
+
+
+def record_extension(out: Path, cfg: RunConfig) -> None:
+    """config.json holds the extended run's config from now on (the lock is held); the
+    milestones and results of the shorter run go, so the longer one is scored anew."""
+    record = read_json(Path(out) / "config.json", "the run's config")
+    for name in ("milestones", "results.json"):
+        path = Path(out) / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    write_json_atomic(Path(out) / "config.json", {**record, "config": cfg.to_dict(),
+                                                  "config_sha256": _digest(cfg.to_dict())})
+
+
+def _digest(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def _holds_work(out: Path) -> bool:
+    """Whether `out` holds anything worth keeping: files not a run's, or a run's finished work
+    (a checkpoint, a milestone, results). A run that failed before its first checkpoint holds
+    none, and its directory is reused without --force."""
+    names = {p.name for p in out.iterdir()} - {".lock"}
+    if names - set(RUN_FILES):
+        return True
+    return any((out / name).exists() and (not (out / name).is_dir() or any((out / name).iterdir()))
+               for name in ("checkpoints", "milestones", "members", "results.json"))
+
+
+def read_finished_run(run_dir: Path) -> tuple[dict, dict]:
+    """A finished run's command and config ({"command", "cfg"}) and its results.json."""
+    run_dir = Path(run_dir)
+    for name in ("config.json", "results.json"):
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir} is not a finished run: {name} is missing")
+    record = read_json(run_dir / "config.json", "the run's config")
+    results = read_json(run_dir / "results.json", "the run's results")
+    if "config" not in record or "command" not in record:
+        raise UserError(f"{run_dir}/config.json is not a run's config record")
+    cfg = from_dict(record["config"])
+    return {"command": record["command"], "cfg": cfg}, results

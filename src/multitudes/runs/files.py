@@ -1,0 +1,120 @@
+"""A run directory's files, and the one place that decides which process writes them.
+
+Under torchrun every rank runs the same loop; rank 0 alone writes the run's files (metrics,
+lineage, TensorBoard, milestones, results) and speaks to the user. Checkpoints are the exception:
+every rank saves its own (see runstate.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from multitudes.runs.checkpoint import read_json, write_bytes_atomic, write_json_atomic
+from multitudes.runs.distributed import Group
+from multitudes.errors import UserError
+
+
+class RunFiles:
+    def __init__(self, out: Path, group: Group | None = None, progress: bool = True):
+        self.out = Path(out)
+        self.group = group or Group()
+        self.writes = self.group.main  # the rule, decided once
+        self.progress = progress and self.writes  # progress bars: the writer's only
+        self._tensorboard = None
+
+    def say(self, text: str, bar=None) -> None:
+        """A line for the user (through the progress bar when one is drawn)."""
+        if self.writes:
+            (bar.write if bar is not None else print)(text)
+
+    def on_main(self, fn):
+        """`fn()` computed by the writer and shared (see Group.on_main)."""
+        return self.group.on_main(fn)
+
+    def for_writer(self, fn):
+        """`fn()` computed by the writer alone, for what only it writes (None elsewhere)."""
+        return fn() if self.writes else None
+
+    # -- logs ----------------------------------------------------------------------------------
+    def rewrite_logs(self, history: list[dict], events: list[dict]) -> None:
+        """metrics.jsonl and lineage.jsonl rebuilt from the arms' state: at the start of a run
+        (the founders' births), and on resume, so that rows written after the last checkpoint
+        are not duplicated when those steps run again."""
+        if self.writes:
+            _write_jsonl(self.out / "metrics.jsonl", sorted(history,
+                                                            key=lambda r: (r["arm"], r["step"])))
+            _write_jsonl(self.out / "lineage.jsonl", events)
+
+    def append_metrics(self, row: dict) -> None:
+        """A dev evaluation: a line of metrics.jsonl and TensorBoard scalars."""
+        if not self.writes:
+            return
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._tensorboard is None:
+            from tensorboardX import SummaryWriter
+            self._tensorboard = SummaryWriter(str(self.out / "tb"))
+        tb, arm, x = self._tensorboard, row["arm"], row["real_bytes"]
+        for mid, vals in row["members"].items():
+            tb.add_scalar(f"{arm}/{mid}/dev_bpb", vals["dev_bpb"], x)
+        tb.add_scalar(f"{arm}/consensus_dev_bpb", row["consensus_dev_bpb"], x)
+        tb.flush()
+
+    def append_lineage(self, rows: list[dict]) -> None:
+        if self.writes:
+            with open(self.out / "lineage.jsonl", "a") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
+
+    # -- results -------------------------------------------------------------------------------
+    def member_dir(self, label: str, member_id: str) -> Path:
+        """Where a milestone's member weights go (every rank saves the members it owns)."""
+        return self.out / "members" / label / member_id
+
+    def milestone(self, label: str, score) -> dict:
+        """`score()` once; a resumed run reads the milestone back instead of scoring it again
+        (a run extended to more bytes has had its milestones removed, see run_dir.py)."""
+        path = self.out / "milestones" / f"{label}.json"
+        if self.on_main(path.is_file):
+            return self.on_main(lambda: read_json(path, "milestone"))
+        result = score()
+        if self.writes:
+            write_json_atomic(path, result)
+        return result
+
+    def write_results(self, results: dict) -> None:
+        if self.writes:
+            write_json_atomic(self.out / "results.json", results)
+
+
+_HELD: list = []  # the open lock files of this process (closed when it exits)
+
+
+def lock_run_dir(out: Path, shared: bool = False) -> None:
+    """Hold `out/.lock` while this process lives: a second process that would write the same
+    run (two resumes at once) stops with one line instead of interleaving rows. `shared`: any
+    number of shared holders, no exclusive one (the workers of one scaling study)."""
+    import fcntl
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / ".lock", "a+")
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write a run there: {e.strerror or e}") from None
+    try:
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UserError(f"{out} is in use by another multitudes process; wait for it to "
+                        f"finish, or write to another --out") from None
+    _HELD.append(handle)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in rows).encode())

@@ -1,0 +1,259 @@
+"""A study's numbers: one row per cell, means and spreads over seeds, a trend, scale.json/html.
+
+Rebuilt from the cells' results.json after every cell (and by `multitudes scale --report DIR`),
+so a study stopped halfway has a table of what it finished.
+
+The multiplier of a cell is its compare run's data efficiency (real bytes the isolated arm needs
+to reach the social arm's best dev bpb, / N). Where the isolated arm never got there it is a lower
+bound ("> M", counted as M in a mean and marked); where the isolated arm at N was already as good
+it is at most 1 (counted as its value, marked). K = 1 is 1 by definition.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import statistics
+from pathlib import Path
+
+from multitudes.runs.checkpoint import read_json, write_json_atomic
+from multitudes.errors import UserError
+from multitudes.study.plan import Cell
+
+
+def cell_line(results: dict) -> str:
+    arms = results["arms"]
+    if "social" not in arms:
+        return f"alone {arms['isolated']['best_test_bpb']:.4f} test bpb"
+    return (f"multiplier {_multiplier_text(results)}, best test bpb social "
+            f"{arms['social']['best_test_bpb']:.4f} / isolated "
+            f"{arms['isolated']['best_test_bpb']:.4f}")
+
+
+def _multiplier(results: dict) -> tuple[float | None, str]:
+    """(value, flag): flag '' measured, '>' a lower bound, '<=' at most, '?' unresolved."""
+    if "data_efficiency" not in results:
+        return 1.0, ""
+    if not results["data_efficiency_reached"]:
+        return results["data_efficiency_bound"], ">"
+    if results.get("data_efficiency_at_most"):
+        return results["data_efficiency"], "<="
+    if results.get("data_efficiency_unresolved"):
+        return results["data_efficiency"], "?"
+    return results["data_efficiency"], ""
+
+
+def _multiplier_text(results: dict) -> str:
+    value, flag = _multiplier(results)
+    return f"{flag}{value:.2f}x"
+
+
+# what every row has (wall_seconds and inference only where measured)
+ROW_KEYS = frozenset({
+    "cell", "kind", "mix", "size", "family", "K", "channel", "seed", "params", "multiplier",
+    "multiplier_flag", "social_best_test_bpb", "social_consensus_test_bpb",
+    "isolated_best_test_bpb", "isolated_consensus_test_bpb", "best_gain_test_bpb",
+    "consensus_gain_test_bpb", "social_train_flops", "isolated_train_flops",
+    "yardsticks_test_given"})
+
+
+def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
+    arms = results["arms"]
+    iso = arms["isolated"]
+    soc = arms.get("social", iso)
+    value, flag = _multiplier(results)
+    out = {"cell": cell.name, "kind": cell.kind, "mix": cell.mix, "size": cell.size,
+           "family": iso["members"][0]["family"] if cell.K == 1 else None,
+           "K": cell.K, "channel": cell.channel, "seed": cell.seed,
+           "params": sum(m["params"] for m in iso["members"]),
+           "multiplier": value, "multiplier_flag": flag,
+           "social_best_test_bpb": soc["best_test_bpb"],
+           "social_consensus_test_bpb": soc["consensus_test_bpb"],
+           "isolated_best_test_bpb": iso["best_test_bpb"],
+           "isolated_consensus_test_bpb": iso["consensus_test_bpb"],
+           # on test, where the multiplier (read on the dev slice) is too coarse to see it
+           "best_gain_test_bpb": iso["best_test_bpb"] - soc["best_test_bpb"],
+           "consensus_gain_test_bpb": iso["consensus_test_bpb"] - soc["consensus_test_bpb"],
+           "social_train_flops": soc["train_flops"], "isolated_train_flops": iso["train_flops"],
+           "yardsticks_test_given": {k: v["given"] for k, v in
+                                     results["yardsticks"]["test"].items()}}
+    wall = cell_dir / "wall.json"
+    if wall.is_file():
+        out["wall_seconds"] = read_json(wall, "a cell's wall time")["seconds"]
+    inference = cell_dir / "inference.json"
+    if inference.is_file():
+        out["inference"] = read_json(inference, "a cell's inference axis")
+    return out
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def aggregate(rows: list[dict], mixes: dict) -> list[dict]:
+    """Means and spreads over seeds, per (mix, size, channel, K); K = 1 rows join every
+    channel's line as its first point, peers join the K they match."""
+    lines = {}
+    populations = [r for r in rows if r["kind"] == "population"]
+    for r in populations:
+        lines.setdefault((r["mix"], r["size"], r["channel"]), {}).setdefault(r["K"], [])
+    out = []
+    for (mix, size, channel), by_K in sorted(lines.items()):
+        for K in sorted(set(by_K) | {1}):
+            pop = [r for r in populations if (r["mix"], r["size"], r["channel"], r["K"])
+                   == (mix, size, channel, K)]
+            single = [r for r in rows if r["kind"] == "single" and r["size"] == size
+                      and r["family"] == mixes[mix][0]]
+            peers = [r for r in rows if r["kind"] == "peer" and (r["mix"], r["size"], r["K"])
+                     == (mix, size, K)]
+            cells = pop if K > 1 else single
+            if not cells:
+                continue
+            entry = {"mix": mix, "size": size, "channel": channel, "K": K,
+                     "seeds": sorted(r["seed"] for r in cells),
+                     "multiplier": _spread([r["multiplier"] for r in cells]),
+                     "multiplier_flags": sorted({r["multiplier_flag"] for r in cells} - {""})}
+            for key in ("best_gain_test_bpb", "consensus_gain_test_bpb",
+                        "social_best_test_bpb", "social_consensus_test_bpb",
+                        "isolated_best_test_bpb", "isolated_consensus_test_bpb",
+                        "social_train_flops", "isolated_train_flops"):
+                entry[key] = _spread([r[key] for r in cells])
+            if peers:
+                entry["peer_test_bpb"] = _spread([r["isolated_best_test_bpb"] for r in peers])
+                entry["peer_train_flops"] = _spread([r["isolated_train_flops"] for r in peers])
+                entry["peer_params"] = peers[0]["params"]
+            out.append(entry)
+    return out
+
+
+def trends(lines: list[dict]) -> list[dict]:
+    """Least squares y = a + b log2 K per (mix, size, channel) with 3+ values of K, for the
+    multiplier and for the best member's test gain: the slope b (per doubling of K), its
+    standard error and the residuals."""
+    out = []
+    keys = sorted({(e["mix"], e["size"], e["channel"]) for e in lines})
+    for key in keys:
+        for metric in ("multiplier", "best_gain_test_bpb"):
+            pts = [(math.log2(e["K"]), e[metric]["mean"]) for e in lines
+                   if (e["mix"], e["size"], e["channel"]) == key]
+            if len(pts) < 3:
+                continue
+            n = len(pts)
+            mx, my = sum(x for x, _ in pts) / n, sum(y for _, y in pts) / n
+            sxx = sum((x - mx) ** 2 for x, _ in pts)
+            b = sum((x - mx) * (y - my) for x, y in pts) / sxx
+            a = my - b * mx
+            residuals = [y - (a + b * x) for x, y in pts]
+            se = math.sqrt(sum(r * r for r in residuals) / (n - 2) / sxx)
+            out.append({"mix": key[0], "size": key[1], "channel": key[2], "metric": metric,
+                        "intercept": a, "slope_per_doubling": b, "slope_stderr": se,
+                        "residuals": [{"K": 2 ** x, "residual": r}
+                                      for (x, _), r in zip(pts, residuals)]})
+    return out
+
+
+def collect(out: Path, plan: list[Cell]) -> list[dict]:
+    rows = []
+    for cell in plan:
+        cell_dir = out / "cells" / cell.name
+        if (cell_dir / "results.json").is_file():
+            rows.append(row(cell, read_json(cell_dir / "results.json", "a cell's results"),
+                            cell_dir))
+    return rows
+
+
+def real_bytes(doc: dict) -> int | None:
+    """The real bytes per arm of every cell of a study."""
+    return doc.get("base", {}).get("train", {}).get("real_bytes")
+
+
+def merge(rows: list[dict], others: dict[str, dict]) -> list[dict]:
+    """This study's rows and the finished cells of other runs of the same study (their
+    scale.json, by path), e.g. one size run as a study of its own: a cell present twice is taken
+    from this study. Refused unless every file is the same study on the same bytes and data (the
+    yardsticks, measured on the same test split given the same bytes, must agree)."""
+    sticks = next((r["yardsticks_test_given"] for r in rows), None)
+    names = {r["cell"] for r in rows}
+    out = list(rows)
+    for path, other in others.items():
+        for r in other["cells"]:
+            if sticks is not None and r["yardsticks_test_given"] != sticks:
+                raise UserError(f"--merge {path}: cell {r['cell']} was measured on other data "
+                                f"(its yardsticks differ from this study's)")
+            sticks = sticks or r["yardsticks_test_given"]
+            if r["cell"] not in names:
+                names.add(r["cell"])
+                out.append(r)
+    return out
+
+
+def write(out: Path, doc: dict, plan: list[Cell], others: dict[str, dict] | None = None) -> dict:
+    """scale.json and scale.html; with `others` (see merge), scale-merged.json and .html."""
+    from multitudes.study.figures import figures
+
+    rows = collect(out, plan)
+    finished = len(rows)  # this study's; merged cells are counted apart
+    if others:
+        rows = merge(rows, others)
+    stem = "scale-merged" if others else "scale"
+    lines = aggregate(rows, doc["mix"])
+    summary = {"study": doc.get("name"), "cells_planned": len(plan), "cells_finished": finished,
+               "real_bytes": real_bytes(doc),
+               "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in rows),
+               "lines": lines, "trends": trends(lines), "cells": rows}
+    if others:
+        summary["merged"] = sorted(others)
+        summary["cells_merged"] = len(rows) - finished
+    write_json_atomic(out / f"{stem}.json", summary)
+    parts = [f"<h1>multitudes scaling study <code>{html.escape(str(doc.get('name')))}</code></h1>",
+             f"<p>{html.escape(doc.get('description', ''))}</p>",
+             f"<p>{finished} of {len(plan)} cells finished; {summary['wall_seconds'] / 3600:.2f} "
+             f"hours of runs.</p>",
+             *([f"<p>{summary['cells_merged']} more cells merged from "
+                f"{html.escape(', '.join(sorted(others)))}.</p>"] if others else []),
+             "<pre>" + html.escape(text_table(summary)) + "</pre>"]
+    for caption, png in figures(summary):
+        parts.append(f"<figure><img src='data:image/png;base64,{png}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>multitudes scale</title>"
+            "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"
+            "img{max-width:100%}figcaption{color:#555;font-size:.9em}</style></head><body>"
+            + "\n".join(parts) + "</body></html>")
+    from multitudes.runs.checkpoint import write_bytes_atomic
+    write_bytes_atomic(out / f"{stem}.html", page.encode())
+    return summary
+
+
+def _pm(s: dict, digits: int = 4) -> str:
+    return f"{s['mean']:.{digits}f}±{s['std']:.{digits}f}" if s["n"] > 1 else \
+        f"{s['mean']:.{digits}f}"
+
+
+def text_table(summary: dict) -> str:
+    """The study's lines as text: one row per (mix, size, channel, K), means ± std over seeds;
+    "gain" is the isolated arm's test bpb minus the social arm's (positive: social ahead)."""
+    head = (f"{'mix':<12} {'size':<4} {'channel':<8} {'K':>2} {'seeds':>5} {'multiplier':>14} "
+            f"{'social best':>15} {'isolated best':>15} {'gain best':>16} {'social cons.':>15} "
+            f"{'isolated cons.':>15} {'gain cons.':>16} {'peer (K x params)':>17}")
+    lines = [head]
+    for e in summary["lines"]:
+        flags = "".join(f" {f}" for f in e["multiplier_flags"])
+        peer = _pm(e["peer_test_bpb"]) if "peer_test_bpb" in e else ""
+        lines.append(f"{e['mix']:<12} {e['size']:<4} {e['channel']:<8} {e['K']:>2} "
+                     f"{len(e['seeds']):>5} {_pm(e['multiplier'], 2) + flags:>14} "
+                     f"{_pm(e['social_best_test_bpb']):>15} {_pm(e['isolated_best_test_bpb']):>15} "
+                     f"{_pm(e['best_gain_test_bpb']):>16} "
+                     f"{_pm(e['social_consensus_test_bpb']):>15} "
+                     f"{_pm(e['isolated_consensus_test_bpb']):>15} "
+                     f"{_pm(e['consensus_gain_test_bpb']):>16} {peer:>17}")
+    for t in summary["trends"]:
+        what = "multiplier" if t["metric"] == "multiplier" else "test gain of the best"
+        lines.append(f"trend {t['mix']} {t['size']} {t['channel']}: {what} "
+                     f"{t['intercept']:.4f} {t['slope_per_doubling']:+.4f} (±"
+                     f"{t['slope_stderr']:.4f}) per doubling of K")
+    sticks = next((r["yardsticks_test_given"] for r in summary["cells"]), None)
+    if sticks:
+        lines.append("yardsticks, test bpb given the same real bytes: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in sticks.items()))
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""The run loop of one arm: a population reading real bytes, evaluated on a schedule.
+
+Phases of a run, in order: build the population and its batch stream (or restore them from the
+latest checkpoint), then step; every `eval_every` steps score each member on the dev slice
+(curves, fitness, early stopping), log it, and when a generation is due let the worst die and
+newborns take their places; every `checkpoint_every` steps save the whole state atomically; at a
+milestone, score every member on valid beyond the dev slice and the full test split and save its
+weights for `multitudes eval`.
+
+Each concern lives in its own file, behind one call here: the population's step
+(population.py), scoring (scoring.py), births (births.py), checkpoints (runstate.py), and the
+run's files (run_files.py, which alone decides which process writes). Under torchrun every rank
+runs this loop in step; only population.py and those files know about ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tqdm import tqdm
+
+from multitudes.training import state as runstate
+from multitudes.evolution.births import Births
+from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
+from multitudes.data.splits import make_stream
+from multitudes.runs.distributed import resolve_device
+from multitudes.population.population import Population
+from multitudes.runs.files import RunFiles
+from multitudes.training.scoring import LN2, Scoring
+
+class ArmRunner:
+    """One arm (`isolated`, `social`, ...) of a run, steppable to successive byte targets."""
+
+    def __init__(self, cfg: RunConfig, splits: dict, files: RunFiles, *, name: str,
+                 social: SocialConfig, total_bytes: int, unique_bytes: int = 0,
+                 evolution: EvolutionConfig | None = None, replay: list[dict] | None = None,
+                 branching: bool = False):
+        """`total_bytes`: the length its schedule plans for; `unique_bytes`: cut the training
+        split to this many bytes, read in epochs, and keep each member's best dev weights;
+        `evolution`: run generations with these settings (None or every=0: no evolution);
+        `replay`: take the births and deaths from these lineage rows instead of deciding;
+        `branching`: under `wsd`, train a stable trunk and finish runs of several lengths as
+        cooldowns branched off it (`finish_branch`), instead of one run cooled at the end."""
+        self.cfg, self.name, self.files = cfg, name, files
+        device = resolve_device(cfg.train.device)
+        self.scoring = Scoring(cfg, splits, device, keep_best=unique_bytes > 0,
+                               progress=files.progress)
+        train = splits["train"][:unique_bytes] if unique_bytes else splits["train"]
+        self.stream = make_stream(train, cfg.train.batch_size, cfg.context, cfg.train.seed,
+                                  cfg.train.sampling)
+        self.pop = Population.found(cfg.members, social, cfg.train,
+                                    self.stream.steps_for(total_bytes), device, files.group)
+        self.births = Births(name, evolution, cfg.members, replay)
+        self.checkpoints = runstate.ArmCheckpoints(files.out, name, files.group)
+        wsd = cfg.train.schedule == "wsd"
+        self.branching = branching and wsd
+        if wsd and not self.branching:  # one run, cooled down at its end
+            self.pop.horizon = self.pop.total_steps
+        self.in_branch = False  # a cooldown branch is not checkpointed: a resume redoes it
+        self.finished: list[dict] = []  # finished runs: {"real_bytes", "best_dev_bpb", ...}
+        self.history: list[dict] = []  # the dev evaluations, as in metrics.jsonl
+        self.events: list[dict] = self.births.founders(self.pop)  # births, deaths, resets
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run_until(self, real_bytes: int, stop_below: float | None = None) -> None:
+        """Train to `real_bytes`, or until the best dev bpb falls to `stop_below`."""
+        target = self.stream.steps_for(real_bytes)
+        if stop_below is not None and self.history and \
+                self.history[-1]["best_dev_bpb"] <= stop_below:
+            return  # reached before a kill: a resumed run does not read on
+        eval_every, save_every = self.cfg.train.eval_every, self.cfg.train.checkpoint_every
+        bar = tqdm(total=target, initial=self.pop.steps, desc=f"{self.name:>9}", unit="step",
+                   disable=None if self.files.progress else True, dynamic_ncols=True)
+        while self.pop.steps < target:
+            stats = self.pop.step(self.stream.next(), self.stream.continues)
+            bar.update(1)
+            if self.pop.events_ready:
+                self._record_events(bar)
+            bar.set_postfix(loss=f"{min(stats.data_loss) / LN2:.3f}bpb")
+            if self.pop.steps % eval_every == 0 or self.pop.steps == target:
+                row = self.evaluate_dev(bar)
+                if stop_below is not None and row["best_dev_bpb"] <= stop_below:
+                    break
+                if self.births.due(self.pop.steps, target):
+                    self.generation(bar)
+            if save_every and self.pop.steps % save_every == 0:
+                self.save(bar)
+        bar.close()
+        self.save(bar)
+
+    def evaluate_dev(self, bar=None) -> dict:
+        """Score every member on the dev slice; the row goes to the history and the logs."""
+        row = {"arm": self.name, "step": self.pop.steps, "real_bytes": self.pop.real_bytes,
+               **({"branch": self.pop.horizon} if self.in_branch else {}),
+               "generated_bytes": self.pop.generated_bytes,
+               "epochs": round(self.stream.epochs_done, 4), "members": {}}
+        self.history.append(self.scoring.dev_row(self.pop, row))
+        self._record_events(bar)
+        self.files.append_metrics(row)
+        if bar is not None:
+            bar.set_postfix(dev=f"{row['best_dev_bpb']:.3f}bpb")
+        return row
+
+    def generation(self, bar=None) -> None:
+        """The worst die and newborns take their places (decided, or replayed from a lineage)."""
+        for rows, line in self.births.generation(self.pop, self.stream.bytes_per_batch,
+                                                 self.scoring.dev_bpb):
+            self._log(rows)
+            self.files.say(line, bar)
+
+    def milestone(self) -> dict:
+        """Valid and test scores of every member (read back when scored before a kill)."""
+        return self.files.milestone(self.name, lambda: self.scoring.milestone(
+            self.pop, self.name, self.name, self.files, self.stream.epochs_done))
+
+    # -- finished runs under `wsd` -------------------------------------------------------------
+    def cooldown_start(self, real_bytes: int) -> int:
+        """The step a `wsd` run of `real_bytes` starts its cooldown at."""
+        horizon = self.stream.steps_for(real_bytes)
+        return horizon - max(1, round(self.cfg.train.cooldown * horizon))
+
+    def finish_branch(self, real_bytes: int, at_end=None) -> dict:
+        """A finished `wsd` run of `real_bytes`, branched off the stable trunk.
+
+        The trunk trains to the cooldown's start and is checkpointed there; the cooldown runs
+        to `real_bytes`, is evaluated (and `at_end(self)` is called, e.g. to score a
+        milestone), then the arm returns to the trunk checkpoint. The dev rows of the branch
+        stay in the history; the finished point is kept in `self.finished`.
+        """
+        done = next((p for p in self.finished if p["target"] == real_bytes), None)
+        if done is not None:  # finished before a kill
+            return done
+        self.run_until(self.cooldown_start(real_bytes) * self.stream.bytes_per_batch)
+        self.pop.horizon, self.in_branch = self.stream.steps_for(real_bytes), True
+        self.run_until(real_bytes)
+        row = self.history[-1]
+        point = {"target": real_bytes, "real_bytes": self.pop.real_bytes,
+                 "best_dev_bpb": row["best_dev_bpb"],
+                 "consensus_dev_bpb": row["consensus_dev_bpb"], "step": self.pop.steps,
+                 "members": {k: v["dev_bpb"] for k, v in row["members"].items()}}
+        if at_end is not None:
+            at_end(self)
+        history = self.history
+        self.try_resume()  # back to the trunk at the cooldown's start
+        self.history, self.in_branch, self.pop.horizon = history, False, None
+        self.finished.append(point)
+        self.save()
+        return point
+
+    # -- state ---------------------------------------------------------------------------------
+    def save(self, bar=None) -> None:
+        """Bring every rank up to date, log the resets, and checkpoint (not inside a branch)."""
+        self.pop.sync()
+        self._record_events(bar)
+        if self.in_branch:
+            return
+        self.checkpoints.save(self.pop.steps, lambda path: runstate.save_arm(
+            path, self.pop, self.stream, self.history, self.scoring.best, self.events,
+            self.cfg.members, {**self.births.state(), "finished": self.finished}))
+
+    def try_resume(self) -> bool:
+        """Restore the latest checkpoint, if there is one."""
+        path = self.checkpoints.latest()
+        if path is None:
+            return False
+        self.history, self.scoring.best, self.events, extra = runstate.restore_arm(
+            path, self.pop, self.stream, self.cfg.members)
+        self.pop.sync()
+        self.births.load_state(extra)
+        self.finished = extra.get("finished", [])
+        return True
+
+    def _record_events(self, bar=None) -> None:
+        """Print the population's resets and append them to the lineage."""
+        for event in self.pop.events:
+            self.files.say(f"{self.name}: {event['member']} reset at step {event['step']} "
+                           f"({event['reason']}); the others go on", bar)
+        self._log(self.pop.events)
+        self.pop.events.clear()
+
+    def _log(self, rows: list[dict]) -> None:
+        """Births, deaths and resets of this arm: kept in its state, appended to lineage.jsonl."""
+        if not rows:
+            return
+        rows = [{"arm": self.name, **row} for row in rows]
+        self.events.extend(rows)
+        self.files.append_lineage(rows)
+
+    def curve(self) -> list[dict]:
+        return [{"real_bytes": r["real_bytes"], "best_bpb": r["best_dev_bpb"],
+                 "consensus_bpb": r["consensus_dev_bpb"],
+                 "members": {k: v["dev_bpb"] for k, v in r["members"].items()},
+                 **({"branch": r["branch"]} if "branch" in r else {})}
+                for r in self.history]
+
+
+def isolated(social: SocialConfig) -> SocialConfig:
+    """The same settings with every channel closed: members train alone."""
+    return replace(social, channel="none", language_every=0)

@@ -1,0 +1,196 @@
+"""Protocols: `train` (one arm) and `compare` (isolated vs social at equal real bytes).
+
+Compare, stream regime: both arms start from the same genomes and seeds and read the same
+batches. Each is scored on the full valid and test splits after N real bytes. The isolated arm
+then reads on until its best dev bpb falls to the social arm's at N, or to M x N at most; its
+dev-slice curve gives the data-efficiency multiplier: the real bytes it needs to reach the social
+arm's best dev bpb at N, divided by N ("> M" when never reached).
+No point of the isolated curve may be flattered or handicapped by its schedule: either every arm
+runs without length-dependent decay (`constant`), so each point of the curve is what a run of
+that length would reach, or (`wsd`) every arm's result is a finished run cooled down at its end:
+the social arm's at N, and the isolated arm's at N, then at N x (1 + j (M - 1) / P) as cooldowns
+branched off its stable trunk (Hägele et al. 2024), read until one reaches the social arm.
+
+Compare, data-limited regime: the training split is cut to U unique bytes read in epochs; every
+arm keeps each member's best valid weights (early stopping). The isolated arm is also trained on
+2U and 4U unique bytes for the same real bytes, and the multiplier is the unique data it needs
+to match the social arm's best valid bpb, interpolated in log(U), divided by U ("> 4" when not
+reached).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from multitudes.evolution import generations
+from multitudes.evaluation import yardsticks
+from multitudes.runs.distributed import Group
+from multitudes.config.schema import RunConfig
+from multitudes.data.corpora import resolve
+from multitudes.data.splits import load_splits
+from multitudes.errors import UserError
+from multitudes.runs.files import RunFiles
+from multitudes.training.loop import ArmRunner, isolated
+
+def numbers(results: dict) -> dict:
+    """What a replay or a resume must reproduce: every member's valid and test bpb."""
+    return {arm: [(m["id"], m["valid_bpb"], m["test_bpb"]) for m in res["members"]]
+            for arm, res in results["arms"].items()}
+
+
+def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
+              replay: list[dict] | None = None, group: Group | None = None) -> dict:
+    files = RunFiles(out, group, progress)
+    splits = load_splits(resolve(cfg.data.corpus))
+    talks = cfg.social.channel != "none" or cfg.social.language_every > 0
+    arm = "social" if talks and len(cfg.members) > 1 else "isolated"
+    runner = ArmRunner(cfg, splits, files, name=arm, social=cfg.social,
+                       total_bytes=cfg.train.real_bytes, unique_bytes=cfg.data.unique_bytes,
+                       evolution=cfg.evolution, replay=replay)
+    if resume:
+        runner.try_resume()
+    files.rewrite_logs(runner.history, runner.events)
+    runner.run_until(cfg.train.real_bytes)
+    files.close()
+    result = runner.milestone()
+    _add_curves(result, runner)
+    results = {"command": "train", "preset": cfg.name, "regime": cfg.regime,
+               "corpus": cfg.data.corpus, "real_bytes": result["real_bytes"],
+               "yardsticks": _yardsticks(runner, result["real_bytes"]),
+               "arms": {arm: result}}
+    files.write_results(results)
+    return results
+
+
+def _yardsticks(runner: ArmRunner, real_bytes: int) -> dict:
+    """The classical compressors on the dev slice, valid (beyond it) and test, given the bytes
+    this arm's stream dealt (every arm of a comparison reads the same)."""
+    targets = {"dev": runner.scoring.dev, **runner.scoring.held_out}
+    return runner.files.for_writer(
+        lambda: yardsticks.for_splits(runner.stream.dealt_bytes(real_bytes), targets))
+
+
+def _add_curves(result: dict, runner: ArmRunner) -> None:
+    """An arm's dev curve and, when it evolved, its newborns' against the founders'."""
+    result["curve"] = runner.curve()
+    culture = generations.cultural_transmission(runner.history, runner.events, runner.name)
+    if culture:
+        result["culture"] = culture
+
+
+def crossing(curve: list[tuple[float, float]], target: float) -> float | None:
+    """First x where the piecewise-linear curve of (x, bpb) falls to `target`, or None."""
+    for (x0, y0), (x1, y1) in zip([(None, None)] + curve[:-1], curve):
+        if y1 <= target:
+            if x0 is None or y0 == y1:
+                return x1
+            return x0 + (x1 - x0) * (y0 - target) / (y0 - y1)
+    return None
+
+
+def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
+                replay: list[dict] | None = None, group: Group | None = None) -> dict:
+    files = RunFiles(out, group, progress)
+    if cfg.train.schedule == "cosine" and cfg.regime == "stream":
+        raise UserError("compare needs train.schedule = \"constant\" or \"wsd\" in the stream "
+                        "regime: the isolated curve must not be read off an unfinished cosine "
+                        "schedule")
+    splits = load_splits(resolve(cfg.data.corpus))
+    N = cfg.train.real_bytes
+    ablation = cfg.compare.evolution_ablation
+    socials = [("social", None if ablation else cfg.evolution)] + (
+        [("social+evolution", cfg.evolution)] if ablation else [])
+    if cfg.regime == "stream":
+        plan = [(name, cfg.social, N, 0, evo) for name, evo in socials] + [
+            ("isolated", isolated(cfg.social), int(N * cfg.compare.multiplier), 0, None)]
+    else:
+        U = cfg.data.unique_bytes
+        plan = [(name, cfg.social, N, U, evo) for name, evo in socials] + [
+            (f"isolated{f'-{k}U' if k > 1 else ''}", isolated(cfg.social), N, k * U, None)
+            for k in (1, 2, 4)]
+    branching = cfg.regime == "stream" and cfg.train.schedule == "wsd"
+    runners = [ArmRunner(cfg, splits, files, name=name, social=social, total_bytes=total,
+                         unique_bytes=unique, evolution=evo, replay=replay,
+                         branching=branching and name == "isolated")
+               for name, social, total, unique, evo in plan]
+    if resume:
+        for runner in runners:
+            runner.try_resume()
+    files.rewrite_logs([r for runner in runners for r in runner.history],
+                       [e for runner in runners for e in runner.events])
+    arms = {}
+    for runner in runners:
+        if runner.branching:  # scored at the end of its cooldown, before it returns to the trunk
+            runner.finish_branch(N, at_end=ArmRunner.milestone)
+        else:
+            runner.run_until(N)
+        arms[runner.name] = runner.milestone()
+    if cfg.regime == "stream":  # read on only as far as the multipliers need
+        social_bpb = min(r.history[-1]["best_dev_bpb"] for r in runners if r.name in
+                         dict(socials))
+        _read_on(runners[-1], N, cfg.compare, social_bpb)
+    files.close()
+    for runner in runners:
+        _add_curves(arms[runner.name], runner)
+        if runner.finished:
+            arms[runner.name]["finished"] = runner.finished
+
+    def efficiency_of(arm: str) -> dict:
+        return (_stream_efficiency(arms, N, cfg.compare.multiplier, arm)
+                if cfg.regime == "stream" else _unique_efficiency(arms, cfg.data.unique_bytes, arm))
+    efficiency = efficiency_of("social")
+    if ablation:
+        efficiency["evolution_data_efficiency"] = efficiency_of("social+evolution")
+    results = {"command": "compare", "preset": cfg.name, "regime": cfg.regime,
+               "corpus": cfg.data.corpus, "real_bytes": N, **efficiency,
+               "yardsticks": _yardsticks(runners[0], N), "arms": arms}
+    files.write_results(results)
+    return results
+
+
+def _read_on(runner: ArmRunner, N: int, compare, target: float) -> None:
+    """The isolated arm reads on until its best member reaches `target`, or to M x N: along its
+    curve (`constant`), or through finished runs branched off its trunk (`wsd`)."""
+    M = compare.multiplier
+    if not runner.branching:
+        runner.run_until(int(N * M), stop_below=target)
+        return
+    for j in range(1, compare.read_on_points + 1):
+        if runner.finished[-1]["best_dev_bpb"] <= target:
+            return
+        runner.finish_branch(int(N * (1 + j * (M - 1) / compare.read_on_points)))
+
+
+def _stream_efficiency(arms: dict, N: int, M: float, arm: str = "social") -> dict:
+    social_bpb = next(r for r in arms[arm]["curve"] if r["real_bytes"] >= N)["best_bpb"]
+    finished = "finished" in arms["isolated"]
+    if finished:  # `wsd`: only finished runs count
+        curve = [(p["real_bytes"], p["best_dev_bpb"]) for p in arms["isolated"]["finished"]]
+    else:
+        curve = [(r["real_bytes"], r["best_bpb"]) for r in arms["isolated"]["curve"]]
+    needed = crossing(curve, social_bpb)
+    return {"data_efficiency": needed / N if needed else None,
+            "data_efficiency_reached": needed is not None, "data_efficiency_bound": M,
+            # a finished isolated run at N already as good: the social arm bought nothing
+            "data_efficiency_at_most": finished and curve[0][1] <= social_bpb,
+            # finished runs that get worse with more bytes on the dev slice: the first
+            # crossing is not a measurement of data efficiency, whatever number it gives
+            "data_efficiency_unresolved": finished and any(
+                b[1] > a[1] for a, b in zip(curve, curve[1:])),
+            "data_efficiency_dev_gap": curve[0][1] - social_bpb if finished else None,
+            "data_efficiency_points": [[x / N, y] for x, y in curve] if finished else None,
+            "data_efficiency_basis": "real bytes for the isolated arm's best member to reach the "
+                                     "social arm's best dev bpb at equal bytes, / real bytes"}
+
+
+def _unique_efficiency(arms: dict, U: int, arm: str = "social") -> dict:
+    target = arms[arm]["best_valid_bpb"]
+    points = [(math.log(k), arms[name]["best_valid_bpb"])
+              for k, name in ((1, "isolated"), (2, "isolated-2U"), (4, "isolated-4U"))]
+    needed = crossing(points, target)
+    return {"data_efficiency": math.exp(needed) if needed is not None else None,
+            "data_efficiency_reached": needed is not None, "data_efficiency_bound": 4,
+            "data_efficiency_at_most": points[0][1] < target,  # isolated on U already better
+            "data_efficiency_basis": "unique training bytes the isolated arm needs to reach the "
+                                     "social arm's best valid bpb (interpolated in log U), / U"}

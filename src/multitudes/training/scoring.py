@@ -1,0 +1,113 @@
+"""How an arm is scored: every member on the dev slice during training, and on the held-out
+splits at a milestone.
+
+Fitness, tuning and curves read the dev slice (the head of valid); a milestone scores what no
+decision has seen: the rest of valid, and test. In the data-limited regime (`keep_best`) each
+member's best dev weights are kept and the milestone scores those (early stopping).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from multitudes.training import state as runstate
+from multitudes.config.schema import RunConfig
+from multitudes.errors import UserError
+from multitudes.evaluation.bpb import bpb, byte_log2probs, consensus_bpb
+from multitudes.population.member import Member
+from multitudes.population.population import Population
+from multitudes.runs.files import RunFiles
+
+LN2 = math.log(2)
+
+
+class Scoring:
+    def __init__(self, cfg: RunConfig, splits: dict, device: torch.device, keep_best: bool,
+                 progress: bool = False):
+        self.cfg, self.device, self.keep_best, self.progress = cfg, device, keep_best, progress
+        self.dev = splits["valid"][: cfg.train.dev_bytes]
+        self.held_out = {"valid": splits["valid"][cfg.train.dev_bytes:], "test": splits["test"]}
+        if len(self.held_out["valid"]) < 2:
+            raise UserError(f"train.dev_bytes={cfg.train.dev_bytes} leaves nothing of the "
+                            f"{len(splits['valid']):,}-byte valid split to score beyond the dev "
+                            f"slice; use a smaller dev slice")
+        self.carry_state = cfg.train.sampling == "contiguous"
+        self.best: dict[str, dict] = {}  # member id -> its best dev bpb, step and weights
+
+    def log2probs(self, model, data, progress: bool = False) -> torch.Tensor:
+        return byte_log2probs(model, data, self.cfg.context, self.cfg.train.eval_stride,
+                              device=self.device, progress=progress,
+                              carry_state=self.carry_state)
+
+    def dev_bpb(self, model) -> float:
+        return bpb(self.log2probs(model, self.dev))
+
+    def dev_row(self, pop: Population, row: dict) -> dict:
+        """Score every member on the dev slice (each rank its own, then shared) into `row`;
+        sets each member's fitness and keeps its best weights when asked to."""
+        scored = pop.sync({i: self.log2probs(m.model, self.dev)
+                           for i, m in enumerate(pop.members) if pop.owns(m)})
+        logps = [scored[i] for i in range(len(pop.members))]
+        row["members"] = {}
+        for m, lp in zip(pop.members, logps):
+            m.fitness = bpb(lp)
+            row["members"][m.id] = {"family": m.genome.family, "dev_bpb": m.fitness,
+                                    "train_bpb": m.last_loss / LN2, "flops": m.flops}
+            if self.keep_best and pop.owns(m) and \
+                    m.fitness < self.best.get(m.id, {}).get("dev_bpb", math.inf):
+                self.best[m.id] = {"dev_bpb": m.fitness, "step": pop.steps,
+                                   "real_bytes": pop.real_bytes, "epochs": row["epochs"],
+                                   "weights": {k: v.detach().clone()
+                                               for k, v in m.model.state_dict().items()}}
+        row["best_dev_bpb"] = min(v["dev_bpb"] for v in row["members"].values())
+        row["consensus_dev_bpb"] = consensus_bpb(logps)
+        return row
+
+    def milestone(self, pop: Population, arm: str, label: str, files: RunFiles,
+                  epochs: float) -> dict:
+        """Score every member on valid (beyond the dev slice) and test and save its weights.
+
+        Each rank scores and saves the members it owns; the scores are then shared.
+        """
+        # One sync brings both the scores and every member's counters (train FLOPs).
+        scored = pop.sync({i: self._score(m, arm, label, files, pop.real_bytes)
+                           for i, m in enumerate(pop.members) if pop.owns(m)})
+        members = [scored[i][0] for i in range(len(pop.members))]
+        logps = {split: [scored[i][1][split] for i in range(len(pop.members))]
+                 for split in ("valid", "test")}
+        best = min(members, key=lambda e: e["valid_bpb"])  # chosen on valid, reported on test
+        return {
+            "real_bytes": pop.real_bytes, "steps": pop.steps,
+            "generated_bytes": pop.generated_bytes, "epochs": round(epochs, 4),
+            "train_flops": sum(m.flops for m in pop.members),
+            "members": members, "best_member": best["id"],
+            "best_valid_bpb": best["valid_bpb"], "best_test_bpb": best["test_bpb"],
+            "consensus_valid_bpb": consensus_bpb(logps["valid"]),
+            "consensus_test_bpb": consensus_bpb(logps["test"]),
+        }
+
+    def _score(self, m: Member, arm: str, label: str, files: RunFiles, real_bytes: int
+               ) -> tuple[dict, dict]:
+        """One member's entry of a milestone and its per-byte log2 probabilities per split."""
+        weights = self.best[m.id]["weights"] if m.id in self.best else m.model.state_dict()
+        current = {k: v.detach().clone() for k, v in m.model.state_dict().items()}
+        m.model.load_state_dict(weights)
+        entry = {"id": m.id, "family": m.genome.family, "params": m.genome.n_params,
+                 "flops_per_byte": m.genome.flops_per_byte, "train_flops": m.flops}
+        logps = {}
+        for split in ("valid", "test"):
+            logps[split] = self.log2probs(m.model, self.held_out[split], self.progress)
+            entry[f"{split}_bpb"] = bpb(logps[split])
+        path = files.member_dir(label, m.id)
+        info = {"arm": arm, "label": label, "real_bytes": real_bytes,
+                "valid_bpb": entry["valid_bpb"], "test_bpb": entry["test_bpb"],
+                "corpus": self.cfg.data.corpus, "carry_state": self.carry_state}
+        if m.id in self.best:
+            entry["best_step"] = self.best[m.id]["step"]
+            entry["epochs_to_best"] = self.best[m.id]["epochs"]
+        runstate.save_member(path, m.id, m.genome, weights, info)
+        entry["checkpoint"] = str(path.relative_to(files.out))
+        m.model.load_state_dict(current)
+        return entry, logps
