@@ -16,6 +16,8 @@ from multitudes.errors import UserError
 from multitudes.config.genome import Genome
 from multitudes.config.typed import check_fields, non_negative, positive, within
 
+DEFAULT_GRAD_CLIP = 1.0  # train.grad_clip's default; adaptive evaluation clips with it too
+
 Trust = Literal["uniform", "fitness", "topk", "random_peer"]
 
 
@@ -47,7 +49,7 @@ class TrainConfig:
     """`wsd`: the fraction of a run's steps spent cooling down to zero."""
     min_lr_ratio: float = 0.1
     """Cosine floor as a fraction of the peak lr."""
-    grad_clip: float = 1.0
+    grad_clip: float = DEFAULT_GRAD_CLIP
     """Global gradient-norm clip per member (0: off)."""
     eval_every: int = 50
     """Steps between evaluations on the dev slice."""

@@ -29,18 +29,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from multitudes.evaluation.bpb import autocast_for, bpb, window_plan
-from multitudes.population.schedule import set_lr
+from multitudes.config.schema import DEFAULT_GRAD_CLIP
+from multitudes.evaluation.bpb import bpb, window_plan
+from multitudes.population.schedule import BETAS, set_lr
+from multitudes.runs.distributed import autocast_for
+from multitudes.models import detach_state
 
 LEARNING_RATES = (0.0, 1e-4, 3e-4, 1e-3, 3e-3)  # the dev slice chooses among them, per member
-BETAS = (0.9, 0.99)  # make_optimizer's
-GRAD_CLIP = 1.0  # train.grad_clip's default
-
-
-def _detach(state):
-    if isinstance(state, tuple):
-        return tuple(t.detach() for t in state)
-    return state.detach()
+GRAD_CLIP = DEFAULT_GRAD_CLIP  # a member's run's default
 
 
 def _windows(n: int, context: int, stride: int, stateful: bool) -> list[tuple[int, int, int]]:
@@ -72,7 +68,7 @@ def adaptive_log2probs(model, data: np.ndarray, context: int, lr: float, carry_s
         with torch.set_grad_enabled(lr > 0), autocast:
             if stateful:
                 logits, state = model.decode(x, state)
-                state = _detach(state)
+                state = detach_state(state)
             else:
                 logits = model(x)
         logp = F.log_softmax(logits.float(), dim=-1).gather(-1, y[..., None])[0, :, 0]

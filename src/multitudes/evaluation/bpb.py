@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from multitudes.runs.distributed import autocast_for
+
 
 def window_plan(n: int, context: int, stride: int) -> list[tuple[int, int]]:
     """(start, first scored offset) of every window over n bytes (windows hold T + 1 bytes)."""
@@ -35,12 +37,6 @@ def window_plan(n: int, context: int, stride: int) -> list[tuple[int, int]]:
         plan.append((nxt, start + T - nxt))  # score only targets beyond the previous window
         start = nxt
     return plan
-
-
-def autocast_for(device):
-    if torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
 
 
 def _zero_row(state):

@@ -16,6 +16,7 @@ import random
 from multitudes.evolution import operators as evolution
 from multitudes.config.schema import EvolutionConfig
 from multitudes.config.genome import member_id
+from multitudes.evaluation.curves import crossing
 
 
 def plan(members, cfg: EvolutionConfig, rng: random.Random, budget: int,
@@ -59,19 +60,6 @@ def from_lineage(rows: list[dict], arm: str, step: int) -> tuple[list[str], list
     return deaths, births
 
 
-def crossing_age(curve: list[tuple[int, float]], target: float) -> float | None:
-    """First age (bytes) at which a piecewise-linear bpb curve falls to `target`."""
-    previous = None
-    for age, value in curve:
-        if value <= target:
-            if previous is None or previous[1] == value:
-                return float(age)
-            a0, v0 = previous
-            return a0 + (age - a0) * (v0 - target) / (v0 - value)
-        previous = (age, value)
-    return None
-
-
 def cultural_transmission(history: list[dict], events: list[dict], arm: str) -> dict | None:
     """Newborns' dev bpb against age in real bytes, beside the founders' at the same age.
 
@@ -102,7 +90,7 @@ def cultural_transmission(history: list[dict], events: list[dict], arm: str) -> 
         target = _at(founder_curve, age)
         if target is None:
             continue
-        needed = crossing_age(mine, target)
+        needed = crossing(mine, target)
         out.append({"member": birth["member"], "family": birth["genome"]["family"],
                     "born_at_bytes": birth["real_bytes"], "age_bytes": age,
                     "founders_bpb_at_age": target, "curve": mine,

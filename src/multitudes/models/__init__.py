@@ -21,3 +21,10 @@ FAMILIES = {
 
 def build(genome) -> nn.Module:
     return FAMILIES[genome.family][0](genome)
+
+
+def detach_state(state):
+    """A recurrent state (a tensor, or a tuple of them for an LSTM) cut from its graph."""
+    if isinstance(state, tuple):
+        return tuple(t.detach() for t in state)
+    return state.detach()

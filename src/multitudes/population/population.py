@@ -11,7 +11,6 @@ state, and what it hears from its peers is detached.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -20,18 +19,12 @@ import torch.nn.functional as F
 from multitudes.runs import distributed
 from multitudes.population import social
 from multitudes.config.schema import SocialConfig, TrainConfig
-from multitudes.runs.distributed import Group
+from multitudes.runs.distributed import Group, autocast_for
 from multitudes.errors import UserError
 from multitudes.config.genome import Genome, member_id
+from multitudes.models import detach_state
 from multitudes.population.member import Member
 from multitudes.population.schedule import lr_at, set_lr
-
-
-def _detach(state):
-    """A recurrent state (a tensor, or a tuple of them for an LSTM) cut from its graph."""
-    if isinstance(state, tuple):
-        return tuple(t.detach() for t in state)
-    return state.detach()
 
 
 def _cpu(obj):
@@ -161,9 +154,7 @@ class Population:
                 and self.real_bytes >= self.social.listen_after)
 
     def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        return autocast_for(self.device)
 
     def step(self, batch: torch.Tensor, continues: bool = False) -> StepStats:
         """One training step of every member on the same batch (B, T+1) of real bytes.
@@ -185,7 +176,7 @@ class Population:
             with m.rng_scope(), self.autocast():
                 if m.stateful:  # truncated BPTT: the state flows in, no gradient flows back
                     logits[i], state = m.model.decode(x, m.state if continues else None)
-                    m.state = _detach(state)
+                    m.state = detach_state(state)
                 else:
                     logits[i] = m.model(x)
         # A sick member (non-finite thoughts) is heard by no one and reborn below.

@@ -9,6 +9,8 @@ import torch
 from multitudes.config.schema import TrainConfig
 from multitudes.config.genome import Genome
 
+BETAS = (0.9, 0.99)  # AdamW's, for training and for adaptive evaluation
+
 
 def make_optimizer(model: torch.nn.Module, genome: Genome) -> torch.optim.AdamW:
     """AdamW; matrices decay, biases, norms and embeddings' 1-d parts do not. The learning
@@ -17,7 +19,7 @@ def make_optimizer(model: torch.nn.Module, genome: Genome) -> torch.optim.AdamW:
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": genome.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.99))
+    return torch.optim.AdamW(groups, lr=0.0, betas=BETAS)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -41,6 +41,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def json_digest(doc) -> str:
+    """sha256 of a JSON document, independent of its key order."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
 def read_json(path: Path, what: str):
     """A JSON file, or a UserError naming it as `what` (missing, unreadable, not JSON)."""
     path = Path(path)

@@ -8,15 +8,13 @@ record is refused, a different thread count is announced.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import sys
 from pathlib import Path
 
 import torch
 
-from multitudes.runs.checkpoint import read_json, write_json_atomic
+from multitudes.runs.checkpoint import json_digest, read_json, write_json_atomic
 from multitudes.config.schema import RunConfig
 from multitudes.config.files import from_dict
 from multitudes.errors import UserError
@@ -46,7 +44,8 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
                             f"not `{command}`")
         if not isinstance(record.get("config"), dict):
             raise UserError(f"--resume {out}: config.json holds no config")
-        if record.get("config_sha256", _digest(record["config"])) != _digest(record["config"]):
+        digest = json_digest(record["config"])
+        if record.get("config_sha256", digest) != digest:
             raise UserError(f"--resume {out}: config.json was edited after the run started; a "
                             f"resume continues the run as it was configured (start a new run "
                             f"for a new config)")
@@ -70,7 +69,7 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
     out.mkdir(parents=True, exist_ok=True)
     config = cfg.to_dict()
     write_json_atomic(record_path, {"command": command, "config": config,
-                                    "config_sha256": _digest(config),
+                                    "config_sha256": json_digest(config),
                                     # CPU results are bit-identical at the same thread count
                                     "threads": torch.get_num_threads()})
     return cfg
@@ -106,11 +105,7 @@ def record_extension(out: Path, cfg: RunConfig) -> None:
         path = Path(out) / name
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     write_json_atomic(Path(out) / "config.json", {**record, "config": cfg.to_dict(),
-                                                  "config_sha256": _digest(cfg.to_dict())})
-
-
-def _digest(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+                                                  "config_sha256": json_digest(cfg.to_dict())})
 
 
 def _holds_work(out: Path) -> bool:

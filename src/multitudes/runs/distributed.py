@@ -245,6 +245,13 @@ def device_for_rank(name: str) -> str:
     return name
 
 
+def autocast_for(device):
+    """bf16 autocast on CUDA; on the CPU every op runs in fp32 as written."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
 def resolve_device(name: str) -> torch.device:
     """The device this process trains on: `auto` is CUDA when there is one (under torchrun,
     the rank's own GPU), else the CPU."""

@@ -18,8 +18,6 @@ both initialisation and nothing else of the recipe.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,6 +174,3 @@ def cells(doc: dict) -> list[Cell]:
                                         _config(doc, [peer], doc["channels"][0], seed, name)))
     return out
 
-
-def digest(doc: dict) -> str:
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()

@@ -20,7 +20,7 @@ from pathlib import Path
 from multitudes.training import protocols as experiment
 from multitudes.study import plan as study
 from multitudes.runs import directory as rundir
-from multitudes.runs.checkpoint import read_json, write_json_atomic
+from multitudes.runs.checkpoint import json_digest, read_json, write_json_atomic
 from multitudes.errors import UserError
 from multitudes.runs.files import lock_run_dir
 
@@ -41,18 +41,18 @@ def open_study(out: Path, doc: dict | None, force: bool) -> dict:
         if not record_path.is_file():
             raise UserError(f"--resume {out}: no study there (no study.json)")
         record = read_json(record_path, "the study's record")
-        if record.get("sha256") != study.digest(record.get("study", {})):
+        if record.get("sha256") != json_digest(record.get("study", {})):
             raise UserError(f"--resume {out}: study.json was edited after the study started")
         study.check(record["study"])
         return record["study"]
     if record_path.is_file() and not force:
         record = read_json(record_path, "the study's record")
-        if record.get("sha256") != study.digest(doc):
+        if record.get("sha256") != json_digest(doc):
             raise UserError(f"{out} holds another study (a different grid or config); use "
                             f"--resume {out} to continue it, or --force to start this one there")
         return doc
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record_path, {"study": doc, "sha256": study.digest(doc)})
+    write_json_atomic(record_path, {"study": doc, "sha256": json_digest(doc)})
     return doc
 
 

@@ -30,6 +30,7 @@ from multitudes.config.schema import RunConfig
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import load_splits
 from multitudes.errors import UserError
+from multitudes.evaluation.curves import crossing
 from multitudes.runs.files import RunFiles
 from multitudes.training.loop import ArmRunner, isolated
 
@@ -77,16 +78,6 @@ def _add_curves(result: dict, runner: ArmRunner) -> None:
     culture = generations.cultural_transmission(runner.history, runner.events, runner.name)
     if culture:
         result["culture"] = culture
-
-
-def crossing(curve: list[tuple[float, float]], target: float) -> float | None:
-    """First x where the piecewise-linear curve of (x, bpb) falls to `target`, or None."""
-    for (x0, y0), (x1, y1) in zip([(None, None)] + curve[:-1], curve):
-        if y1 <= target:
-            if x0 is None or y0 == y1:
-                return x1
-            return x0 + (x1 - x0) * (y0 - target) / (y0 - y1)
-    return None
 
 
 def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
