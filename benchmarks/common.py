@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from multitudes.training import protocols as experiment
+from multitudes.training import protocols
 from multitudes.config.files import load
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import load_splits, make_stream
@@ -73,5 +73,5 @@ def alone_dev_bpb(cfg, member, real_bytes: int) -> float:
                   train=replace(cfg.train, real_bytes=real_bytes, checkpoint_every=0,
                                 eval_every=10**9))
     with tempfile.TemporaryDirectory() as tmp:
-        res = experiment.run_train(one, Path(tmp), progress=False)
+        res = protocols.run_train(one, Path(tmp), progress=False)
     return res["arms"]["isolated"]["curve"][-1]["best_bpb"]

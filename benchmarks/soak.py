@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from multitudes.training import protocols as experiment
+from multitudes.training import protocols
 
 
 def multitudes(*args: str) -> list[str]:
@@ -28,7 +28,7 @@ def multitudes(*args: str) -> list[str]:
 
 def numbers(run: Path) -> dict:
     results = json.loads((run / "results.json").read_text())
-    return {"arms": experiment.numbers(results),
+    return {"arms": protocols.numbers(results),
             "data_efficiency": results.get("data_efficiency")}
 
 

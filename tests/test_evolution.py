@@ -98,20 +98,20 @@ def test_replay_follows_the_lineage_not_the_generator(text_file, tmp_path):
     import json
 
     from multitudes.config import files as config_files
-    from multitudes.training import protocols as experiment
+    from multitudes.training import protocols
     from multitudes.runs import directory as rundir
 
     def run(out, seed, replay=None):
         cfg = config_files.load("debug", None, [f"data.corpus='file:{text_file}'",
                                           f"evolution.seed={seed}"])
         rundir.prepare_run_dir(out, "train", cfg, False, False)
-        return experiment.run_train(cfg, out, progress=False, replay=replay)
+        return protocols.run_train(cfg, out, progress=False, replay=replay)
 
     a, b = run(tmp_path / "a", 0), run(tmp_path / "b", 7)
-    assert experiment.numbers(a) != experiment.numbers(b)  # other seed, other births
+    assert protocols.numbers(a) != protocols.numbers(b)  # other seed, other births
     rows_b = [json.loads(x) for x in (tmp_path / "b" / "lineage.jsonl").read_text().splitlines()]
     replayed = run(tmp_path / "c", 0, replay=rows_b)  # seed 0, but b's births and deaths
-    assert experiment.numbers(replayed) == experiment.numbers(b)
+    assert protocols.numbers(replayed) == protocols.numbers(b)
     rows_c = [json.loads(x) for x in (tmp_path / "c" / "lineage.jsonl").read_text().splitlines()]
     assert rows_c == rows_b
 

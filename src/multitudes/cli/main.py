@@ -113,7 +113,7 @@ def compare(**options) -> None:
 
 def _run(command: str, preset, config_file, overrides, out, resume_dir, force, quiet) -> None:
     """`train` or `compare`, as the user runs it: the members, the run, the result table."""
-    from multitudes.training import protocols as experiment
+    from multitudes.training import protocols
     from multitudes.config import genome
     from multitudes.report import page as report
     from multitudes.runs.files import RunFiles
@@ -122,8 +122,7 @@ def _run(command: str, preset, config_file, overrides, out, resume_dir, force, q
                                         resume_dir, force)
     files = RunFiles(out, group)
     files.say(genome.describe(cfg.members))
-    run = experiment.run_train if command == "train" else experiment.run_compare
-    results = run(cfg, out, resume, progress=not quiet, group=group)
+    results = protocols.run(command, cfg, out, resume, progress=not quiet, group=group)
     files.say(report.table(results))
     if command == "compare":
         files.say(f"report: {files.on_main(lambda: report.write_html(out))}")
@@ -197,7 +196,7 @@ def lineage_cmd(run_dir) -> None:
 def replay(run_dir, out, force, quiet) -> None:
     """Re-run a finished run with its recorded births and deaths; check the numbers agree."""
     from multitudes.runs import distributed
-    from multitudes.training import protocols as experiment
+    from multitudes.training import protocols
     from multitudes.evolution import lineage
     from multitudes.report import page as report
     from multitudes.runs import directory as rundir
@@ -209,12 +208,11 @@ def replay(run_dir, out, force, quiet) -> None:
     record, original = rundir.read_finished_run(run_dir)
     out = Path(out or f"{run_dir}-replay")
     cfg = rundir.prepare_run_dir(out, record["command"], record["cfg"], False, force)
-    run = experiment.run_train if record["command"] == "train" else experiment.run_compare
-    results = run(cfg, out, progress=not quiet, replay=rows)
+    results = protocols.run(record["command"], cfg, out, progress=not quiet, replay=rows)
     if record["command"] == "compare":
         report.write_html(out)
     click.echo(report.table(results))
-    same = experiment.numbers(results) == experiment.numbers(original)
+    same = protocols.numbers(results) == protocols.numbers(original)
     click.echo(f"replay of {run_dir} in {out}: "
                + ("the same numbers, bit for bit" if same else "DIFFERENT numbers"))
     if not same:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from multitudes.training import protocols as experiment
+from multitudes.training import protocols
 from multitudes.study import plan as study
 from multitudes.runs import directory as rundir
 from multitudes.runs.checkpoint import json_digest, read_json, write_json_atomic
@@ -66,8 +66,7 @@ def run_cell(cell: study.Cell, cell_dir: Path, force: bool, progress: bool) -> d
         raise UserError(f"cell {cell_dir} holds a run of another config; --force restarts it")
     cfg = rundir.prepare_run_dir(cell_dir, cell.command, None if resume else cell.cfg, resume,
                                  force=True)
-    run = experiment.run_compare if cell.command == "compare" else experiment.run_train
-    return run(cfg, cell_dir, resume=resume, progress=progress)
+    return protocols.run(cell.command, cfg, cell_dir, resume=resume, progress=progress)
 
 
 def _claim(cell_dir: Path) -> bool:

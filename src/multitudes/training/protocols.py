@@ -21,18 +21,81 @@ reached).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from multitudes.evolution import generations
 from multitudes.evaluation import yardsticks
 from multitudes.runs.distributed import Group
-from multitudes.config.schema import RunConfig
+from multitudes.config.schema import CompareConfig, EvolutionConfig, RunConfig, SocialConfig
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import load_splits
 from multitudes.errors import UserError
 from multitudes.evaluation.curves import crossing
 from multitudes.runs.files import RunFiles
 from multitudes.training.loop import ArmRunner, isolated
+
+
+ROLES = ("measured", "reference")  # an arm whose gain is measured, or the curve that measures it
+
+
+@dataclass(frozen=True)
+class ArmPlan:
+    """One arm of a run: what it is called, how its members talk and evolve, what it reads, and
+    its role in the comparison. Every arm starts from the same genomes and seeds."""
+    name: str
+    social: SocialConfig
+    total_bytes: int  # the length its schedule plans for
+    role: str = "measured"  # "measured": its gain is reported; "reference": the isolated curve
+    unique_bytes: int = 0  # data-limited: the training split cut to this many bytes (0: all)
+    evolution: EvolutionConfig | None = None
+
+    def __post_init__(self) -> None:
+        assert self.role in ROLES, self.role
+
+
+def plan_train(cfg: RunConfig) -> ArmPlan:
+    """`train`: one arm, social when its members talk to each other."""
+    talks = cfg.social.channel != "none" or cfg.social.language_every > 0
+    name = "social" if talks and len(cfg.members) > 1 else "isolated"
+    return ArmPlan(name, cfg.social, cfg.train.real_bytes, unique_bytes=cfg.data.unique_bytes,
+                   evolution=cfg.evolution)
+
+
+def plan_compare(cfg: RunConfig) -> list[ArmPlan]:
+    """`compare`: the social arm (and social+evolution in the ablation), then the isolated
+    reference: read on to M x N (stream), or trained on U, 2U and 4U unique bytes (data-limited)."""
+    N, alone = cfg.train.real_bytes, isolated(cfg.social)
+    if cfg.compare.evolution_ablation:
+        measured = [ArmPlan("social", cfg.social, N), ArmPlan("social+evolution", cfg.social, N,
+                                                              evolution=cfg.evolution)]
+    else:
+        measured = [ArmPlan("social", cfg.social, N, evolution=cfg.evolution)]
+    if cfg.regime == "stream":
+        return measured + [ArmPlan("isolated", alone, int(N * cfg.compare.multiplier),
+                                   role="reference")]
+    U = cfg.data.unique_bytes
+    return [replace(p, unique_bytes=U) for p in measured] + [
+        ArmPlan(f"isolated{f'-{k}U' if k > 1 else ''}", alone, N, role="reference",
+                unique_bytes=k * U) for k in UNIQUE_MULTIPLES]
+
+
+UNIQUE_MULTIPLES = (1, 2, 4)  # data-limited: the isolated reference reads U, 2U and 4U
+
+
+def runner_for(plan: ArmPlan, cfg: RunConfig, splits: dict, files: RunFiles,
+               replay: list[dict] | None, branching: bool = False) -> ArmRunner:
+    return ArmRunner(cfg, splits, files, name=plan.name, social=plan.social,
+                     total_bytes=plan.total_bytes, unique_bytes=plan.unique_bytes,
+                     evolution=plan.evolution, replay=replay, branching=branching)
+
+
+def run(command: str, cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
+        replay: list[dict] | None = None, group: Group | None = None) -> dict:
+    """`train` or `compare` (the one dispatch of the command line, replay and the study)."""
+    protocol = {"train": run_train, "compare": run_compare}[command]
+    return protocol(cfg, out, resume, progress, replay, group)
+
 
 def numbers(results: dict) -> dict:
     """What a replay or a resume must reproduce: every member's valid and test bpb."""
@@ -44,11 +107,8 @@ def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
               replay: list[dict] | None = None, group: Group | None = None) -> dict:
     files = RunFiles(out, group, progress)
     splits = load_splits(resolve(cfg.data.corpus))
-    talks = cfg.social.channel != "none" or cfg.social.language_every > 0
-    arm = "social" if talks and len(cfg.members) > 1 else "isolated"
-    runner = ArmRunner(cfg, splits, files, name=arm, social=cfg.social,
-                       total_bytes=cfg.train.real_bytes, unique_bytes=cfg.data.unique_bytes,
-                       evolution=cfg.evolution, replay=replay)
+    plan = plan_train(cfg)
+    runner = runner_for(plan, cfg, splits, files, replay)
     if resume:
         runner.try_resume()
     files.rewrite_logs(runner.history, runner.events)
@@ -59,7 +119,7 @@ def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     results = {"command": "train", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": result["real_bytes"],
                "yardsticks": _yardsticks(runner, result["real_bytes"]),
-               "arms": {arm: result}}
+               "arms": {plan.name: result}}
     files.write_results(results)
     return results
 
@@ -89,22 +149,12 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
                         "schedule")
     splits = load_splits(resolve(cfg.data.corpus))
     N = cfg.train.real_bytes
-    ablation = cfg.compare.evolution_ablation
-    socials = [("social", None if ablation else cfg.evolution)] + (
-        [("social+evolution", cfg.evolution)] if ablation else [])
-    if cfg.regime == "stream":
-        plan = [(name, cfg.social, N, 0, evo) for name, evo in socials] + [
-            ("isolated", isolated(cfg.social), int(N * cfg.compare.multiplier), 0, None)]
-    else:
-        U = cfg.data.unique_bytes
-        plan = [(name, cfg.social, N, U, evo) for name, evo in socials] + [
-            (f"isolated{f'-{k}U' if k > 1 else ''}", isolated(cfg.social), N, k * U, None)
-            for k in (1, 2, 4)]
+    plans = plan_compare(cfg)
+    # stream + wsd: the isolated reference's finished runs branch off its stable trunk
     branching = cfg.regime == "stream" and cfg.train.schedule == "wsd"
-    runners = [ArmRunner(cfg, splits, files, name=name, social=social, total_bytes=total,
-                         unique_bytes=unique, evolution=evo, replay=replay,
-                         branching=branching and name == "isolated")
-               for name, social, total, unique, evo in plan]
+    runners = [runner_for(p, cfg, splits, files, replay, branching and p.role == "reference")
+               for p in plans]
+    measured = [r for r, p in zip(runners, plans) if p.role == "measured"]
     if resume:
         for runner in runners:
             runner.try_resume()
@@ -118,20 +168,23 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
             runner.run_until(N)
         arms[runner.name] = runner.milestone()
     if cfg.regime == "stream":  # read on only as far as the multipliers need
-        social_bpb = min(r.history[-1]["best_dev_bpb"] for r in runners if r.name in
-                         dict(socials))
-        _read_on(runners[-1], N, cfg.compare, social_bpb)
+        social_bpb = min(r.history[-1]["best_dev_bpb"] for r in measured)
+        reference = next(r for r, p in zip(runners, plans) if p.role == "reference")
+        _read_on(reference, N, cfg.compare, social_bpb)
     files.close()
     for runner in runners:
         _add_curves(arms[runner.name], runner)
         if runner.finished:
             arms[runner.name]["finished"] = runner.finished
 
+    references = [p for p in plans if p.role == "reference"]
+
     def efficiency_of(arm: str) -> dict:
         return (_stream_efficiency(arms, N, cfg.compare.multiplier, arm)
-                if cfg.regime == "stream" else _unique_efficiency(arms, cfg.data.unique_bytes, arm))
+                if cfg.regime == "stream" else
+                _unique_efficiency(arms, cfg.data.unique_bytes, references, arm))
     efficiency = efficiency_of("social")
-    if ablation:
+    if "social+evolution" in arms:
         efficiency["evolution_data_efficiency"] = efficiency_of("social+evolution")
     results = {"command": "compare", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": N, **efficiency,
@@ -140,7 +193,7 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     return results
 
 
-def _read_on(runner: ArmRunner, N: int, compare, target: float) -> None:
+def _read_on(runner: ArmRunner, N: int, compare: CompareConfig, target: float) -> None:
     """The isolated arm reads on until its best member reaches `target`, or to M x N: along its
     curve (`constant`), or through finished runs branched off its trunk (`wsd`)."""
     M = compare.multiplier
@@ -175,13 +228,14 @@ def _stream_efficiency(arms: dict, N: int, M: float, arm: str = "social") -> dic
                                      "social arm's best dev bpb at equal bytes, / real bytes"}
 
 
-def _unique_efficiency(arms: dict, U: int, arm: str = "social") -> dict:
+def _unique_efficiency(arms: dict, U: int, references: list[ArmPlan], arm: str = "social"
+                       ) -> dict:
     target = arms[arm]["best_valid_bpb"]
-    points = [(math.log(k), arms[name]["best_valid_bpb"])
-              for k, name in ((1, "isolated"), (2, "isolated-2U"), (4, "isolated-4U"))]
+    points = [(math.log(p.unique_bytes / U), arms[p.name]["best_valid_bpb"]) for p in references]
     needed = crossing(points, target)
     return {"data_efficiency": math.exp(needed) if needed is not None else None,
-            "data_efficiency_reached": needed is not None, "data_efficiency_bound": 4,
+            "data_efficiency_reached": needed is not None,
+            "data_efficiency_bound": references[-1].unique_bytes // U,
             "data_efficiency_at_most": points[0][1] < target,  # isolated on U already better
             "data_efficiency_basis": "unique training bytes the isolated arm needs to reach the "
                                      "social arm's best valid bpb (interpolated in log U), / U"}
