@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from multitudes.runs import distributed
 from multitudes.population import social
@@ -169,8 +168,38 @@ class Population:
             stats.generated_bytes = self._speak(x)
 
         mine = [i for i, m in enumerate(self.members) if self.owns(m)]
+        logits = self._perceive(mine, x, continues)
+        # A sick member (non-finite thoughts) is heard by no one and reborn below.
+        healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
+        targets = self._consensus(logits, healthy) if self.listening else {}
+
+        for i in mine:
+            m = self.members[i]
+            problem = None if healthy[i] else "non-finite logits"
+            if problem is None:
+                losses = self._losses(m, logits[i], y, targets.get(i))
+                stats.listen_loss += [losses.listen.item()] if losses.listen is not None else []
+                stats.language_loss += ([losses.language.item()]
+                                        if losses.language is not None else [])
+                m.flops += m.flops_per_byte * x.numel()
+                problem = self._update(m, losses.total(m.alpha, self.social.beta))
+            if problem:
+                self._reset(m, problem)
+                stats.data_loss.append(float("nan"))
+                continue
+            m.last_loss = losses.data.item()
+            m.childhood_left = max(0, m.childhood_left - 1)
+            stats.data_loss.append(m.last_loss)
+        self.steps += 1
+        self.real_bytes += x.numel()
+        self.generated_bytes += stats.generated_bytes
+        return stats
+
+    def _perceive(self, mine: list[int], x: torch.Tensor, continues: bool
+                  ) -> dict[int, torch.Tensor]:
+        """Every member this rank owns reads the real bytes on its own: its logits (B, T, 256)."""
         logits = {}
-        for i in mine:  # every member perceives the data on its own
+        for i in mine:
             m = self.members[i]
             m.model.train()
             with m.rng_scope(), self.autocast():
@@ -179,45 +208,22 @@ class Population:
                     m.state = detach_state(state)
                 else:
                     logits[i] = m.model(x)
-        # A sick member (non-finite thoughts) is heard by no one and reborn below.
-        healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
-        targets = {}
-        if self.listening:
-            targets = self._consensus(logits, healthy)
+        return logits
 
-        for i in mine:
-            m, z, q, ok = self.members[i], logits[i], targets.get(i), healthy[i]
-            if not ok:
-                self._reset(m, "non-finite logits")
-                stats.data_loss.append(float("nan"))
-                continue
-            data_loss = F.cross_entropy(z.float().reshape(-1, z.shape[-1]), y.reshape(-1))
-            loss = data_loss
-            if q is not None and m.alpha > 0:
-                heard = social.listen_loss(z, q, m.genome.tau)
-                loss = loss + m.alpha * heard
-                stats.listen_loss.append(heard.item())
-            texts = (self.culture.sample(m.id, self.social.language_batch, self.generator)
-                     if self.social.language_every and self.social.beta > 0 else [])
-            if texts:
-                with m.rng_scope(), self.autocast():
-                    read = social.language_loss(m.model, texts, self.device)
-                loss = loss + self.social.beta * read
-                stats.language_loss.append(read.item())
-                m.flops += m.flops_per_byte * sum(len(t.tokens) - 1 for t in texts)
-            m.flops += m.flops_per_byte * x.numel()
-            problem = self._update(m, loss)
-            if problem:
-                self._reset(m, problem)
-                stats.data_loss.append(float("nan"))
-                continue
-            m.last_loss = data_loss.item()
-            m.childhood_left = max(0, m.childhood_left - 1)
-            stats.data_loss.append(m.last_loss)
-        self.steps += 1
-        self.real_bytes += x.numel()
-        self.generated_bytes += stats.generated_bytes
-        return stats
+    def _losses(self, m: Member, z: torch.Tensor, y: torch.Tensor,
+                target: torch.Tensor | None) -> social.MemberLoss:
+        """What member m learns from this step: the bytes, the consensus it hears (when it
+        listens), and the peers' texts it reads (language channel); social.py's losses."""
+        losses = social.MemberLoss(social.data_loss(z, y))
+        if target is not None and m.alpha > 0:
+            losses.listen = social.listen_loss(z, target, m.genome.tau)
+        texts = (self.culture.sample(m.id, self.social.language_batch, self.generator)
+                 if self.social.language_every and self.social.beta > 0 else [])
+        if texts:
+            with m.rng_scope(), self.autocast():
+                losses.language = social.language_loss(m.model, texts, self.device)
+            m.flops += m.flops_per_byte * sum(len(t.tokens) - 1 for t in texts)
+        return losses
 
     def _consensus(self, logits: dict[int, torch.Tensor], healthy: dict[int, bool]
                    ) -> dict[int, torch.Tensor | None]:

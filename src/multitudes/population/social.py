@@ -95,6 +95,28 @@ def consensus(probs: list[torch.Tensor], weights: torch.Tensor | None,
     return out
 
 
+def data_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the real next bytes (B, T) under a member's logits (B, T, 256)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+@dataclass
+class MemberLoss:
+    """A member's objective at one step, by part: each a scalar tensor, None when not heard."""
+    data: torch.Tensor  # the real bytes
+    listen: torch.Tensor | None = None  # its peers' consensus (logit channel)
+    language: torch.Tensor | None = None  # its peers' texts (language channel)
+
+    def total(self, alpha: float, beta: float) -> torch.Tensor:
+        """data + alpha * listen + beta * language, in that order."""
+        loss = self.data
+        if self.listen is not None:
+            loss = loss + alpha * self.listen
+        if self.language is not None:
+            loss = loss + beta * self.language
+        return loss
+
+
 def listen_loss(logits: torch.Tensor, target: torch.Tensor, tau: float) -> torch.Tensor:
     """tau^2 * CE(target, softmax(logits / tau)), averaged over positions."""
     log_q = F.log_softmax(logits.float() / tau, dim=-1)
