@@ -74,4 +74,4 @@ def alone_dev_bpb(cfg, member, real_bytes: int) -> float:
                                 eval_every=10**9))
     with tempfile.TemporaryDirectory() as tmp:
         res = protocols.run_train(one, Path(tmp), progress=False)
-    return res["arms"]["isolated"]["curve"][-1]["best_bpb"]
+    return res["arms"]["isolated"]["curve"][-1]["best_dev_bpb"]

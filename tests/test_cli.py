@@ -202,7 +202,7 @@ def test_compare_writes_results_and_report(tmp_path):
     # wsd: the isolated arm reads on through finished runs (cooldowns off its trunk) until one
     # reaches the social arm's dev bpb, M x N at most
     finished = results["arms"]["isolated"]["finished"]
-    social_bpb, N = results["arms"]["social"]["curve"][-1]["best_bpb"], 16384
+    social_bpb, N = results["arms"]["social"]["curve"][-1]["best_dev_bpb"], 16384
     assert finished[0]["real_bytes"] == N
     assert [p["best_dev_bpb"] <= social_bpb for p in finished[:-1]] == [False] * (len(finished) - 1)
     assert finished[-1]["best_dev_bpb"] <= social_bpb or finished[-1]["real_bytes"] == 2 * N
@@ -228,6 +228,24 @@ def test_compare_writes_results_and_report(tmp_path):
     (out / "report.html").unlink()
     cli("report", out)
     assert (out / "report.html").is_file()
+    # results.json speaks the run loop's vocabulary (schema 2); a schema-1 file (its curve's
+    # best_bpb and consensus_bpb) is read as schema 2, a newer one refused in one line
+    assert results["schema"] == 2
+    assert results["arms"]["social"]["curve"][-1]["best_dev_bpb"] == min(
+        r["best_dev_bpb"] for r in map(json.loads, (out / "metrics.jsonl").open())
+        if r["arm"] == "social" and r["real_bytes"] == N)
+    old = json.loads(json.dumps({k: v for k, v in results.items() if k != "schema"}))
+    for arm in old["arms"].values():
+        arm["curve"] = [{{"best_dev_bpb": "best_bpb", "consensus_dev_bpb": "consensus_bpb"}
+                         .get(k, k): v for k, v in point.items()} for point in arm["curve"]]
+    (out / "results.json").write_text(json.dumps(old))
+    from multitudes.runs.results import read
+    assert read(out / "results.json") == results
+    page = (out / "report.html").read_text()
+    cli("report", out)
+    assert (out / "report.html").read_text() == page
+    (out / "results.json").write_text(json.dumps({**results, "schema": 3}))
+    one_line_error(cli("report", out, check=False), "schema 3")
 
 
 def one_line_error(result, needle):

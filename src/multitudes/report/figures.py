@@ -69,7 +69,7 @@ def figures(results: dict) -> list[tuple[str, str]]:
                 ys = [r["members"].get(mid, float("nan")) for r in part]
                 ax.plot(xs, ys, styles.get(arm, ":"), color=colour[mid], marker=".", ms=3,
                         alpha=0.75, label=None if n else f"{arm} {mid}")  # a lone point shows
-            ax.plot(xs, [r["consensus_bpb"] for r in part], styles.get(arm, ":"),
+            ax.plot(xs, [r["consensus_dev_bpb"] for r in part], styles.get(arm, ":"),
                     color="black", lw=2, label=None if n else f"{arm} consensus")
     ax.axvline(results["real_bytes"], color="grey", lw=0.8)
     _draw_yardsticks(ax, results)
@@ -106,7 +106,7 @@ def figures(results: dict) -> list[tuple[str, str]]:
         if iso and soc:
             fig, ax = plt.subplots(figsize=(8, 4.5))
             trunk = [r for r in iso if "branch" not in r]
-            ax.plot([r["real_bytes"] for r in trunk], [r["best_bpb"] for r in trunk], "--",
+            ax.plot([r["real_bytes"] for r in trunk], [r["best_dev_bpb"] for r in trunk], "--",
                     color="grey", label="isolated, best member"
                     + (" (stable trunk)" if len(trunk) < len(iso) else ""))
             finished = results["arms"]["isolated"].get("finished") or []
@@ -114,9 +114,9 @@ def figures(results: dict) -> list[tuple[str, str]]:
                 ax.plot([p["real_bytes"] for p in finished],
                         [p["best_dev_bpb"] for p in finished], "o-", color="tab:blue",
                         label="isolated, finished runs (cooldowns off the trunk)")
-            ax.plot([r["real_bytes"] for r in soc], [r["best_bpb"] for r in soc], "-",
+            ax.plot([r["real_bytes"] for r in soc], [r["best_dev_bpb"] for r in soc], "-",
                     color="black", label="social, best member")
-            target = next(r["best_bpb"] for r in soc if r["real_bytes"] >= results["real_bytes"])
+            target = next(r["best_dev_bpb"] for r in soc if r["real_bytes"] >= results["real_bytes"])
             ax.axhline(target, color="black", lw=0.6)
             _draw_yardsticks(ax, results)
             if results.get("data_efficiency_reached"):

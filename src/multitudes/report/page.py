@@ -11,7 +11,7 @@ import html
 import json
 from pathlib import Path
 
-from multitudes.runs.checkpoint import read_json
+from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
 from multitudes.report.figures import efficiency_text, figures
 
@@ -66,7 +66,7 @@ def write_html(run_dir: Path, figures_dir: Path | None = None) -> Path:
     path = run_dir / "results.json"
     if not path.is_file():
         raise UserError(f"{run_dir} holds no results.json: the run has not finished")
-    results = read_json(path, "run results")
+    results = read_results(path)
     lineage_file = run_dir / "lineage.jsonl"
     if lineage_file.is_file():
         results["lineage"] = [json.loads(x) for x in lineage_file.read_text().splitlines()]

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from multitudes.runs.checkpoint import json_digest, read_json, write_json_atomic
+from multitudes.runs.results import read as read_results
 from multitudes.config.schema import RunConfig
 from multitudes.config.files import from_dict
 from multitudes.errors import UserError
@@ -126,7 +127,7 @@ def read_finished_run(run_dir: Path) -> tuple[dict, dict]:
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir} is not a finished run: {name} is missing")
     record = read_json(run_dir / "config.json", "the run's config")
-    results = read_json(run_dir / "results.json", "the run's results")
+    results = read_results(run_dir / "results.json", "the run's results")
     if "config" not in record or "command" not in record:
         raise UserError(f"{run_dir}/config.json is not a run's config record")
     cfg = from_dict(record["config"])

@@ -21,6 +21,7 @@ from multitudes.training import protocols
 from multitudes.study import plan as study
 from multitudes.runs import directory as rundir
 from multitudes.runs.checkpoint import json_digest, read_json, write_json_atomic
+from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
 from multitudes.runs.files import lock_run_dir
 
@@ -102,7 +103,7 @@ def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
             say(f"[{i}/{len(plan)}] {cell.name}: another worker runs it; on to the next")
             continue
         if (cell_dir / "results.json").is_file() and not force:  # finished meanwhile
-            results = read_json(cell_dir / "results.json", f"cell {cell.name}'s results")
+            results = read_results(cell_dir / "results.json", f"cell {cell.name}'s results")
         else:
             say(f"[{i}/{len(plan)}] {cell.name}: {cell.command}, "
                 f"{len(cell.cfg.members)} member(s)")

@@ -26,6 +26,7 @@ from multitudes.data.splits import make_stream
 from multitudes.runs.distributed import resolve_device
 from multitudes.population.population import Population
 from multitudes.runs.files import RunFiles
+from multitudes.runs.results import DevPoint, FinishedRun
 from multitudes.training.scoring import LN2, Scoring
 
 class ArmRunner:
@@ -57,7 +58,7 @@ class ArmRunner:
         if wsd and not self.branching:  # one run, cooled down at its end
             self.pop.horizon = self.pop.total_steps
         self.in_branch = False  # a cooldown branch is not checkpointed: a resume redoes it
-        self.finished: list[dict] = []  # finished runs: {"real_bytes", "best_dev_bpb", ...}
+        self.finished: list[FinishedRun] = []  # `wsd`: the finished runs off the trunk
         self.history: list[dict] = []  # the dev evaluations, as in metrics.jsonl
         self.events: list[dict] = self.births.founders(self.pop)  # births, deaths, resets
 
@@ -119,7 +120,7 @@ class ArmRunner:
         horizon = self.stream.steps_for(real_bytes)
         return horizon - max(1, round(self.cfg.train.cooldown * horizon))
 
-    def finish_branch(self, real_bytes: int, at_end=None) -> dict:
+    def finish_branch(self, real_bytes: int, at_end=None) -> FinishedRun:
         """A finished `wsd` run of `real_bytes`, branched off the stable trunk.
 
         The trunk trains to the cooldown's start and is checkpointed there; the cooldown runs
@@ -127,17 +128,13 @@ class ArmRunner:
         milestone), then the arm returns to the trunk checkpoint. The dev rows of the branch
         stay in the history; the finished point is kept in `self.finished`.
         """
-        done = next((p for p in self.finished if p["target"] == real_bytes), None)
+        done = next((p for p in self.finished if p.target == real_bytes), None)
         if done is not None:  # finished before a kill
             return done
         self.run_until(self.cooldown_start(real_bytes) * self.stream.bytes_per_batch)
         self.pop.horizon, self.in_branch = self.stream.steps_for(real_bytes), True
         self.run_until(real_bytes)
-        row = self.history[-1]
-        point = {"target": real_bytes, "real_bytes": self.pop.real_bytes,
-                 "best_dev_bpb": row["best_dev_bpb"],
-                 "consensus_dev_bpb": row["consensus_dev_bpb"], "step": self.pop.steps,
-                 "members": {k: v["dev_bpb"] for k, v in row["members"].items()}}
+        point = FinishedRun.of_row(real_bytes, self.history[-1], self.pop.steps)
         if at_end is not None:
             at_end(self)
         history = self.history
@@ -156,7 +153,7 @@ class ArmRunner:
             return
         self.checkpoints.save(self.pop.steps, lambda path: runstate.save_arm(
             path, self.pop, self.stream, self.history, self.scoring.best, self.events,
-            self.cfg.members, {**self.births.state(), "finished": self.finished}))
+            self.cfg.members, {**self.births.state(), "finished": [p.to_json() for p in self.finished]}))
 
     def try_resume(self) -> bool:
         """Restore the latest checkpoint, if there is one."""
@@ -167,7 +164,7 @@ class ArmRunner:
             path, self.pop, self.stream, self.cfg.members)
         self.pop.sync()
         self.births.load_state(extra)
-        self.finished = extra.get("finished", [])
+        self.finished = [FinishedRun(**p) for p in extra.get("finished", [])]
         return True
 
     def _record_events(self, bar=None) -> None:
@@ -186,12 +183,8 @@ class ArmRunner:
         self.events.extend(rows)
         self.files.append_lineage(rows)
 
-    def curve(self) -> list[dict]:
-        return [{"real_bytes": r["real_bytes"], "best_bpb": r["best_dev_bpb"],
-                 "consensus_bpb": r["consensus_dev_bpb"],
-                 "members": {k: v["dev_bpb"] for k, v in r["members"].items()},
-                 **({"branch": r["branch"]} if "branch" in r else {})}
-                for r in self.history]
+    def curve(self) -> list[DevPoint]:
+        return [DevPoint.of_row(r) for r in self.history]
 
 
 def isolated(social: SocialConfig) -> SocialConfig:

@@ -33,6 +33,7 @@ from multitudes.data.splits import load_splits
 from multitudes.errors import UserError
 from multitudes.evaluation.curves import crossing
 from multitudes.runs.files import RunFiles
+from multitudes.runs.results import SCHEMA
 from multitudes.training.loop import ArmRunner, isolated
 
 
@@ -116,7 +117,7 @@ def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
     files.close()
     result = runner.milestone()
     _add_curves(result, runner)
-    results = {"command": "train", "preset": cfg.name, "regime": cfg.regime,
+    results = {"schema": SCHEMA, "command": "train", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": result["real_bytes"],
                "yardsticks": _yardsticks(runner, result["real_bytes"]),
                "arms": {plan.name: result}}
@@ -134,7 +135,7 @@ def _yardsticks(runner: ArmRunner, real_bytes: int) -> dict:
 
 def _add_curves(result: dict, runner: ArmRunner) -> None:
     """An arm's dev curve and, when it evolved, its newborns' against the founders'."""
-    result["curve"] = runner.curve()
+    result["curve"] = [p.to_json() for p in runner.curve()]
     culture = generations.cultural_transmission(runner.history, runner.events, runner.name)
     if culture:
         result["culture"] = culture
@@ -175,7 +176,7 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     for runner in runners:
         _add_curves(arms[runner.name], runner)
         if runner.finished:
-            arms[runner.name]["finished"] = runner.finished
+            arms[runner.name]["finished"] = [p.to_json() for p in runner.finished]
 
     references = [p for p in plans if p.role == "reference"]
 
@@ -186,7 +187,7 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     efficiency = efficiency_of("social")
     if "social+evolution" in arms:
         efficiency["evolution_data_efficiency"] = efficiency_of("social+evolution")
-    results = {"command": "compare", "preset": cfg.name, "regime": cfg.regime,
+    results = {"schema": SCHEMA, "command": "compare", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": N, **efficiency,
                "yardsticks": _yardsticks(runners[0], N), "arms": arms}
     files.write_results(results)
@@ -201,18 +202,18 @@ def _read_on(runner: ArmRunner, N: int, compare: CompareConfig, target: float) -
         runner.run_until(int(N * M), stop_below=target)
         return
     for j in range(1, compare.read_on_points + 1):
-        if runner.finished[-1]["best_dev_bpb"] <= target:
+        if runner.finished[-1].best_dev_bpb <= target:
             return
         runner.finish_branch(int(N * (1 + j * (M - 1) / compare.read_on_points)))
 
 
 def _stream_efficiency(arms: dict, N: int, M: float, arm: str = "social") -> dict:
-    social_bpb = next(r for r in arms[arm]["curve"] if r["real_bytes"] >= N)["best_bpb"]
+    social_bpb = next(r for r in arms[arm]["curve"] if r["real_bytes"] >= N)["best_dev_bpb"]
     finished = "finished" in arms["isolated"]
     if finished:  # `wsd`: only finished runs count
         curve = [(p["real_bytes"], p["best_dev_bpb"]) for p in arms["isolated"]["finished"]]
     else:
-        curve = [(r["real_bytes"], r["best_bpb"]) for r in arms["isolated"]["curve"]]
+        curve = [(r["real_bytes"], r["best_dev_bpb"]) for r in arms["isolated"]["curve"]]
     needed = crossing(curve, social_bpb)
     return {"data_efficiency": needed / N if needed else None,
             "data_efficiency_reached": needed is not None, "data_efficiency_bound": M,
