@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import math
 import statistics
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from multitudes.runs.checkpoint import read_json, write_json_atomic
@@ -49,12 +50,43 @@ def _multiplier_text(results: dict) -> str:
 
 
 # what every row has (wall_seconds and inference only where measured)
-ROW_KEYS = frozenset({
-    "cell", "kind", "mix", "size", "family", "K", "channel", "seed", "params", "multiplier",
-    "multiplier_flag", "social_best_test_bpb", "social_consensus_test_bpb",
-    "isolated_best_test_bpb", "isolated_consensus_test_bpb", "best_gain_test_bpb",
-    "consensus_gain_test_bpb", "social_train_flops", "isolated_train_flops",
-    "yardsticks_test_given"})
+@dataclass(frozen=True)
+class CellRow:
+    """One cell's numbers in scale.json: the test bpb of each arm's best member and consensus,
+    the gains, the multiplier (read on the dev slice), the compute and the yardsticks."""
+    cell: str
+    kind: str
+    mix: str
+    size: str
+    family: str | None  # K = 1: the lone member's family
+    K: int
+    channel: str
+    seed: int
+    params: int
+    multiplier: float | None
+    multiplier_flag: str
+    social_best_test_bpb: float
+    social_consensus_test_bpb: float
+    isolated_best_test_bpb: float
+    isolated_consensus_test_bpb: float
+    best_gain_test_bpb: float
+    consensus_gain_test_bpb: float
+    social_train_flops: float
+    isolated_train_flops: float
+    yardsticks_test_given: dict
+    wall_seconds: float | None = None  # the cell's wall time, when recorded
+    inference: dict | None = None  # the inference-time axis, when measured
+
+    def to_json(self) -> dict:
+        row = asdict(self)
+        for optional in ("wall_seconds", "inference"):
+            if row[optional] is None:
+                del row[optional]
+        return row
+
+
+# the keys every row has (a merged scale.json's rows are checked against them)
+ROW_KEYS = frozenset(f.name for f in fields(CellRow) if f.default is MISSING)
 
 
 def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
@@ -62,28 +94,26 @@ def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
     iso = arms["isolated"]
     soc = arms.get("social", iso)
     value, flag = _multiplier(results)
-    out = {"cell": cell.name, "kind": cell.kind, "mix": cell.mix, "size": cell.size,
-           "family": iso["members"][0]["family"] if cell.K == 1 else None,
-           "K": cell.K, "channel": cell.channel, "seed": cell.seed,
-           "params": sum(m["params"] for m in iso["members"]),
-           "multiplier": value, "multiplier_flag": flag,
-           "social_best_test_bpb": soc["best_test_bpb"],
-           "social_consensus_test_bpb": soc["consensus_test_bpb"],
-           "isolated_best_test_bpb": iso["best_test_bpb"],
-           "isolated_consensus_test_bpb": iso["consensus_test_bpb"],
-           # on test, where the multiplier (read on the dev slice) is too coarse to see it
-           "best_gain_test_bpb": iso["best_test_bpb"] - soc["best_test_bpb"],
-           "consensus_gain_test_bpb": iso["consensus_test_bpb"] - soc["consensus_test_bpb"],
-           "social_train_flops": soc["train_flops"], "isolated_train_flops": iso["train_flops"],
-           "yardsticks_test_given": {k: v["given"] for k, v in
-                                     results["yardsticks"]["test"].items()}}
-    wall = cell_dir / "wall.json"
-    if wall.is_file():
-        out["wall_seconds"] = read_json(wall, "a cell's wall time")["seconds"]
-    inference = cell_dir / "inference.json"
-    if inference.is_file():
-        out["inference"] = read_json(inference, "a cell's inference axis")
-    return out
+    wall, inference = cell_dir / "wall.json", cell_dir / "inference.json"
+    return CellRow(
+        cell=cell.name, kind=cell.kind, mix=cell.mix, size=cell.size,
+        family=iso["members"][0]["family"] if cell.K == 1 else None,
+        K=cell.K, channel=cell.channel, seed=cell.seed,
+        params=sum(m["params"] for m in iso["members"]),
+        multiplier=value, multiplier_flag=flag,
+        social_best_test_bpb=soc["best_test_bpb"],
+        social_consensus_test_bpb=soc["consensus_test_bpb"],
+        isolated_best_test_bpb=iso["best_test_bpb"],
+        isolated_consensus_test_bpb=iso["consensus_test_bpb"],
+        # on test, where the multiplier (read on the dev slice) is too coarse to see it
+        best_gain_test_bpb=iso["best_test_bpb"] - soc["best_test_bpb"],
+        consensus_gain_test_bpb=iso["consensus_test_bpb"] - soc["consensus_test_bpb"],
+        social_train_flops=soc["train_flops"], isolated_train_flops=iso["train_flops"],
+        yardsticks_test_given={k: v["given"] for k, v in results["yardsticks"]["test"].items()},
+        wall_seconds=(read_json(wall, "a cell's wall time")["seconds"] if wall.is_file()
+                      else None),
+        inference=(read_json(inference, "a cell's inference axis") if inference.is_file()
+                   else None)).to_json()
 
 
 def _spread(values: list[float]) -> dict:
