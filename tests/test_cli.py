@@ -269,13 +269,15 @@ def one_line_error(result, needle):
     (["train", "--config", "/nonexistent.toml"], "does not exist"),
     (["train", "--preset", "debug", "--set", "train.device='cuda'"], "no CUDA"),
     (["train", "--preset", "../../some/file"], "a preset is a name"),
-    (["train", "--preset", "debug", "--set", "name='x/../../elsewhere'"], "a run name is"),
+    (["train", "--preset", "debug", "--set", "name='x/../../elsewhere'"], "a name is"),
     (["train", "--resume", "/nonexistent-run"], "no run there"),
     (["eval", "/nonexistent"], "does not exist"),
     (["train", "--bogus"], "No such option"),
     (["train", "--preset", "debug", "--set", "train.eval_stride=100000"], "at most the context"),
     (["train", "--preset", "debug", "--set", "social.language_every=4", "--set",
       "social.language_length=64"], "must be less than the context 64"),
+    (["train", "--preset", "debug", "--set", 'regime="data-limited"', "--set",
+      "data.unique_bytes=1000000000"], "is more than the 3,272,434 bytes"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     one_line_error(cli(*args, "--out", tmp_path / "o", check=False) if args[0] == "train"
@@ -447,6 +449,12 @@ def test_eval_adaptive_codes_a_file_as_a_compressor_does(debug_run, tmp_path):
     assert len(scored) == 3  # the debug run's two members and their consensus
     assert all(re.search(r"adaptive \d+\.\d{4}", line) for line in scored)
     one_line_error(cli("eval", member, "--adaptive-lr", -1, check=False), "--adaptive-lr -1")
+
+
+@pytest.mark.parametrize("rate", ["nan", "inf", "-1"])
+def test_a_non_finite_adaptive_rate_is_one_line(debug_run, rate):
+    one_line_error(cli("eval", debug_run, f"--adaptive-lr={rate}", check=False),
+                   "must be a finite number, 0 or more")
 
 
 def test_eval_on_a_tiny_file_is_one_line(debug_run, tmp_path):

@@ -118,6 +118,21 @@ def test_a_killed_study_resumes_at_the_cell_it_was_in(debug_study, tmp_path):
     (["--set", "size=3"], "study size must be a table of tables"),
     (["--set", "size.T.gru=3"], "size.T has no gru member"),
     (["--set", "size.T.gru.colour=1"], "unknown key members.0.colour"),
+    # the second round of hardening: each a traceback, a false error bar or a runaway before
+    (["--set", "description=5"], "study description must be a string"),
+    (["--members", "2,2", "--mixes", "hetero"], "a value is given twice"),
+    (["--set", 'name="../../x/y"'], "study name='../../x/y': a name is"),
+    (["--set", 'name="a\\u0000b"'], "a name is letters"),
+    (["--set", "members.0.x=1"], "members is not an array of tables"),
+    (["--set", "base=5"], "study base must be a table"),
+    (["--set", "base.train=5"], "study base.train must be a table"),
+    (["--members", "2,1000000000000"], "is more than 1,024"),
+    (["--seeds", "100000"], "more than 10,000"),
+    (["--set", "seeds=true"], "study seeds must be a positive integer"),
+    (["--set", 'compute_matched="no"'], "compute_matched must be true or false"),
+    (["--set", 'size.T.gru.family="lstm"'], "a size's table names its family"),
+    (["--assume-flops", "nan"], "--assume-flops nan: must be a positive, finite rate"),
+    (["--assume-flops", "inf"], "--assume-flops inf"),
 ])
 def test_bad_grid_values_are_one_line(args, needle, tmp_path):
     preset = [] if "--preset" in args else ["--preset", "debug"]
@@ -263,3 +278,27 @@ def test_two_workers_share_a_study_and_run_each_cell_once(debug_study, tmp_path)
         want = json.loads((reference / "cells" / name / "results.json").read_text())
         assert got["arms"]["isolated"]["best_test_bpb"] == want["arms"]["isolated"]["best_test_bpb"]
     assert json.loads((out / "scale.json").read_text())["cells_finished"] == 3
+
+
+def test_a_study_too_small_for_its_data_is_one_line_and_writes_nothing(tmp_path):
+    """The data-limited regime in a study: U too small for a batch (and U larger than the
+    split) refused before a cell trains, as `train` refuses it."""
+    for unique, needle in (("100", "its train split holds 100 bytes"),
+                           ("1000000000", "is more than the")):
+        one_line_error(cli("scale", "--preset", "debug", "--out", tmp_path / "s", "--set",
+                           'base.regime="data-limited"', "--set",
+                           f"base.data.unique_bytes={unique}", check=False), needle)
+        assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("name", ["deep-tables", "deep-arrays", "deep-header"])
+def test_a_deeply_nested_file_is_one_line(name, tmp_path):
+    depth = 100_000
+    text = {"deep-tables": "x = " + "{a = " * depth + "1" + "}" * depth,
+            "deep-arrays": "x = " + "[" * depth + "1" + "]" * depth,
+            "deep-header": "[" + ".".join(["a"] * 50_000) + "]"}[name]
+    (tmp_path / "deep.toml").write_text(text + "\n")
+    for command in (["train", "--out", tmp_path / "o"], ["scale", "--dry-run"],
+                    ["compress", tmp_path / "deep.toml", "--online", "-o", tmp_path / "x.mtz"]):
+        one_line_error(cli(*command, "--config", tmp_path / "deep.toml", check=False),
+                       "nested too deeply")

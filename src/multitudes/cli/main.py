@@ -50,9 +50,8 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     from multitudes.config import files as config_files
     from multitudes.runs import distributed
     from multitudes.runs import directory as rundir
-    from multitudes.data.corpora import resolve
-    from multitudes.data.splits import check_trainable, load_splits
     from multitudes.runs.distributed import resolve_device
+    from multitudes.training.protocols import check_runnable
     from multitudes.runs.files import lock_run_dir
 
     if resume_dir:
@@ -63,11 +62,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     else:
         cfg = config_files.load(preset, config_file, overrides)
         # a bad corpus, one too small for the config, or no CUDA fails before anything is written
-        splits = load_splits(resolve(cfg.data.corpus))
-        if cfg.data.unique_bytes:
-            splits["train"] = splits["train"][:cfg.data.unique_bytes]
-        check_trainable(splits, cfg.train.batch_size, cfg.context, cfg.train.dev_bytes,
-                        cfg.data.corpus)
+        check_runnable(cfg)
         if resolve_device(cfg.train.device).type == "cpu":
             _warn_if_slow(cfg)
         out = Path(out or f"runs/{command}-{cfg.name}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -81,9 +82,11 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
     else:
         doc = study.load(preset, study_file, list(overrides), axes)
         out = Path(out or f"runs/scale-{doc.get('name', 'study')}")
+    if assume_flops is not None and not 0 < assume_flops < math.inf:
+        raise UserError(f"--assume-flops {assume_flops:g}: must be a positive, finite rate")
+    if assume_flops is not None and not dry_run:
+        raise UserError("--assume-flops goes with --dry-run")
     if dry_run:
-        if assume_flops is not None and assume_flops <= 0:
-            raise UserError(f"--assume-flops {assume_flops:g}: must be positive")
         click.echo(plan_text(doc if doc is not None else scale_mod.open_study(out, None, False),
                              assume_flops))
         return

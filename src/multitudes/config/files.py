@@ -63,6 +63,10 @@ def parse_override(text: str) -> tuple[list[str], object]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        raise UserError(f"--set {key.strip()}: the value is nested too deeply") from None
+    if depth(value) > MAX_DEPTH or key.count(".") > MAX_DEPTH:
+        raise UserError(f"--set {key.strip()[:60]}: nested too deeply")
     return key.strip().split("."), value
 
 
@@ -72,6 +76,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         path, value = parse_override(text)
         if path[0] == "members" and len(path) == 3:
             members = data.setdefault("members", [{}])
+            if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+                raise UserError(f"--set {text!r}: members is not an array of tables here")
             if path[1] == "*":
                 targets = members
             elif path[1].isdigit() and int(path[1]) < len(members):
@@ -106,9 +112,33 @@ def read_toml(path: Path, what: str = "config file") -> dict:
     if not text.strip():
         raise UserError(f"{what} {path} is empty")
     try:
-        return tomllib.loads(text)
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{what} {path} is not valid TOML: {e}") from None
+    except RecursionError:  # tomllib descends once per level of nesting
+        raise UserError(f"{what} {path} is nested too deeply to be a config") from None
+    if depth(doc) > MAX_DEPTH:  # copies and checks of the tables recurse as deeply
+        raise UserError(f"{what} {path} is nested too deeply to be a config (more than "
+                        f"{MAX_DEPTH} levels of tables or arrays)")
+    return doc
+
+
+MAX_DEPTH = 16  # a config nests 4 levels (a study: base.train.key; members.0.key)
+
+
+def depth(doc) -> int:
+    """Levels of nested tables and arrays, counted without recursion (a hostile file may
+    nest a hundred thousand deep)."""
+    deepest, stack = 0, [(doc, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, level + 1)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((child, level + 1) for child in
+                         (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def load(preset: str | None = None, config_file: str | None = None,

@@ -180,6 +180,14 @@ class DistributedConfig:
         positive(self, "distributed.", "timeout")
 
 
+def check_run_name(name: str, key: str, names: str) -> None:
+    """A run's or a study's name: it names a directory under runs/, so it cannot climb out."""
+    if not name or name.startswith(".") or not all(c.isascii() and (c.isalnum() or c in "-_.")
+                                                   for c in name):
+        raise UserError(f"{key}={name!r}: a name is letters, digits, '-', '_' and '.' (it "
+                        f"names the default directory {names})")
+
+
 @dataclass
 class RunConfig:
     name: str = "custom"
@@ -203,10 +211,7 @@ class RunConfig:
                 raise UserError(f"{key} must be a table")
         if not all(isinstance(g, Genome) for g in self.members):
             raise UserError("members must be an array of tables ([[members]])")
-        if not self.name or self.name.startswith(".") or not all(
-                c.isalnum() or c in "-_." for c in self.name):
-            raise UserError(f"name={self.name!r}: a run name is letters, digits, '-', '_' and "
-                            f"'.' (it names the default run directory runs/COMMAND-NAME)")
+        check_run_name(self.name, "name", "runs/COMMAND-NAME")
         if (self.regime == "data-limited") != (self.data.unique_bytes > 0):
             raise UserError("regime 'data-limited' needs data.unique_bytes > 0, and "
                             "'stream' needs data.unique_bytes = 0")

@@ -47,10 +47,16 @@ def load_splits(corpus: CorpusFile) -> dict[str, np.ndarray]:
 
 
 def check_trainable(splits: dict[str, np.ndarray], batch_size: int, context: int,
-                    dev_bytes: int, where: str) -> None:
+                    dev_bytes: int, where: str, unique_bytes: int = 0) -> None:
     """One clear error, before a run writes anything, when its splits are too small to train
-    B windows of T+1 bytes and to score a dev slice, valid beyond it, and test."""
+    B windows of T+1 bytes and to score a dev slice, valid beyond it, and test, or when the
+    data-limited regime asks for more unique bytes than the training split holds."""
     sizes = {k: len(v) for k, v in splits.items()}
+    if unique_bytes > sizes["train"]:
+        raise UserError(f"data.unique_bytes={unique_bytes:,} is more than the {sizes['train']:,} "
+                        f"bytes of {where}'s training split")
+    if unique_bytes:
+        sizes["train"] = unique_bytes
     need = {"train": max(2 * (context + 1), batch_size * context + 1),
             "valid": min(dev_bytes, sizes["valid"]) + 2, "test": 2}
     for name, n in need.items():

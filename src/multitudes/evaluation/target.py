@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +77,8 @@ def evaluate_target(target: Path, corpus: str | None, split: str, stride: int,
     """Every member's bpb on the split (and, `adaptive`, as an adaptive compressor codes it, at
     `adaptive_lr` or at the rate its first `dev_bytes` of valid choose), and each arm's
     consensus where it has more than one member."""
-    if adaptive_lr is not None and adaptive_lr < 0:
-        raise UserError(f"--adaptive-lr {adaptive_lr}: must be 0 or more")
+    if adaptive_lr is not None and not 0 <= adaptive_lr < math.inf:
+        raise UserError(f"--adaptive-lr {adaptive_lr}: must be a finite number, 0 or more")
     if dev_bytes < 2:
         raise UserError(f"--dev-bytes {dev_bytes}: must be at least 2")
     rows, splits_cache, scores = [], {}, []

@@ -55,6 +55,8 @@ def read_json(path: Path, what: str):
         raise UserError(f"{what} {path} does not exist") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise UserError(f"{what} {path} is unreadable: {e}") from None
+    except RecursionError:
+        raise UserError(f"{what} {path} is unreadable: nested too deeply") from None
 
 
 def _readable(path: Path, directory: bool = False) -> None:

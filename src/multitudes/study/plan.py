@@ -21,7 +21,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-from multitudes.config.schema import RunConfig
+from multitudes.config.schema import RunConfig, check_run_name
 from multitudes.config.files import apply_overrides, from_dict, read_toml
 from multitudes.errors import UserError
 from multitudes.config.genome import Genome
@@ -68,7 +68,26 @@ def load(preset: str | None, study_file: str | None, overrides: list[str] = (),
         if values is not None:
             doc[axis] = values
     check(doc)
+    cells(doc)  # every cell's config checked, before anything is written
     return doc
+
+
+def check_cells(plan: list[Cell]) -> None:
+    """Every cell's config runnable on its corpus (one line before any cell trains, as `train`
+    checks its own; a dry run fetches no corpus): each distinct data shape once."""
+    from multitudes.training.protocols import check_runnable
+
+    seen = set()
+    for cell in plan:
+        c = cell.cfg
+        shape = (c.data.corpus, c.train.batch_size, c.context, c.train.dev_bytes,
+                 c.data.unique_bytes)
+        if shape not in seen:
+            seen.add(shape)
+            try:
+                check_runnable(c)
+            except UserError as e:
+                raise UserError(f"study cell {cell.name}: {e}") from None
 
 
 def _positive_ints(doc: dict, key: str) -> list[int]:
@@ -80,34 +99,71 @@ def _positive_ints(doc: dict, key: str) -> list[int]:
     return values
 
 
+# Bounds on a plan, checked before it is built: a typo such as --members 2,1000000000000 or
+# --seeds 100000 would otherwise build members or cells until memory or patience runs out.
+MAX_MEMBERS = 1024
+MAX_CELLS = 10_000
+
+
 def check(doc: dict) -> None:
-    """Every key known, every axis value defined; one line for the first problem."""
+    """Every key known and of its type, every axis value defined once, the plan bounded; one
+    line for the first problem. Each cell's own config is checked when the plan is built."""
+    if not isinstance(doc, dict):
+        raise UserError("a study is a table of keys (name, members, sizes, ...)")
     unknown = set(doc) - KEYS
     if unknown:
         raise UserError(f"unknown study key {sorted(unknown)[0]} (known: {', '.join(sorted(KEYS))})")
-    _positive_ints(doc, "members")
-    if not isinstance(doc.get("seeds"), int) or doc["seeds"] < 1:
-        raise UserError(f"study seeds must be a positive integer, got {doc.get('seeds')!r}")
-    for axis, table in (("sizes", "size"), ("mixes", "mix"), ("channels", "channel")):
+    for key in ("name", "description"):
+        if not isinstance(doc.get(key, ""), str):
+            raise UserError(f"study {key} must be a string, got {doc[key]!r}")
+    check_run_name(doc.get("name", "study"), "study name", "runs/scale-NAME")
+    for key in ("compute_matched", "inference"):
+        if not isinstance(doc.get(key, False), bool):
+            raise UserError(f"study {key} must be true or false, got {doc[key]!r}")
+    if not isinstance(doc.get("base", {}), dict):
+        raise UserError("study base must be a table ([base]: a run config without members)")
+    members = _positive_ints(doc, "members")
+    if max(members) > MAX_MEMBERS:
+        raise UserError(f"study members: K = {max(members):,} is more than {MAX_MEMBERS:,}")
+    seeds = doc.get("seeds")
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise UserError(f"study seeds must be a positive integer, got {seeds!r}")
+    for axis, table in (("members", None), ("sizes", "size"), ("mixes", "mix"),
+                        ("channels", "channel")):
         values = doc.get(axis)
         if not isinstance(values, list) or not values:
             raise UserError(f"study {axis} must be a non-empty list, got {values!r}")
+        if len(set(map(str, values))) < len(values):  # a cell twice: a false error bar
+            raise UserError(f"study {axis} {values!r}: a value is given twice")
+        if table is None:
+            continue
         defined = doc.get(table, {})
-        if not isinstance(defined, dict) or not all(isinstance(t, (dict, list))
+        kinds = list if table == "mix" else dict
+        if not isinstance(defined, dict) or not all(isinstance(t, kinds)
                                                     for t in defined.values()):
-            raise UserError(f"study {table} must be a table of tables ([{table}.NAME])")
+            raise UserError(f"study {table} must be a table of "
+                            f"{'lists' if kinds is list else 'tables'} ([{table}.NAME])")
         for v in values:
-            if v not in defined:
+            if not isinstance(v, str) or v not in defined:
                 raise UserError(f"study {axis}: {v!r} is not defined (known: "
                                 f"{', '.join(defined) or 'none'}; define [{table}.{v}])")
     for mix in doc["mixes"]:
         families = doc["mix"][mix]
-        if not isinstance(families, list) or not families:
+        if not families or not all(isinstance(f, str) for f in families):
             raise UserError(f"mix.{mix} must be a non-empty list of families")
         for size in doc["sizes"]:
             for family in families:
-                if not isinstance(doc["size"][size].get(family), dict):
+                member = doc["size"][size].get(family)
+                if not isinstance(member, dict):
                     raise UserError(f"size.{size} has no {family} member (mix {mix} needs one)")
+                if member.get("family", family) != family:
+                    raise UserError(f"size.{size}.{family}.family={member['family']!r}: a size's "
+                                    f"table names its family; drop the key")
+    planned = len(doc["sizes"]) * seeds * len(doc["mixes"]) * len(members) * (
+        len(doc["channels"]) + 1)
+    if planned > MAX_CELLS:
+        raise UserError(f"the study plans about {planned:,} cells, more than {MAX_CELLS:,}: "
+                        f"fewer seeds, sizes, mixes, members or channels")
 
 
 def _member(doc: dict, size: str, family: str, index: int, seed: int) -> dict:
@@ -134,6 +190,9 @@ def _peer(doc: dict, size: str, family: str, K: int, seed: int, mean_params: flo
 
 def _config(doc: dict, members: list[dict], channel: str, seed: int, name: str) -> RunConfig:
     data = apply_overrides(doc.get("base", {}), [])
+    for section in ("social", "train"):
+        if not isinstance(data.get(section, {}), dict):
+            raise UserError(f"study base.{section} must be a table ([base.{section}])")
     data["social"] = {**data.get("social", {}), **doc["channel"][channel]}
     data["train"] = {**data.get("train", {}), "seed": seed}
     data.update(name=name, members=members,

@@ -86,9 +86,14 @@ def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
     from multitudes.study import inference as scale_inference
     from multitudes.study import summary as scale_report
 
-    lock_study(out, doc is None, shared=not force)
+    resuming = doc is None
+    if not resuming:  # a new study's cells are checked before its directory is made
+        study.check_cells(study.cells(doc))
+    lock_study(out, resuming, shared=not force)
     doc = open_study(out, doc, force)
     plan = study.cells(doc)
+    if resuming:
+        study.check_cells(plan)
     largest = max(doc["members"])
     done = sum((out / "cells" / c.name / "results.json").is_file() for c in plan)
     say(f"study {doc.get('name', '')}: {len(plan)} cells in {out}/cells "

@@ -29,7 +29,7 @@ from multitudes.evaluation import yardsticks
 from multitudes.runs.distributed import Group
 from multitudes.config.schema import CompareConfig, EvolutionConfig, RunConfig, SocialConfig
 from multitudes.data.corpora import resolve
-from multitudes.data.splits import load_splits
+from multitudes.data.splits import check_trainable, load_splits
 from multitudes.errors import UserError
 from multitudes.evaluation.curves import crossing
 from multitudes.runs.files import RunFiles
@@ -82,6 +82,14 @@ def plan_compare(cfg: RunConfig) -> list[ArmPlan]:
 
 
 UNIQUE_MULTIPLES = (1, 2, 4)  # data-limited: the isolated reference reads U, 2U and 4U
+
+
+def check_runnable(cfg: RunConfig) -> None:
+    """A bad corpus, or one too small for the config (its batch, context, dev slice, unique
+    bytes), is one line before anything is written: for `train`, `compare` and every cell of a
+    study alike."""
+    check_trainable(load_splits(resolve(cfg.data.corpus)), cfg.train.batch_size, cfg.context,
+                    cfg.train.dev_bytes, cfg.data.corpus, cfg.data.unique_bytes)
 
 
 def runner_for(plan: ArmPlan, cfg: RunConfig, splits: dict, files: RunFiles,
