@@ -1,26 +1,45 @@
 """`python -m multitudes` and the `multitudes` command.
 
-The command line is imported inside `run`, so that a Ctrl-C or a SIGTERM while torch and click
-are still loading ends with one line, as one during a run does, not an import traceback or a
-silent death. Once loaded, `cli.main` installs its own SIGTERM handler (it keeps checkpoints).
+A signal that lands in the middle of an import leaves a half-initialised module behind (numpy's
+"cannot load module more than once", "numpy has no 'add'"), and a handler that raises there may
+be swallowed by the library being imported. So while the program loads, SIGINT and SIGTERM are
+only noted; every module of the package (and so torch, numpy, click) is imported; then a noted
+signal ends the program with one line, and `cli.main` installs the handlers of a running
+program (they raise, and a run keeps its checkpoints). Nothing has been written before that.
 """
 
 import signal
 import sys
 
+_noted: list[int] = []
 
-def _terminated_while_starting(signum, frame) -> None:
-    sys.stderr.write("multitudes: terminated (SIGTERM) while starting; nothing was written\n")
-    sys.exit(143)
+
+def _note(signum, frame) -> None:
+    _noted.append(signum)
+
+
+def _load_everything() -> None:
+    import importlib
+    import pkgutil
+
+    import multitudes
+
+    for module in pkgutil.walk_packages(multitudes.__path__, "multitudes."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
 
 
 def run() -> None:
-    signal.signal(signal.SIGTERM, _terminated_while_starting)
-    try:
-        from multitudes.cli.main import main
-    except KeyboardInterrupt:
-        sys.stderr.write("multitudes: interrupted while starting; nothing was written\n")
-        sys.exit(130)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _note)
+    _load_everything()
+    from multitudes.cli.main import main
+
+    if _noted:
+        term = signal.SIGTERM in _noted
+        sys.stderr.write(f"multitudes: {'terminated (SIGTERM)' if term else 'interrupted'} "
+                         f"while starting; nothing was written\n")
+        sys.exit(143 if term else 130)
     main()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from multitudes.cli import resume_hint
 from multitudes.cli.coding import compress, decompress
 from multitudes.cli.scale import scale
 from multitudes.errors import UserError
@@ -73,6 +74,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
         group.on_main(lambda: rundir.prepare_run_dir(out, command, cfg, False, force))
     elif overrides:  # a longer run: checked by every rank, recorded once the lock is held
         group.on_main(lambda: rundir.record_extension(out, cfg))
+    resume_hint.resumable(command, out)
     return out, cfg, bool(resume_dir), group
 
 
@@ -270,12 +272,17 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+
+
 def main(argv: list[str] | None = None) -> None:
     # Python's default for SIGTERM ends the process without a word; handled like Ctrl-C it
     # leaves the same one line, and the same checkpoint to resume from.
     handles_term = threading.current_thread() is threading.main_thread()
     if handles_term:
         previous_term = signal.signal(signal.SIGTERM, _terminate)
+        # Ctrl-C raises here even where the shell started us with SIGINT ignored (a `&` job)
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    resume_hint.clear()
     finished = False
     try:
         cli.main(args=argv, standalone_mode=False, prog_name="multitudes")
@@ -284,35 +291,34 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"multitudes: error: {e}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:  # click's form of Ctrl-C
-        click.echo("multitudes: interrupted; the latest checkpoint is kept (--resume DIR)",
-                   err=True)
+        click.echo(f"multitudes: interrupted{resume_hint.kept()}", err=True)
         sys.exit(130)
     except click.ClickException as e:
         click.echo(f"multitudes: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except Terminated:
-        click.echo("multitudes: terminated (SIGTERM); the latest checkpoint is kept "
-                   "(--resume DIR)", err=True)
+        click.echo(f"multitudes: terminated (SIGTERM){resume_hint.kept()}", err=True)
         sys.exit(143)
     except KeyboardInterrupt:
-        click.echo("multitudes: interrupted; the latest checkpoint is kept (--resume DIR)",
-                   err=True)
+        click.echo(f"multitudes: interrupted{resume_hint.kept()}", err=True)
         sys.exit(130)
     except OSError as e:  # disk full, read-only, permissions: what was saved before is intact
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        click.echo(f"multitudes: error: {e.strerror or e}{where}; the latest checkpoint and "
-                   f"finished milestones are kept (--resume DIR once it is fixed)", err=True)
+        kept = resume_hint.kept("the latest checkpoint and finished milestones are",
+                                " once it is fixed")
+        click.echo(f"multitudes: error: {e.strerror or e}{where}{kept}", err=True)
         sys.exit(2)
     except (MemoryError, RuntimeError) as e:
         if not _out_of_memory(e):
             raise
         click.echo("multitudes: error: out of memory: the config's models or batches do not "
                    "fit on this machine (make members.*.d_model, train.batch_size or the "
-                   "context smaller); the latest checkpoint is kept", err=True)
+                   f"context smaller){resume_hint.kept()}", err=True)
         sys.exit(2)
     finally:
         if handles_term:
             signal.signal(signal.SIGTERM, previous_term)
+            signal.signal(signal.SIGINT, previous_int)
         joined = sys.modules.get("multitudes.runs.distributed")  # imported only by runs that train
         if joined is not None:  # after a failure no peer is waited for: one may be dead
             joined.disconnect(wait_for_peers=finished)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from multitudes.cli import resume_hint
 from multitudes.errors import UserError
 
 
@@ -100,6 +101,7 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
         click.echo(f"{summary['cells_finished']} of {summary['cells_planned']} cells finished"
                    f"{merged}; report: {out}/{'scale-merged' if merge else 'scale'}.html")
         return
+    resume_hint.resumable("scale", out)
     summary = scale_mod.run_study(doc, out, force=force, progress=not quiet, say=click.echo)
     click.echo(text_table(summary))
     click.echo(f"study written to {out}/ (scale.json, scale.html, cells/)")
