@@ -555,3 +555,49 @@ def test_a_finished_train_run_reads_on_when_resumed_with_more_bytes(debug_run, t
     record = json.loads((copy / "config.json").read_text())
     assert record["config"]["train"]["real_bytes"] == 24576
     cli("train", "--resume", copy, "--quiet")  # the extended record resumes as it is
+
+
+@pytest.mark.parametrize("link", ["report.html", "tb", "checkpoints", "members", ".lock"])
+def test_nothing_is_written_through_a_link_in_a_run_directory(debug_run, link, tmp_path):
+    """A link in a run directory, to a file or folder outside: `report` replaces a linked
+    report.html (the target untouched); a resume, a longer run or --force refuses the
+    directory in one line before writing anything (nothing created or deleted)."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(debug_run, run, ignore=shutil.ignore_patterns(".lock"))
+    outside = tmp_path / "outside"
+    if link == "report.html":
+        outside.write_text("mine")
+        (run / link).unlink(missing_ok=True)
+        (run / link).symlink_to(outside)
+        cli("report", run)
+        assert outside.read_text() == "mine" and not (run / link).is_symlink()
+        return
+    if link != ".lock":
+        shutil.move(run / link, outside)
+    (run / link).symlink_to(outside)
+    def listing():
+        return sorted(p.name for p in run.iterdir() if p.name != ".lock")
+    before = listing()
+    for args in (["train", "--resume", run, "--set", "train.real_bytes=32768"],
+                 ["train", "--preset", "debug", "--out", run, "--force"]):
+        one_line_error(cli(*args, check=False), "is a symbolic link")
+        assert listing() == before
+    assert link != ".lock" or not outside.exists()
+
+
+def test_a_refused_directory_is_left_as_it_was(debug_run, tmp_path):
+    """`train --out DIR` of a user's folder leaves no lock file in it; `scale --out DIR` of a
+    finished run or a user's folder is refused, --force or not, and writes nothing there."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    one_line_error(cli("train", "--preset", "debug", "--out", mine, check=False),
+                   "already holds files")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    for target, needle in ((mine, "holds files, not a study"), (debug_run, "holds a run")):
+        before = sorted(p.name for p in target.iterdir())
+        for force in ([], ["--force"]):
+            one_line_error(cli("scale", "--preset", "debug", "--out", target, *force,
+                               check=False), needle)
+        assert sorted(p.name for p in target.iterdir()) == before

@@ -159,3 +159,35 @@ def test_the_bayes_mixture_follows_the_better_member_and_keeps_a_share():
 def online_config_debug(config_files):
     from multitudes.coding.archive import online_config
     return online_config(config_files.load("debug", None, ONLINE))
+
+
+def test_an_output_is_never_the_input_a_link_or_a_device(run, tmp_path):
+    """`-o` is checked before any work: the input itself, a link (written through it would
+    land elsewhere), a FIFO or folder (an atomic rename would replace the node), and an
+    existing file without --force are each one line, and nothing is changed."""
+    src = tmp_path / "page.txt"
+    src.write_bytes(b"the cat sat on the mat. " * 50)
+    original = src.read_bytes()
+    outside = tmp_path / "outside"
+    (tmp_path / "link").symlink_to(outside)
+    os.mkfifo(tmp_path / "fifo")
+    for out, needle in ((src, "is the input"), (tmp_path / "link", "is a symbolic link"),
+                        (tmp_path / "fifo", "is not a regular file"),
+                        (tmp_path, "is a directory")):
+        result = cli("compress", src, "-o", out, "--run", run, "--quiet")
+        assert result.returncode == 2 and needle in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert src.read_bytes() == original and not outside.exists()
+    assert (tmp_path / "fifo").is_fifo()
+    mtz = tmp_path / "page.mtz"
+    assert cli("compress", src, "-o", mtz, "--run", run, "--quiet").returncode == 0
+    again = cli("compress", src, "-o", mtz, "--run", run, "--quiet")
+    assert again.returncode == 2 and "exists; --force replaces it" in again.stderr
+    assert cli("compress", src, "-o", mtz, "--run", run, "--quiet", "--force").returncode == 0
+    back = tmp_path / "back.txt"
+    for out, needle in ((mtz, "is the input"), (tmp_path / "link", "symbolic link")):
+        result = cli("decompress", mtz, "-o", out, "--quiet")
+        assert result.returncode == 2 and needle in result.stderr, result.stderr
+    assert cli("decompress", mtz, "-o", back, "--quiet").returncode == 0
+    assert back.read_bytes() == original
+    assert "--force" in cli("decompress", mtz, "-o", back, "--quiet").stderr

@@ -33,13 +33,16 @@ from multitudes.errors import UserError
               show_default=True, help="Online: how the members' predictions are mixed.")
 @click.option("--isolated", is_flag=True, help="Online: the members train alone (channels "
               "closed); the consensus still codes.")
+@click.option("--force", is_flag=True, help="Replace an existing archive.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compress(file, out, run, arm, member, lanes, online, preset, config_file, overrides,
-             members, keep, mixture, isolated, quiet) -> None:
+             members, keep, mixture, isolated, force, quiet) -> None:
     """Code FILE with a population's predictions (range coding); `decompress` gives it back."""
     from multitudes.coding import archive as mtz
+    from multitudes.runs.checkpoint import check_output
 
     out = out or f"{file}.mtz"
+    check_output(Path(out), force, [Path(file)])
     if online:
         from multitudes.config import files as config_files
         if run or arm or member:
@@ -67,10 +70,13 @@ def compress(file, out, run, arm, member, lanes, online, preset, config_file, ov
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False), required=True)
 @click.option("--run", "run", type=click.Path(), default=None,
               help="Where the run that coded it is now (default: the path in its header).")
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def decompress(archive, out, run, quiet) -> None:
+def decompress(archive, out, run, force, quiet) -> None:
     """The original of a `.mtz` archive, checked against its sha256."""
     from multitudes.coding.archive import decompress_file
+    from multitudes.runs.checkpoint import check_output
 
+    check_output(Path(out), force, [Path(archive)])
     r = decompress_file(Path(archive), Path(out), Path(run) if run else None, not quiet)
     click.echo(f"{archive} -> {out}: {r['bytes']:,} bytes, sha256 verified")

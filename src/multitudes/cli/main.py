@@ -69,6 +69,8 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
         out = Path(out or f"runs/{command}-{cfg.name}")
     d = cfg.distributed
     group = distributed.connect(d.thoughts, d.top_k, d.timeout)
+    if not resume_dir:  # refused before the lock file is made (`--out /etc` leaves nothing)
+        group.on_main(lambda: rundir.check_new_run_dir(out, force))
     group.on_main(lambda: lock_run_dir(out))  # one writer per run directory
     if not resume_dir:
         group.on_main(lambda: rundir.prepare_run_dir(out, command, cfg, False, force))

@@ -14,6 +14,7 @@ from pathlib import Path
 from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
 from multitudes.report.figures import efficiency_text, figures
+from multitudes.runs.checkpoint import write_bytes_atomic
 
 def _yardstick_rows(results: dict) -> list[tuple[str, float, float]]:
     """(label, valid bpb, test bpb) of each classical compressor given the bytes the run read."""
@@ -82,7 +83,8 @@ def write_html(run_dir: Path, figures_dir: Path | None = None) -> Path:
     for number, (caption, png) in enumerate(figures(results), 1):
         if figures_dir is not None:
             Path(figures_dir).mkdir(parents=True, exist_ok=True)
-            (Path(figures_dir) / f"figure-{number}.png").write_bytes(base64.b64decode(png))
+            write_bytes_atomic(Path(figures_dir) / f"figure-{number}.png",
+                               base64.b64decode(png))
         parts.append(f"<figure><img src='data:image/png;base64,{png}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("<h2>Text summary</h2><pre>" + html.escape(table(results)) + "</pre>")
@@ -96,7 +98,7 @@ def write_html(run_dir: Path, figures_dir: Path | None = None) -> Path:
             "img{max-width:100%}figcaption{color:#555;font-size:.9em}</style></head><body>"
             + "\n".join(parts) + "</body></html>")
     out = run_dir / "report.html"
-    out.write_text(page)
+    write_bytes_atomic(out, page.encode())  # replaces a link there, never writes through it
     return out
 
 

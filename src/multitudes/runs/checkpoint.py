@@ -84,6 +84,26 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def check_output(out: Path, force: bool, inputs: list[Path] = ()) -> None:
+    """An output file a command is about to write (`-o`): never a link, a device or a folder,
+    never one of its inputs, and an existing file only with --force. One line, before any
+    work, so that a refusal costs nothing."""
+    out = Path(out)
+    if out.is_symlink():
+        raise UserError(f"{out} is a symbolic link: an output is written as a file of its own, "
+                        f"never through a link (remove it or choose another path)")
+    if not out.exists():
+        return
+    if not out.is_file():
+        raise UserError(f"{out} is not a regular file (a device or a folder): choose a file path")
+    for source in inputs:
+        if Path(source).exists() and os.path.samefile(out, source):
+            raise UserError(f"{out} is the input: the output would replace what it is made "
+                            f"from (choose another path)")
+    if not force:
+        raise UserError(f"{out} exists; --force replaces it")
+
+
 def write_json_atomic(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, json.dumps(data, indent=1).encode())

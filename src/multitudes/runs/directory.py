@@ -60,10 +60,7 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
             return _extend(out, record, command, list(extend))
         return from_dict(record["config"])
     if out.exists() and any(out.iterdir()):
-        if not force and _holds_work(out):
-            what = "a run" if record_path.exists() else "files"
-            raise UserError(f"{out} already holds {what}; use --resume to continue it or "
-                            f"--force to replace it")
+        check_new_run_dir(out, force)
         for name in RUN_FILES:  # replace only what a run writes, nothing else of the user's
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -74,6 +71,16 @@ def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool
                                     # CPU results are bit-identical at the same thread count
                                     "threads": torch.get_num_threads()})
     return cfg
+
+
+def check_new_run_dir(out: Path, force: bool) -> None:
+    """Refuse, before anything is written there (a lock included), a directory that holds a
+    run's finished work or files that are not a run's, unless --force."""
+    if force or not out.is_dir() or not _holds_work(out):
+        return
+    what = "a run" if (out / "config.json").exists() else "files"
+    raise UserError(f"{out} already holds {what}; use --resume to continue it or --force to "
+                    f"replace it")
 
 
 def _extend(out: Path, record: dict, command: str, overrides: list[str]) -> RunConfig:

@@ -8,6 +8,7 @@ every rank saves its own (see runstate.py).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from multitudes.runs.checkpoint import read_json, write_bytes_atomic, write_json_atomic
@@ -92,7 +93,7 @@ class RunFiles:
             write_json_atomic(self.out / "results.json", results)
 
 
-_HELD: list = []  # the open lock files of this process (closed when it exits)
+_HELD: list = []  # (directory, open lock file) of this process (closed when it exits)
 
 
 def lock_run_dir(out: Path, shared: bool = False) -> None:
@@ -104,16 +105,41 @@ def lock_run_dir(out: Path, shared: bool = False) -> None:
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / ".lock", "a+")
+        # O_NOFOLLOW: a .lock that is a link would create or truncate its target elsewhere
+        handle = os.fdopen(os.open(out / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+                                   0o666), "a+")
     except OSError as e:
-        raise UserError(f"--out {out}: cannot write a run there: {e.strerror or e}") from None
+        why = "it is a symbolic link" if (out / ".lock").is_symlink() else e.strerror or e
+        raise UserError(f"--out {out}: cannot write a run there: {out / '.lock'}: {why}"
+                        ) from None
     try:
         fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError:
         handle.close()
         raise UserError(f"{out} is in use by another multitudes process; wait for it to "
                         f"finish, or write to another --out") from None
-    _HELD.append(handle)
+    _HELD.append((out.resolve(), handle))
+    refuse_links(out)
+
+
+def release(out: Path) -> None:
+    """Give up this process's lock on `out` (a study worker's finished cell), so that others
+    may open it (`train --resume CELL`) while the study goes on."""
+    out = Path(out).resolve()
+    for held in [h for h in _HELD if h[0] == out]:
+        held[1].close()
+        _HELD.remove(held)
+
+
+def refuse_links(out: Path) -> None:
+    """A run or study directory whose files or folders include a symbolic link is refused:
+    checkpoints, weights, events and logs would be written wherever the link points."""
+    for root, folders, names in os.walk(out):  # links to folders are listed, never entered
+        for name in folders + names:
+            path = Path(root) / name
+            if path.is_symlink():
+                raise UserError(f"{path} is a symbolic link: a run writes only into its own "
+                                f"directory (replace the link with the folder or file itself)")
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -14,6 +14,7 @@ cell is locked by the process that runs it, and the others move on to the next.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from multitudes.runs import directory as rundir
 from multitudes.runs.checkpoint import json_digest, read_json, write_json_atomic
 from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
-from multitudes.runs.files import lock_run_dir
+from multitudes.runs.files import lock_run_dir, release
 
 
 def lock_study(out: Path, resuming: bool, shared: bool = False) -> None:
@@ -33,6 +34,17 @@ def lock_study(out: Path, resuming: bool, shared: bool = False) -> None:
     if resuming and not (out / "study.json").is_file():
         raise UserError(f"--resume {out}: no study there (no study.json)")
     lock_run_dir(out, shared=shared)
+
+
+def _check_new_study_dir(out: Path) -> None:
+    """A study goes into a new directory or one of its own (study.json), never into a run's or
+    a user's files, --force or not (`train --out STUDYDIR` is refused alike)."""
+    if not out.is_dir() or (out / "study.json").is_file():
+        return
+    names = {p.name for p in out.iterdir()} - {".lock"}
+    if names:
+        what = "a run" if "config.json" in names else "files"
+        raise UserError(f"{out} holds {what}, not a study: choose another --out")
 
 
 def open_study(out: Path, doc: dict | None, force: bool) -> dict:
@@ -48,10 +60,15 @@ def open_study(out: Path, doc: dict | None, force: bool) -> dict:
         return record["study"]
     if record_path.is_file() and not force:
         record = read_json(record_path, "the study's record")
-        if record.get("sha256") != json_digest(doc):
+        if not isinstance(record, dict) or record.get("sha256") != json_digest(doc):
             raise UserError(f"{out} holds another study (a different grid or config); use "
                             f"--resume {out} to continue it, or --force to start this one there")
         return doc
+    if record_path.is_file():  # --force: the old grid's cells and tables go with it
+        for name in ("cells", "scale.json", "scale.html", "scale-merged.json",
+                     "scale-merged.html"):
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(record_path, {"study": doc, "sha256": json_digest(doc)})
     return doc
@@ -87,7 +104,8 @@ def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
     from multitudes.study import summary as scale_report
 
     resuming = doc is None
-    if not resuming:  # a new study's cells are checked before its directory is made
+    if not resuming:  # checked before the study's directory or lock is made
+        _check_new_study_dir(out)
         study.check_cells(study.cells(doc))
     lock_study(out, resuming, shared=not force)
     doc = open_study(out, doc, force)
@@ -119,6 +137,7 @@ def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
                 f"({_seconds(cell_dir):.0f} s)")
         if probe:
             scale_inference.ensure(cell_dir, results, progress)
+        release(cell_dir)  # finished: free to inspect or resume while the study goes on
         scale_report.write(out, doc, plan)
     return scale_report.write(out, doc, plan)
 
