@@ -601,3 +601,31 @@ def test_a_refused_directory_is_left_as_it_was(debug_run, tmp_path):
             one_line_error(cli("scale", "--preset", "debug", "--out", target, *force,
                                check=False), needle)
         assert sorted(p.name for p in target.iterdir()) == before
+
+
+def test_a_typo_that_extends_a_run_loses_nothing_and_can_be_taken_back(debug_run, tmp_path):
+    """`--resume --set train.real_bytes=<typo>`: the finished results are set aside, not
+    deleted, until the longer run's first checkpoint; going back to their length before then
+    restores them as they were. The typo is announced as hours of work."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(debug_run, run, ignore=shutil.ignore_patterns(".lock"))
+    finished = (run / "results.json").read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "multitudes", "train", "--resume", str(run),
+                             "--set", "train.real_bytes=100000000000000", "--set",
+                             "train.checkpoint_every=1000000", "--quiet"], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "shorter").is_dir() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert "expect hours or days" in stderr
+    assert (run / "shorter" / "results.json").read_bytes() == finished
+    cli("train", "--resume", run, "--set", "train.real_bytes=16384", "--quiet")
+    assert (run / "results.json").read_bytes() == finished and not (run / "shorter").exists()
+    # once the longer run has a checkpoint of its own, going back is refused, as before
+    cli("train", "--resume", run, "--set", "train.real_bytes=24576", "--quiet")
+    one_line_error(cli("train", "--resume", run, "--set", "train.real_bytes=16384",
+                       check=False), "a resume reads on, not back")

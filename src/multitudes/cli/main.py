@@ -76,6 +76,8 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
         group.on_main(lambda: rundir.prepare_run_dir(out, command, cfg, False, force))
     elif overrides:  # a longer run: checked by every rank, recorded once the lock is held
         group.on_main(lambda: rundir.record_extension(out, cfg))
+        if resolve_device(cfg.train.device).type == "cpu":
+            _warn_if_slow(cfg)
     resume_hint.resumable(command, out)
     return out, cfg, bool(resume_dir), group
 

@@ -8,6 +8,7 @@ record is refused, a different thread count is announced.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -21,7 +22,11 @@ from multitudes.config.files import from_dict
 from multitudes.errors import UserError
 
 RUN_FILES = ("config.json", "metrics.jsonl", "lineage.jsonl", "results.json", "report.html",
-             "checkpoints", "members", "milestones", "tb")
+             "checkpoints", "members", "milestones", "tb", "shorter")
+
+# A run read on to more bytes sets its shorter run's results and milestones aside here until
+# its first new checkpoint: a typo in the new length loses nothing, and can be taken back.
+SHORTER = "shorter"
 
 
 # What a resume may change: a `train` run read on to more bytes (nanoGPT's "train longer"), and
@@ -99,21 +104,53 @@ def _extend(out: Path, record: dict, command: str, overrides: list[str]) -> RunC
     before = from_dict(record["config"])
     config = apply_overrides(record["config"], overrides)
     cfg = from_dict(config)
-    if cfg.train.real_bytes < before.train.real_bytes:
+    if cfg.train.real_bytes < before.train.real_bytes and \
+            cfg.train.real_bytes != _shorter_length(out):
         raise UserError(f"--resume --set train.real_bytes={cfg.train.real_bytes}: the run has "
                         f"read {before.train.real_bytes:,} already; a resume reads on, not back")
     return cfg
 
 
+def _shorter_length(out: Path) -> int | None:
+    """The length of the finished shorter run set aside by an extension, if it is still there
+    (the longer run has no checkpoint of its own yet): going back to it is allowed."""
+    path = Path(out) / SHORTER / "results.json"
+    if not path.is_file():
+        return None
+    length = read_results(path, "the shorter run's results").get("real_bytes")
+    return length if isinstance(length, int) else None
+
+
 def record_extension(out: Path, cfg: RunConfig) -> None:
-    """config.json holds the extended run's config from now on (the lock is held); the
-    milestones and results of the shorter run go, so the longer one is scored anew."""
-    record = read_json(Path(out) / "config.json", "the run's config")
-    for name in ("milestones", "results.json"):
-        path = Path(out) / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    write_json_atomic(Path(out) / "config.json", {**record, "config": cfg.to_dict(),
-                                                  "config_sha256": json_digest(cfg.to_dict())})
+    """config.json holds the extended run's config from now on (the lock is held). The shorter
+    run's results and milestones are set aside (DIR/shorter/), so the longer run is scored
+    anew; they come back when the run goes back to their length before its first new
+    checkpoint, and go for good at that checkpoint (`drop_shorter`)."""
+    out = Path(out)
+    aside = out / SHORTER
+    if cfg.train.real_bytes == _shorter_length(out):  # the extension taken back
+        for name in ("milestones", "results.json"):
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            if (aside / name).exists():
+                os.replace(aside / name, path)
+        shutil.rmtree(aside)
+    elif (out / "results.json").is_file():  # a finished run: kept until the longer one saves
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir()
+        for name in ("milestones", "results.json"):
+            if (out / name).exists():
+                os.replace(out / name, aside / name)
+    record = read_json(out / "config.json", "the run's config")
+    write_json_atomic(out / "config.json", {**record, "config": cfg.to_dict(),
+                                            "config_sha256": json_digest(cfg.to_dict())})
+
+
+def drop_shorter(out: Path) -> None:
+    """The longer run has its first checkpoint: the shorter run cannot be gone back to."""
+    aside = Path(out) / SHORTER
+    if aside.is_dir():
+        shutil.rmtree(aside)
 
 
 def _holds_work(out: Path) -> bool:

@@ -25,6 +25,7 @@ from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
 from multitudes.data.splits import make_stream
 from multitudes.runs.distributed import resolve_device
 from multitudes.population.population import Population
+from multitudes.runs.directory import drop_shorter
 from multitudes.runs.files import RunFiles
 from multitudes.runs.results import DevPoint, FinishedRun
 from multitudes.training.scoring import LN2, Scoring
@@ -154,6 +155,7 @@ class ArmRunner:
         self.checkpoints.save(self.pop.steps, lambda path: runstate.save_arm(
             path, self.pop, self.stream, self.history, self.scoring.best, self.events,
             self.cfg.members, {**self.births.state(), "finished": [p.to_json() for p in self.finished]}))
+        self.files.for_writer(lambda: drop_shorter(self.files.out))
 
     def try_resume(self) -> bool:
         """Restore the latest checkpoint, if there is one."""
