@@ -629,3 +629,36 @@ def test_a_typo_that_extends_a_run_loses_nothing_and_can_be_taken_back(debug_run
     cli("train", "--resume", run, "--set", "train.real_bytes=24576", "--quiet")
     one_line_error(cli("train", "--resume", run, "--set", "train.real_bytes=16384",
                        check=False), "a resume reads on, not back")
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("no files", "its manifest lists no files"), ("state a list", "state.json is not a table"),
+    ("state without keys", "is damaged: KeyError"), ("a genome of the wrong type", "")])
+@pytest.mark.parametrize("kind", ["run", "member"])
+def test_a_crafted_checkpoint_with_matching_digests_is_one_line(debug_run, case, needle, kind,
+                                                                 tmp_path):
+    """Damage that a digest does not catch (the manifest and state.json rewritten together):
+    a resume and an eval each stop in one line."""
+    import hashlib
+    import shutil
+    results = json.loads((debug_run / "results.json").read_text())
+    member = results["arms"]["social"]["members"][0]["checkpoint"]
+    copy = tmp_path / kind
+    shutil.copytree(debug_run if kind == "run" else debug_run / member, copy,
+                    ignore=shutil.ignore_patterns(".lock"))
+    ck = copy / "checkpoints" / "social" if kind == "run" else copy
+    manifest = json.loads((ck / "manifest.json").read_text())
+    if case == "no files":
+        del manifest["files"]
+    else:
+        state = json.loads((ck / "state.json").read_text())
+        state = {"state a list": [], "state without keys": {"kind": state["kind"],
+                                                             "founders": state.get("founders")},
+                 "a genome of the wrong type": {**state, "members": [{"genome": 5}]}
+                 if kind == "run" else {**state, "genome": 5}}[case]
+        (ck / "state.json").write_text(json.dumps(state))
+        manifest["files"]["state.json"] = hashlib.sha256((ck / "state.json").read_bytes()
+                                                         ).hexdigest()
+    (ck / "manifest.json").write_text(json.dumps(manifest))
+    args = ["train", "--resume", copy] if kind == "run" else ["eval", copy]
+    one_line_error(cli(*args, check=False), needle)

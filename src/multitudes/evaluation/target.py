@@ -29,7 +29,8 @@ def member_checkpoints(target: Path) -> list[Path]:
         arms = checkpoint.read_json(results, "run results").get("arms")
         if not isinstance(arms, dict):
             raise UserError(f"{results} names no arms: not a run's results.json")
-        paths = [target / m["checkpoint"] for arm in arms.values() for m in arm["members"]]
+        with checkpoint.damaged(results):
+            paths = [target / m["checkpoint"] for arm in arms.values() for m in arm["members"]]
         return list(dict.fromkeys(paths))
     if not target.exists():
         raise UserError(f"{target} does not exist")
@@ -41,7 +42,8 @@ def load_member(path: Path):
     tensors, state = checkpoint.load(path)
     if state.get("kind") != "member" or "model" not in tensors:
         raise UserError(f"checkpoint {path} is not a member checkpoint")
-    genome = Genome.from_dict(state["genome"], where=f"{path}: genome")
+    with checkpoint.damaged(path):
+        genome = Genome.from_dict(state["genome"], where=f"{path}: genome")
     model = build(genome)
     try:
         model.load_state_dict(tensors["model"])

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -176,7 +177,13 @@ def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise UserError(f"checkpoint {path} has format {found!r}, this version reads {FORMAT!r}")
-    for name, digest in manifest["files"].items():
+    files = manifest.get("files")
+    if not isinstance(files, dict) or "state.json" not in files or not all(
+            isinstance(n, str) and isinstance(d, str) and "/" not in n and n not in ("", ".", "..")
+            for n, d in files.items()):
+        raise UserError(f"checkpoint {path} is damaged: its manifest lists no files, or not "
+                        f"as names and digests")
+    for name, digest in files.items():
         file = path / name
         if not file.is_file():
             raise UserError(f"checkpoint {path} is incomplete: {name} is missing")
@@ -184,13 +191,27 @@ def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
             raise UserError(f"checkpoint {path} is corrupt: {name} fails its sha256")
     tensors = {}
     try:
-        for name in manifest["files"]:
+        for name in files:
             if name.endswith(".safetensors"):
                 tensors[name[: -len(".safetensors")]] = load_file(path / name)
         state = json.loads((path / "state.json").read_text())
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, RecursionError) as e:
         raise UserError(f"checkpoint {path} cannot be read: {e}") from None
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {path} is damaged: state.json is not a table")
     return tensors, state
+
+
+@contextmanager
+def damaged(path: Path):
+    """Where a checkpoint's contents are read into a model: a key missing, a value of the wrong
+    type or shape (a file damaged or crafted with its digest matching) is one line naming it."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        raise UserError(f"checkpoint {path} is damaged: {type(e).__name__} "
+                        f"{str(e).strip().splitlines()[0][:120] if str(e).strip() else ''}"
+                        ) from None
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

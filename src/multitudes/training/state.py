@@ -65,6 +65,12 @@ def restore_arm(path: Path, pop: Population, stream: Stream, founders: list[Geno
     genome (reusing the freshly built founder when it is still alive).
     """
     tensors, state = checkpoint.load(path)
+    with checkpoint.damaged(path):
+        return _restore(path, tensors, state, pop, stream, founders)
+
+
+def _restore(path: Path, tensors: dict, state: dict, pop: Population, stream: Stream,
+             founders: list[Genome]) -> tuple[list[dict], dict, list[dict], dict]:
     if state.get("kind") != "arm":
         raise UserError(f"checkpoint {path} is not a training-state checkpoint")
     if state.get("founders") != [g.to_dict() for g in founders]:
