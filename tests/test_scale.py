@@ -225,6 +225,44 @@ def test_a_bad_merge_is_one_line(debug_study, tmp_path):
                            check=False), needle)
     one_line_error(cli("scale", "--resume", out, "--merge", tmp_path / "data.json",
                        check=False), "--merge goes with --resume DIR --report")
+    # rows of the right keys and the wrong values: a mix this study lacks, a text multiplier,
+    # K of 0 or below
+    cell = next(c for c in own["cells"] if c["kind"] == "population")
+    for change, needle in (({"mix": "rnnx"}, "is not one of this study's"),
+                           ({"multiplier": "x"}, "multiplier = 'x' is not a float"),
+                           ({"K": 0}, "must be positive"), ({"K": -4}, "must be positive")):
+        row = {**cell, "cell": "hetero-T-K4-logit-s1", **change}
+        (tmp_path / "row.json").write_text(json.dumps({**own, "cells": [row]}))
+        one_line_error(cli("scale", "--resume", out, "--report", "--merge",
+                           tmp_path / "row.json", check=False), needle)
+
+
+@pytest.mark.parametrize("name, text, needle", [
+    ("study.json", "[]", "study.json was edited or damaged"),
+    ("cells/gru-T-K1-s1/results.json", "{}", "is damaged: KeyError 'arms'"),
+    ("cells/gru-T-K1-s1/results.json", "[]", "is not a run's results"),
+    ("cells/hetero-T-K2-logit-s1/results.json", '{"arms": {}}', "is damaged: KeyError"),
+    ("cells/gru-T-K1-s1/wall.json", "[]", "is damaged: TypeError"),
+    ("cells/hetero-T-K2-logit-s1/inference.json", "[]", "inference axis"),
+])
+def test_a_damaged_study_file_is_one_line(debug_study, name, text, needle, tmp_path):
+    """Files of a study a user (or a disk) damaged: a resume and a report each stop in one
+    line naming the file or cell; nothing is deleted."""
+    out = tmp_path / "study"
+    shutil.copytree(debug_study[0], out, ignore=shutil.ignore_patterns(".lock"))
+    (out / name).write_text(text)
+    for args in (["--report"], ["--quiet"]):
+        one_line_error(cli("scale", "--resume", out, *args, check=False), needle)
+    assert (out / name).read_text() == text
+
+
+def test_a_damaged_cell_config_is_not_a_traceback(debug_study, tmp_path):
+    """A finished cell's config.json damaged: the study reads the cell's results back as
+    before (the config is read only to resume an unfinished cell)."""
+    out = tmp_path / "study"
+    shutil.copytree(debug_study[0], out, ignore=shutil.ignore_patterns(".lock"))
+    (out / "cells" / "gru-T-K1-s1" / "config.json").write_text("[]")
+    assert "6 of 6 cells finished" in cli("scale", "--resume", out, "--report").stdout
 
 
 def test_the_trend_recovers_a_known_slope_and_the_spread_over_seeds():

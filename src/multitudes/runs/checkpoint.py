@@ -203,13 +203,14 @@ def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
 
 
 @contextmanager
-def damaged(path: Path):
-    """Where a checkpoint's contents are read into a model: a key missing, a value of the wrong
-    type or shape (a file damaged or crafted with its digest matching) is one line naming it."""
+def damaged(path: Path, what: str = "checkpoint"):
+    """Where a file's contents are read (a checkpoint into a model, a cell's results into a
+    table): a key missing, a value of the wrong type or shape (a file damaged, or crafted with
+    its digest matching) is one line naming it."""
     try:
         yield
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
-        raise UserError(f"checkpoint {path} is damaged: {type(e).__name__} "
+        raise UserError(f"{what} {path} is damaged: {type(e).__name__} "
                         f"{str(e).strip().splitlines()[0][:120] if str(e).strip() else ''}"
                         ) from None
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from multitudes.training import protocols
 from multitudes.study import plan as study
 from multitudes.runs import directory as rundir
-from multitudes.runs.checkpoint import json_digest, read_json, write_json_atomic
+from multitudes.runs.checkpoint import damaged, json_digest, read_json, write_json_atomic
 from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
 from multitudes.runs.files import lock_run_dir, release
@@ -54,8 +54,10 @@ def open_study(out: Path, doc: dict | None, force: bool) -> dict:
         if not record_path.is_file():
             raise UserError(f"--resume {out}: no study there (no study.json)")
         record = read_json(record_path, "the study's record")
-        if record.get("sha256") != json_digest(record.get("study", {})):
-            raise UserError(f"--resume {out}: study.json was edited after the study started")
+        if not isinstance(record, dict) or record.get("sha256") != json_digest(
+                record.get("study", {})):
+            raise UserError(f"--resume {out}: study.json was edited or damaged after the study "
+                            f"started")
         study.check(record["study"])
         return record["study"]
     if record_path.is_file() and not force:
@@ -78,8 +80,9 @@ def run_cell(cell: study.Cell, cell_dir: Path, force: bool, progress: bool) -> d
     """A cell's results, run or resumed (its lock is held): resumed when its directory holds a
     run of the same config, else started (anew with --force)."""
     record = cell_dir / "config.json"
-    resume = record.is_file() and not force and (
-        read_json(record, "a cell's config").get("config") == cell.cfg.to_dict())
+    recorded = read_json(record, "a cell's config") if record.is_file() else {}
+    resume = record.is_file() and not force and isinstance(recorded, dict) and (
+        recorded.get("config") == cell.cfg.to_dict())
     if record.is_file() and not resume and not force:
         raise UserError(f"cell {cell_dir} holds a run of another config; --force restarts it")
     cfg = rundir.prepare_run_dir(cell_dir, cell.command, None if resume else cell.cfg, resume,
@@ -163,6 +166,9 @@ def _other_summary(path: Path, doc: dict) -> dict:
     if not isinstance(other, dict) or not isinstance(other.get("cells"), list) or not all(
             isinstance(c, dict) and scale_report.ROW_KEYS <= c.keys() for c in other["cells"]):
         raise UserError(f"--merge {path}: not a study's scale.json (no cells, or damaged ones)")
+    with damaged(path, "--merge"):
+        for row in other["cells"]:
+            scale_report.check_row(row, doc["mix"], f"--merge {path}")
     budget = scale_report.real_bytes(doc)
     if (other.get("study"), other.get("real_bytes")) != (doc.get("name"), budget):
         raise UserError(f"--merge {path}: study {other.get('study')!r} at "
@@ -179,4 +185,7 @@ def _record_seconds(cell_dir: Path, seconds: float) -> None:
 
 def _seconds(cell_dir: Path) -> float:
     path = cell_dir / "wall.json"
-    return read_json(path, "a cell's wall time")["seconds"] if path.is_file() else float("nan")
+    if not path.is_file():
+        return float("nan")
+    with damaged(path, "a cell's wall time"):
+        return float(read_json(path, "a cell's wall time")["seconds"])

@@ -17,7 +17,8 @@ import statistics
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
-from multitudes.runs.checkpoint import read_json, write_json_atomic
+from multitudes.runs.checkpoint import damaged, read_json, write_json_atomic
+from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
 from multitudes.study.plan import Cell
 
@@ -110,8 +111,8 @@ def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
         consensus_gain_test_bpb=iso["consensus_test_bpb"] - soc["consensus_test_bpb"],
         social_train_flops=soc["train_flops"], isolated_train_flops=iso["train_flops"],
         yardsticks_test_given={k: v["given"] for k, v in results["yardsticks"]["test"].items()},
-        wall_seconds=(read_json(wall, "a cell's wall time")["seconds"] if wall.is_file()
-                      else None),
+        wall_seconds=(float(read_json(wall, "a cell's wall time")["seconds"])
+                      if wall.is_file() else None),
         inference=(read_json(inference, "a cell's inference axis") if inference.is_file()
                    else None)).to_json()
 
@@ -188,9 +189,47 @@ def collect(out: Path, plan: list[Cell]) -> list[dict]:
     for cell in plan:
         cell_dir = out / "cells" / cell.name
         if (cell_dir / "results.json").is_file():
-            rows.append(row(cell, read_json(cell_dir / "results.json", "a cell's results"),
-                            cell_dir))
+            results = read_results(cell_dir / "results.json", "a cell's results")
+            with damaged(cell_dir, "the cell"):
+                rows.append(check_row(row(cell, results, cell_dir), None, cell_dir))
     return rows
+
+
+KINDS = ("population", "single", "peer")
+
+
+def check_row(r: dict, mixes: dict | None, where) -> dict:
+    """A row of scale.json as the tables and figures read it (a merged file's rows, or a
+    cell's, built from files a user may have damaged); one line for the first problem."""
+    def bad(what: str):
+        return UserError(f"{where}: cell {r.get('cell')!r}: {what}")
+    if not isinstance(r, dict) or not ROW_KEYS <= r.keys():
+        raise UserError(f"{where}: a cell row lacks {', '.join(sorted(ROW_KEYS))}")
+    hints = {f.name: f.type for f in fields(CellRow)}
+    for key in ROW_KEYS | ({"wall_seconds"} & r.keys()):
+        value, hint = r[key], hints[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {"str": isinstance(value, str), "int": number and isinstance(value, int),
+              "float": number and math.isfinite(value), "dict": isinstance(value, dict),
+              "str | None": value is None or isinstance(value, str),
+              "float | None": value is None or number and math.isfinite(value)}.get(hint, True)
+        if not ok:
+            raise bad(f"{key} = {value!r} is not a {hint}")
+    if r["K"] < 1 or r["seed"] < 1:
+        raise bad(f"K = {r['K']} and seed = {r['seed']} must be positive")
+    if r["kind"] not in KINDS:
+        raise bad(f"kind {r['kind']!r} is not one of {', '.join(KINDS)}")
+    if mixes is not None and r["mix"] not in mixes:
+        raise bad(f"mix {r['mix']!r} is not one of this study's ({', '.join(mixes)})")
+    if r.get("inference") is not None:  # what the inference-time figure reads of it
+        with damaged(where, f"cell {r['cell']!r}'s inference axis in"):
+            points = [v for arm in r["inference"].values() for v in
+                      [(p["size"], p["test_bpb"]) for p in arm["consensus"]]
+                      + [(p["n_loop"], p["test_bpb"]) for c in arm["loops"] for p in c["curve"]]]
+            if not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                       for point in points for x in point):
+                raise bad("its inference axis holds a value that is not a number")
+    return r
 
 
 def real_bytes(doc: dict) -> int | None:
