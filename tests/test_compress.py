@@ -131,7 +131,7 @@ def test_online_cli_single_member_and_isolated(tmp_path):
                      *[a for o in ONLINE for a in ("--set", o)], *flags)
         assert result.returncode == 0, result.stderr
         assert "B/s" in result.stdout
-        result = cli("decompress", mtz, "-o", tmp_path / "back", "--quiet")
+        result = cli("decompress", mtz, "-o", tmp_path / "back", "--quiet", "--force")
         assert result.returncode == 0, result.stderr
         assert (tmp_path / "back").read_bytes() == src.read_bytes()
     bad = cli("compress", src, "--online", "--preset", "debug", "--members", "3")
@@ -191,3 +191,55 @@ def test_an_output_is_never_the_input_a_link_or_a_device(run, tmp_path):
     assert cli("decompress", mtz, "-o", back, "--quiet").returncode == 0
     assert back.read_bytes() == original
     assert "--force" in cli("decompress", mtz, "-o", back, "--quiet").stderr
+
+
+def _rewrite(path, header_change=None, body_change=None):
+    """An archive's header (valid zlib and JSON) and code, changed and written back."""
+    import json
+    import struct
+    import zlib
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<I", blob[4:8])
+    header, body = json.loads(zlib.decompress(blob[8:8 + n])), blob[8 + n:]
+    if header_change:
+        header = header_change(header)
+    if body_change:
+        body = body_change(body)
+    head = zlib.compress(json.dumps(header).encode())
+    return b"MTZ1" + struct.pack("<I", len(head)) + head + body
+
+
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_a_crafted_or_extended_archive_is_one_line_before_decoding(run, tmp_path, mode):
+    """Headers of the right form and the wrong types, 4,000 bytes appended, a byte of the code
+    flipped (the code carries its own sha256, checked before anything is decoded), and a
+    length no memory holds: each one line, nothing written."""
+    from multitudes.config import files as config_files
+    from multitudes.coding.archive import compress_online, online_config
+    src, mtz = tmp_path / "in", tmp_path / "in.mtz"
+    src.write_bytes(b"I am large, I contain multitudes. " * 40)
+    if mode == "offline":
+        compress_file(src, mtz, run, progress=False, lanes=4)
+    else:
+        compress_online(src, mtz, online_config(config_files.load("debug", None, ONLINE)),
+                        progress=False)
+
+    def flip(body):
+        return body[:len(body) // 2] + bytes([body[len(body) // 2] ^ 0x10]) + body[
+            len(body) // 2 + 1:]
+    values = {"length": [-1, "x", 10 ** 12], "sha256": [5]}
+    if mode == "offline":
+        values.update(lanes=["x", 0], members=[5, [], [{"checkpoint": 3}]], run=[7])
+    cases = {f"{key}={value!r}": _rewrite(mtz, lambda h, k=key, v=value: {**h, k: v})
+             for key, vs in values.items() for value in vs}
+    cases["appended"] = mtz.read_bytes() + bytes(4000)
+    cases["flipped"] = _rewrite(mtz, body_change=flip)
+    for name, blob in cases.items():
+        path = tmp_path / "bad.mtz"
+        path.write_bytes(blob)
+        result = cli("decompress", path, "-o", tmp_path / "x", "--quiet")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, (name, result.stderr)
+        assert lines[0].startswith("multitudes: error:") and "Traceback" not in result.stderr
+        assert "checkpoint is kept" not in lines[0], name
+    assert not (tmp_path / "x").exists()

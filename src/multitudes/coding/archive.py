@@ -19,6 +19,7 @@ import lzma
 import os
 import struct
 import zlib
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -151,11 +152,9 @@ def decompress_file(src: Path, out: Path, run: Path | None = None, progress: boo
         if _digest(path) != m["sha256"]:
             raise UserError(f"{src} was coded with other weights than {path} holds")
     n = header["length"]
-    try:
+    with _decoding(src, n):
         data = coding.decode(words, n, steppers(paths, torch.device(env["device"])),
                              header["lanes"], progress)
-    except (ValueError, RuntimeError, AssertionError) as e:
-        raise UserError(f"{src} is damaged: its code does not decode ({e})") from None
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
         raise UserError(f"{src} is damaged: the decoded bytes fail their sha256")
     _atomic_write(Path(out), data)
@@ -171,11 +170,30 @@ def _decompress_online(src: Path, out: Path, header: dict, words: np.ndarray,
     mixture = header.get("mixture", "bayes")
     if mixture not in online.MIXTURES:
         raise UserError(f"{src} is damaged: unknown mixture {mixture!r}")
-    data = online.decode(words, header["length"], cfg, progress, mixture)
+    with _decoding(src, header["length"]):
+        data = online.decode(words, header["length"], cfg, progress, mixture)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
         raise UserError(f"{src} is damaged: the decoded bytes fail their sha256")
     _atomic_write(Path(out), data)
     return {"bytes": len(data)}
+
+
+@contextmanager
+def _decoding(src: Path, n: int):
+    """Code that does not decode (damage the code's digest did not catch: an archive from
+    before it was recorded), or a length no memory holds, is one line."""
+    try:
+        yield
+    except MemoryError:
+        raise UserError(f"{src}: its header's length of {n:,} bytes does not fit in this "
+                        f"machine's memory (a damaged header, or decode it on a larger one)"
+                        ) from None
+    except (ValueError, RuntimeError, AssertionError) as e:
+        if "can't allocate memory" in str(e) or "out of memory" in str(e).lower():
+            raise UserError(f"{src}: its header's length of {n:,} bytes does not fit in this "
+                            f"machine's memory") from None
+        raise UserError(f"{src} is damaged: its code does not decode "
+                        f"({str(e).strip()[:120]})") from None
 
 
 def _summary(data: bytes, size: int, words: np.ndarray, bits: float) -> dict:
@@ -196,8 +214,10 @@ def _read(src: Path) -> bytes:
 
 
 def _write(out: Path, header: dict, words: np.ndarray) -> int:
+    code = words.astype("<u4").tobytes()
+    header = {**header, "code_sha256": hashlib.sha256(code).hexdigest()}
     head = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9)
-    blob = MAGIC + struct.pack("<I", len(head)) + head + words.astype("<u4").tobytes()
+    blob = MAGIC + struct.pack("<I", len(head)) + head + code
     _atomic_write(Path(out), blob)
     return len(blob)
 
@@ -221,7 +241,40 @@ def _read_archive(src: Path) -> tuple[dict, np.ndarray]:
                 if header.get("mode") == "offline" else ("mode", "config", "length", "sha256"))
     if header.get("mode") not in ("offline", "online") or any(k not in header for k in required):
         raise UserError(f"{src} is damaged: its header lacks {', '.join(required)}")
+    _check_header(src, header)
+    # The code's own digest (archives from before it was recorded have none): a flipped or
+    # appended byte is refused here, before any decoding, not found as garbage at the end.
+    if "code_sha256" in header and hashlib.sha256(body).hexdigest() != header["code_sha256"]:
+        raise UserError(f"{src} is damaged: its code fails its sha256 (a byte changed, added "
+                        f"or cut)")
     return header, np.frombuffer(body, dtype="<u4").astype(np.uint32)
+
+
+def _check_header(src: Path, header: dict) -> None:
+    """The header's values of the types decoding reads them as (a crafted header with valid
+    zlib and JSON is otherwise a TypeError deep in the decoder); one line for the first."""
+    def whole(value, low: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    def digest(value) -> bool:
+        return isinstance(value, str) and len(value) == 64 and all(
+            c in "0123456789abcdef" for c in value)
+
+    checks = {"length": whole(header["length"], 0), "sha256": digest(header["sha256"]),
+              "code_sha256": "code_sha256" not in header or digest(header["code_sha256"])}
+    if header["mode"] == "offline":
+        checks.update(
+            lanes=whole(header["lanes"], 1), run=isinstance(header["run"], str),
+            members=isinstance(header["members"], list) and bool(header["members"]) and all(
+                isinstance(m, dict) and isinstance(m.get("checkpoint"), str)
+                and isinstance(m.get("sha256"), str) for m in header["members"]))
+    else:
+        checks.update(config=isinstance(header["config"], dict),
+                      mixture=isinstance(header.get("mixture", "bayes"), str))
+    wrong = [key for key, ok in checks.items() if not ok]
+    if wrong:
+        raise UserError(f"{src} is damaged: its header's {wrong[0]} is not what an archive "
+                        f"holds ({header.get(wrong[0])!r})"[:300])
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
