@@ -231,6 +231,18 @@ def test_compare_writes_results_and_report(tmp_path):
     assert [p["best_dev_bpb"] <= social_bpb for p in finished[:-1]] == [False] * (len(finished) - 1)
     assert finished[-1]["best_dev_bpb"] <= social_bpb or finished[-1]["real_bytes"] == 2 * N
     assert isinstance(results["data_efficiency"], float) or results["data_efficiency"] is None
+    # the headline: the equal-bytes gap on valid beyond the dev slice, over paired blocks whose
+    # mean is (up to the blocks' unequal sizes) the difference of the arms' valid bpb
+    gap, arms = results["equal_bytes_gap"], results["arms"]
+    assert gap["consensus"]["blocks"] == 32 and gap["consensus"]["se"] > 0
+    assert gap["consensus"]["mean"] == pytest.approx(
+        arms["isolated"]["consensus_valid_bpb"] - arms["social"]["consensus_valid_bpb"], abs=1e-3)
+    ranked = {a: arms[a]["valid_blocks"]["best_by_dev_member"] for a in ("social", "isolated")}
+    assert gap["best_by_dev"]["mean"] == pytest.approx(
+        next(m["valid_bpb"] for m in arms["isolated"]["members"] if m["id"] == ranked["isolated"])
+        - next(m["valid_bpb"] for m in arms["social"]["members"] if m["id"] == ranked["social"]),
+        abs=1e-3)
+    assert "the social arm's lead over the isolated arm is" in result.stdout
     # the yardsticks: every compressor, given the bytes the arms read, on dev, valid and test
     ys = results["yardsticks"]
     assert ys["read_bytes"] == N and set(ys) == {"read_bytes", "dev", "valid", "test"}

@@ -63,3 +63,13 @@ def test_carried_state_scores_every_byte_once_as_one_pass_would(family):
 def test_only_stateful_models_carry_state():
     data = np.frombuffer(bytes(range(256)) * 3, dtype=np.uint8)
     assert bpb(byte_log2probs(Uniform(), data, 32, carry_state=True)) == pytest.approx(8.0)
+
+
+def test_a_paired_gap_over_blocks_has_the_textbook_standard_error():
+    from multitudes.evaluation.bpb import block_bpb, paired_gap
+    lp = -np.arange(1, 101, dtype=np.float64)  # log2 probabilities 1..100 bits
+    blocks = block_bpb(lp, 4)
+    assert blocks == [13.0, 38.0, 63.0, 88.0]
+    gap = paired_gap([b + 1.0 for b in blocks[:2]] + [b + 3.0 for b in blocks[2:]], blocks)
+    assert gap["mean"] == 2.0 and gap["blocks"] == 4
+    assert gap["se"] == pytest.approx(np.std([1, 1, 3, 3], ddof=1) / 2)

@@ -121,9 +121,30 @@ def bpb(log2probs: np.ndarray) -> float:
     return float(-log2probs.mean())
 
 
-def consensus_bpb(member_log2probs: list[np.ndarray]) -> float:
-    """bpb of the mixture that averages the members' probabilities at every byte."""
+def consensus_log2probs(member_log2probs: list[np.ndarray]) -> np.ndarray:
+    """log2 of the mixture that averages the members' probabilities, at every byte."""
     stacked = np.stack(member_log2probs)  # (K, n - 1)
     top = stacked.max(0)
-    mixture = top + np.log2(np.exp2(stacked - top).mean(0))  # log2 of the mean, stably
-    return float(-mixture.mean())
+    return top + np.log2(np.exp2(stacked - top).mean(0))  # log2 of the mean, stably
+
+
+def consensus_bpb(member_log2probs: list[np.ndarray]) -> float:
+    """bpb of the mixture that averages the members' probabilities at every byte."""
+    return float(-consensus_log2probs(member_log2probs).mean())
+
+
+GAP_BLOCKS = 32  # contiguous blocks of a split whose bpb an equal-bytes gap is paired over
+
+
+def block_bpb(log2probs: np.ndarray, blocks: int = GAP_BLOCKS) -> list[float]:
+    """bpb of each of `blocks` contiguous, near-equal blocks of a split: enough to put a
+    standard error on a gap between two predictors of the same bytes, where bytes next to
+    each other are far from independent but blocks of thousands nearly are."""
+    return [bpb(part) for part in np.array_split(log2probs, blocks)]
+
+
+def paired_gap(worse: list[float], better: list[float]) -> dict:
+    """mean(worse - better) over paired blocks and its standard error (n - 1 in the spread)."""
+    d = np.asarray(worse, dtype=np.float64) - np.asarray(better, dtype=np.float64)
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"mean": float(d.mean()), "se": se, "blocks": len(d)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 
 from multitudes.config.genome import family_of
 
@@ -31,6 +32,19 @@ def efficiency_text(results: dict) -> str:
     if results["data_efficiency_reached"]:
         return f"{value:.2f}x"
     return f"> {bound:g}x (the isolated arm never reached the social arm)"
+
+
+def gap_text(results: dict) -> str:
+    """The headline: the social arm's lead at equal real bytes, measured on held-out bytes."""
+    g = results["equal_bytes_gap"]
+
+    def pm(d: dict) -> str:
+        return f"{d['mean']:+.4f} ± {d['se']:.4f}"
+    return (f"at equal real bytes the social arm's lead over the isolated arm is "
+            f"{pm(g['consensus'])} bpb (consensus) and {pm(g['best_by_dev'])} (the member the "
+            f"dev slice ranks first), "
+            f"on the {g['bytes']:,} bytes of {g['split']} (± one standard error over "
+            f"{g['consensus']['blocks']} blocks)")
 
 
 def _draw_yardsticks(ax, results: dict, split: str = "dev") -> None:
@@ -123,8 +137,10 @@ def figures(results: dict) -> list[tuple[str, str]]:
                 x = results["data_efficiency"] * results["real_bytes"]
                 ax.axvline(x, color="tab:orange", lw=1,
                            label=f"isolated reaches it: {results['data_efficiency']:.2f}x bytes")
-            ax.set(xlabel="real training bytes", ylabel="best dev bpb",
-                   title=f"Data efficiency: {efficiency_text(results)}")
+            # wrapped: an unresolved multiplier's sentence on one line stretched the figure
+            title = textwrap.fill(f"Data efficiency: {efficiency_text(results)}", 90)
+            ax.set(xlabel="real training bytes", ylabel="best dev bpb")
+            ax.set_title(title, fontsize=9 if "\n" in title else None)
             ax.legend()
             ax.grid(alpha=0.3)
             figures.append(("The multiplier: real bytes the isolated arm needs to reach the "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
-from multitudes.report.figures import efficiency_text, figures
+from multitudes.report.figures import efficiency_text, figures, gap_text
 from multitudes.runs.checkpoint import write_bytes_atomic
 
 def _yardstick_rows(results: dict) -> list[tuple[str, float, float]]:
@@ -53,6 +53,8 @@ def table(results: dict) -> str:
     if limited:
         lines.append("epochs read per arm: " + ", ".join(
             f"{arm} {res['epochs']:.2f}" for arm, res in results["arms"].items()))
+    if "equal_bytes_gap" in results:
+        lines.append(gap_text(results))
     if "data_efficiency" in results:
         lines.append(f"data efficiency of the social arm: {efficiency_text(results)}")
     if "evolution_data_efficiency" in results:
@@ -75,6 +77,9 @@ def write_html(run_dir: Path, figures_dir: Path | None = None) -> Path:
              f"<code>{html.escape(str(results.get('preset')))}</code></h1>",
              f"<p>Corpus <b>{html.escape(results['corpus'])}</b>, {results['regime']} regime, "
              f"{results['real_bytes']:,} real training bytes per arm.</p>"]
+    if "equal_bytes_gap" in results:
+        text = gap_text(results)
+        parts.append(f"<p class=big>{html.escape(text[0].upper() + text[1:])}</p>")
     if "data_efficiency" in results:
         parts.append(f"<p class=big>Data efficiency of the social arm: "
                      f"<b>{html.escape(efficiency_text(results))}</b><br><small>"

@@ -31,6 +31,7 @@ from multitudes.config.schema import CompareConfig, EvolutionConfig, RunConfig, 
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import check_trainable, load_splits
 from multitudes.errors import UserError
+from multitudes.evaluation.bpb import paired_gap
 from multitudes.evaluation.curves import crossing
 from multitudes.runs.files import RunFiles
 from multitudes.runs.results import SCHEMA
@@ -197,9 +198,24 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
         efficiency["evolution_data_efficiency"] = efficiency_of("social+evolution")
     results = {"schema": SCHEMA, "command": "compare", "preset": cfg.name, "regime": cfg.regime,
                "corpus": cfg.data.corpus, "real_bytes": N, **efficiency,
+               **_equal_bytes_gap(arms, len(runners[0].scoring.held_out["valid"])),
                "yardsticks": _yardsticks(runners[0], N), "arms": arms}
     files.write_results(results)
     return results
+
+
+def _equal_bytes_gap(arms: dict, valid_bytes: int) -> dict:
+    """The social arm's lead over the isolated arm at the same N real bytes, on valid beyond
+    the dev slice (no decision has read it), with a standard error over paired blocks: for the
+    consensus, and for each arm's member the dev slice ranks first. It measures what the
+    multiplier, read on the small dev slice, may leave unresolved."""
+    social, alone = arms["social"].get("valid_blocks"), arms["isolated"].get("valid_blocks")
+    if not social or not alone:
+        return {}
+    return {"equal_bytes_gap": {
+        "split": "valid beyond the dev slice", "bytes": valid_bytes,
+        "consensus": paired_gap(alone["consensus"], social["consensus"]),
+        "best_by_dev": paired_gap(alone["best_by_dev"], social["best_by_dev"])}}
 
 
 def _read_on(runner: ArmRunner, N: int, compare: CompareConfig, target: float) -> None:

@@ -15,7 +15,8 @@ import torch
 from multitudes.training import state as runstate
 from multitudes.config.schema import RunConfig
 from multitudes.errors import UserError
-from multitudes.evaluation.bpb import bpb, byte_log2probs, consensus_bpb
+from multitudes.evaluation.bpb import (block_bpb, bpb, byte_log2probs, consensus_bpb,
+                                       consensus_log2probs)
 from multitudes.population.member import Member
 from multitudes.population.population import Population
 from multitudes.runs.files import RunFiles
@@ -78,6 +79,13 @@ class Scoring:
         logps = {split: [scored[i][1][split] for i in range(len(pop.members))]
                  for split in ("valid", "test")}
         best = min(members, key=lambda e: e["valid_bpb"])  # chosen on valid, reported on test
+        # The read-out of an equal-bytes gap: valid beyond the dev slice in blocks, for the
+        # consensus and for the member the dev slice ranks first (no choice made on valid)
+        by_dev = min(range(len(pop.members)), key=lambda i: self.best.get(
+            pop.members[i].id, {}).get("dev_bpb", pop.members[i].fitness or math.inf))
+        blocks = {"consensus": block_bpb(consensus_log2probs(logps["valid"])),
+                  "best_by_dev": block_bpb(logps["valid"][by_dev]),
+                  "best_by_dev_member": members[by_dev]["id"]}
         return {
             "real_bytes": pop.real_bytes, "steps": pop.steps,
             "generated_bytes": pop.generated_bytes, "epochs": round(epochs, 4),
@@ -86,6 +94,7 @@ class Scoring:
             "best_valid_bpb": best["valid_bpb"], "best_test_bpb": best["test_bpb"],
             "consensus_valid_bpb": consensus_bpb(logps["valid"]),
             "consensus_test_bpb": consensus_bpb(logps["test"]),
+            "valid_blocks": blocks,
         }
 
     def _score(self, m: Member, arm: str, label: str, files: RunFiles, real_bytes: int
