@@ -314,11 +314,19 @@ def one_line_error(result, needle):
       "social.language_length=64"], "must be less than the context 64"),
     (["train", "--preset", "debug", "--set", 'regime="data-limited"', "--set",
       "data.unique_bytes=1000000000"], "is more than the 3,272,434 bytes"),
+    (["compare", "--preset", "debug", "--set", 'regime="data-limited"', "--set",
+      "data.unique_bytes=1000000"], "data.unique_bytes=4,000,000 is more than"),
+    (["compare", "--preset", "debug", "--set", 'regime="data-limited"', "--set",
+      "data.unique_bytes=4096", "--set", "compare.unique_multiples=[2, 4]"], "starting at 1"),
+    (["compare", "--preset", "debug", "--set", 'regime="data-limited"', "--set",
+      "data.unique_bytes=4096", "--set", "compare.unique_multiples=[1, 4, 2]"], "increasing"),
+    (["compare", "--preset", "debug", "--set", "compare.reference_min_epochs=-1"],
+     "compare.reference_min_epochs=-1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
-    one_line_error(cli(*args, "--out", tmp_path / "o", check=False) if args[0] == "train"
-                   and "--resume" not in args and "--bogus" not in args
-                   else cli(*args, check=False), needle)
+    one_line_error(cli(*args, "--out", tmp_path / "o", check=False)
+                   if args[0] in ("train", "compare") and "--resume" not in args
+                   and "--bogus" not in args else cli(*args, check=False), needle)
 
 
 def test_empty_data_file(tmp_path):
@@ -386,17 +394,30 @@ def test_the_evolution_ablation_runs_three_arms_at_equal_bytes(tmp_path):
 def test_the_data_limited_regime_end_to_end(tmp_path):
     out = tmp_path / "limited"
     result = cli("compare", "--preset", "debug", "--set", "regime='data-limited'", "--set",
-                 "data.unique_bytes=4096", "--set", "evolution.every=0", "--out", out, "--quiet")
+                 "data.unique_bytes=4096", "--set", "evolution.every=0", "--set",
+                 "compare.reference_min_epochs=2", "--out", out, "--quiet")
     assert "data efficiency of the social arm" in result.stdout
+    assert "data-scaling reference" in result.stdout
     results = json.loads((out / "results.json").read_text())
     assert list(results["arms"]) == ["social", "isolated", "isolated-2U", "isolated-4U"]
     assert results["data_efficiency_bound"] == 4
     for name, arm in results["arms"].items():
-        assert arm["real_bytes"] == 16384  # every arm reads the same real bytes ...
+        # every arm reads N real bytes, but a reference point that would read fewer than
+        # reference_min_epochs passes over its k x U reads on to them
         unique = {"isolated-2U": 8192, "isolated-4U": 16384}.get(name, 4096)
-        assert arm["epochs"] == pytest.approx(16384 / unique, rel=0.05)  # ... over less data
+        assert arm["real_bytes"] == max(16384, 2 * unique)
+        assert arm["epochs"] == pytest.approx(arm["real_bytes"] / unique, rel=0.05)
+        # the ensemble with a held-out prior: weights fit on the dev slice, a distribution
+        assert sum(arm["mixture_weights"].values()) == pytest.approx(1, abs=1e-4)
+        assert arm["mixture_valid_bpb"] <= arm["consensus_valid_bpb"] + 0.05
         for m in arm["members"]:  # each member scored with its best dev weights
             assert m["best_step"] <= arm["steps"] and m["epochs_to_best"] <= arm["epochs"]
+    limited = results["data_limited"]
+    assert [q["k"] for q in limited["reference"]] == [1, 2, 4]
+    assert set(limited["placed"]) == {"social", "ensemble (isolated on U)"}
+    best = limited["placed"]["social"]["best"]
+    assert best["test_bpb"] == results["arms"]["social"]["best_test_bpb"]
+    assert best["vs_single_flag"] in ("", "<=", ">") and 1 <= best["vs_single"] <= 4
     assert "epochs to best" in (out / "report.html").read_text()
     social, alone = results["arms"]["social"], results["arms"]["isolated"]
     if alone["best_valid_bpb"] < social["best_valid_bpb"]:

@@ -80,3 +80,17 @@ def test_dealt_bytes_are_what_the_stream_reads():
                    for row in b)
     assert dealt == got
     assert windows.dealt_bytes(10**9) == bytes(data)  # past one epoch: the whole split
+
+
+def test_the_unique_sample_is_spread_over_the_split_and_nested():
+    """U bytes in 16 equal pieces at evenly spaced starts; 2U holds U (each piece grows in
+    place), so the points of a data-scaling curve read more of the same places."""
+    from multitudes.data.splits import unique_sample
+    train = np.arange(160_000, dtype=np.int64) % 251
+    one, two = unique_sample(train, 1600), unique_sample(train, 3200)
+    assert len(one) == 1600 and len(two) == 3200
+    starts = [i * 10_000 for i in range(16)]
+    assert [int(x) for x in one[::100]] == [int(train[s]) for s in starts]
+    for i in range(16):  # piece i of U is the head of piece i of 2U
+        assert (two[i * 200:i * 200 + 100] == one[i * 100:(i + 1) * 100]).all()
+    assert (unique_sample(train, len(train)) == train).all()

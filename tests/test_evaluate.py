@@ -73,3 +73,30 @@ def test_a_paired_gap_over_blocks_has_the_textbook_standard_error():
     gap = paired_gap([b + 1.0 for b in blocks[:2]] + [b + 3.0 for b in blocks[2:]], blocks)
     assert gap["mean"] == 2.0 and gap["blocks"] == 4
     assert gap["se"] == pytest.approx(np.std([1, 1, 3, 3], ddof=1) / 2)
+
+
+def test_data_efficiency_interpolates_in_log_u_and_the_power_law_recovers_its_curve():
+    """Slowrun's definition on a known curve: bpb 3.0 at U, 2.8 at 2U, 2.6 at 4U; a target of
+    2.7 lies halfway in log U between 2U and 4U: 2^1.5 U."""
+    from multitudes.evaluation.curves import data_efficiency, power_law_fit
+    curve = [(1, 3.0), (2, 2.8), (4, 2.6), (8, 2.5)]
+    assert data_efficiency(curve, 2.7) == pytest.approx(2 ** 1.5)
+    assert data_efficiency(curve, 2.8) == pytest.approx(2.0)
+    assert data_efficiency(curve, 2.4) is None  # beyond the largest point: "> 8"
+    law = [(k, 1.5 + 2.0 * k ** -0.5) for k in (1, 2, 4, 8, 16)]
+    fit = power_law_fit(law)
+    assert fit["E"] == pytest.approx(1.5, abs=0.02) and fit["a"] == pytest.approx(0.5, abs=0.02)
+    assert max(abs(r) for r in fit["residuals"]) < 0.01
+    assert power_law_fit(law[:2]) is None
+
+
+def test_the_dev_fit_mixture_weights_the_better_member():
+    from multitudes.evaluation.bpb import consensus_bpb, fit_mixture, mixture_bpb
+    rng = np.random.default_rng(0)
+    good = np.log2(rng.uniform(0.5, 0.9, 4000))
+    bad = np.log2(rng.uniform(0.01, 0.1, 4000))
+    w = fit_mixture([good, bad])
+    assert w.sum() == pytest.approx(1) and w[0] > 0.9
+    assert mixture_bpb([good, bad], w) < consensus_bpb([good, bad])
+    assert mixture_bpb([good, bad], np.array([0.5, 0.5])) == pytest.approx(
+        consensus_bpb([good, bad]))

@@ -63,7 +63,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     else:
         cfg = config_files.load(preset, config_file, overrides)
         # a bad corpus, one too small for the config, or no CUDA fails before anything is written
-        check_runnable(cfg)
+        check_runnable(cfg, command)
         if resolve_device(cfg.train.device).type == "cpu":
             _warn_if_slow(cfg)
         out = Path(out or f"runs/{command}-{cfg.name}")

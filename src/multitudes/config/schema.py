@@ -9,6 +9,7 @@ lives in config_files.py.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -154,12 +155,28 @@ class CompareConfig:
     N x (1 + j (M - 1) / points), j = 1..points, read until one reaches the social arm."""
     evolution_ablation: bool = False
     """Also run `social+evolution` beside a `social` arm without evolution (the ablation)."""
+    unique_multiples: list[int] = field(default_factory=lambda: [1, 2, 4])
+    """Data-limited: the isolated reference is trained on k x U unique bytes for each k here
+    (the data-scaling curve every arm is placed on); starts at 1, increasing."""
+    reference_min_epochs: float = 0.0
+    """Data-limited: a reference arm on k x U reads at least this many epochs of it (more real
+    bytes than the other arms when k x U x epochs > N), so that each point of the data-scaling
+    curve is trained to its own best rather than cut short (0: every arm reads N)."""
 
     def __post_init__(self) -> None:
         check_fields(self, "compare.")
         if not self.multiplier >= 1:
             raise UserError(f"compare.multiplier={self.multiplier}: must be at least 1")
         positive(self, "compare.", "read_on_points")
+        k = self.unique_multiples
+        if not isinstance(k, list) or len(k) < 2 or k[0] != 1 or not all(
+                type(x) is int for x in k) or any(b <= a for a, b in zip(k, k[1:])):
+            raise UserError(f"compare.unique_multiples={k!r}: expected increasing integers "
+                            f"starting at 1, at least two (e.g. [1, 2, 4, 8, 16]), so that the "
+                            f"reference curve brackets U")
+        if not 0 <= self.reference_min_epochs < math.inf:
+            raise UserError(f"compare.reference_min_epochs={self.reference_min_epochs}: must "
+                            f"be a finite number >= 0")
 
 
 @dataclass

@@ -66,6 +66,31 @@ def check_trainable(splits: dict[str, np.ndarray], batch_size: int, context: int
                             f"{context}, dev slice {dev_bytes:,})")
 
 
+UNIQUE_CHUNKS = 16  # the data-limited sample: this many chunks spread over the training split
+
+
+def unique_sample(train: np.ndarray, unique_bytes: int, chunks: int = UNIQUE_CHUNKS
+                  ) -> np.ndarray:
+    """The U unique bytes of the data-limited regime: `chunks` equal pieces starting at evenly
+    spaced points of the training split, concatenated.
+
+    The first U bytes of a corpus are one run of articles, far from valid and test; pieces
+    spread over the split keep U representative. The sample is nested: each piece grows in
+    place as U grows, so 2U holds U, and the points of a data-scaling curve differ only in how
+    much they read of the same places.
+    """
+    n = len(train)
+    if unique_bytes > n:
+        raise UserError(f"data.unique_bytes={unique_bytes:,} is more than the {n:,} bytes of "
+                        f"the training split")
+    if unique_bytes == n:
+        return train
+    size, extra = divmod(unique_bytes, chunks)
+    stride = n // chunks
+    pieces = [train[i * stride:i * stride + size + (i < extra)] for i in range(chunks)]
+    return np.concatenate(pieces)
+
+
 @dataclass
 class StreamState:
     epoch: int = 0

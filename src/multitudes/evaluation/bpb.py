@@ -148,3 +148,27 @@ def paired_gap(worse: list[float], better: list[float]) -> dict:
     d = np.asarray(worse, dtype=np.float64) - np.asarray(better, dtype=np.float64)
     se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
     return {"mean": float(d.mean()), "se": se, "blocks": len(d)}
+
+
+def fit_mixture(member_log2probs: list[np.ndarray], iterations: int = 100) -> np.ndarray:
+    """Mixture weights over the members that maximise the likelihood of these bytes (EM).
+
+    Fit on the dev slice and applied to held-out splits: the held-out prior of NanoGPT
+    Slowrun's ensembles. Starts uniform; each step sets a member's weight to its mean
+    responsibility for the bytes. The likelihood never decreases, so a fixed count suffices.
+    """
+    p = np.exp2(np.stack(member_log2probs).astype(np.float64))  # (K, n)
+    w = np.full(len(member_log2probs), 1.0 / len(member_log2probs))
+    for _ in range(iterations):
+        joint = w[:, None] * p
+        w = (joint / joint.sum(0, keepdims=True)).mean(1)
+    return w
+
+
+def mixture_bpb(member_log2probs: list[np.ndarray], weights: np.ndarray) -> float:
+    """bpb of the mixture with these weights (consensus_bpb: uniform weights)."""
+    stacked = np.stack(member_log2probs).astype(np.float64)
+    with np.errstate(divide="ignore"):  # a weight of exactly 0 drops its member
+        logw = np.log2(np.asarray(weights, dtype=np.float64))[:, None]
+    top = (stacked + logw).max(0)
+    return float(-(top + np.log2(np.exp2(stacked + logw - top).sum(0))).mean())

@@ -53,6 +53,8 @@ def table(results: dict) -> str:
     if limited:
         lines.append("epochs read per arm: " + ", ".join(
             f"{arm} {res['epochs']:.2f}" for arm, res in results["arms"].items()))
+    if "data_limited" in results:
+        lines += data_limited_lines(results["data_limited"])
     if "equal_bytes_gap" in results:
         lines.append(gap_text(results))
     if "data_efficiency" in results:
@@ -61,6 +63,23 @@ def table(results: dict) -> str:
         lines.append(f"data efficiency of the social+evolution arm: "
                      f"{efficiency_text(results['evolution_data_efficiency'])}")
     return "\n".join(lines)
+
+
+def data_limited_lines(d: dict) -> list[str]:
+    """The data-scaling reference and each arm placed on it (see protocols._unique_efficiency)."""
+    lines = ["data-scaling reference, the isolated recipe on k x U unique bytes (test bpb): "
+             + "; ".join(f"k={q['k']} ({q['epochs']:.1f} epochs) best {q['best_test_bpb']:.4f}, "
+                         f"ensemble {q['mixture_test_bpb']:.4f}" for q in d["reference"])]
+    for name, fit in d["fits"].items():
+        if fit:
+            lines.append(f"  {name}: bpb = {fit['E']:.3f} + {fit['A']:.3f} k^-{fit['a']:.2f} "
+                         f"(residuals {', '.join(f'{r:+.4f}' for r in fit['residuals'])})")
+    lines.append("data efficiency U'/U on the reference's best member / its ensemble:")
+    for arm, placed in d["placed"].items():
+        lines.append(f"  {arm:<26} " + "; ".join(
+            f"{what} {p['test_bpb']:.4f}: {p['vs_single_flag']}{p['vs_single']:.2f}x / "
+            f"{p['vs_ensemble_flag']}{p['vs_ensemble']:.2f}x" for what, p in placed.items()))
+    return lines
 
 
 def write_html(run_dir: Path, figures_dir: Path | None = None) -> Path:

@@ -81,11 +81,11 @@ def check_cells(plan: list[Cell]) -> None:
     for cell in plan:
         c = cell.cfg
         shape = (c.data.corpus, c.train.batch_size, c.context, c.train.dev_bytes,
-                 c.data.unique_bytes)
+                 c.data.unique_bytes, cell.command)
         if shape not in seen:
             seen.add(shape)
             try:
-                check_runnable(c)
+                check_runnable(c, cell.command)
             except UserError as e:
                 raise UserError(f"study cell {cell.name}: {e}") from None
 

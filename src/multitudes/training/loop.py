@@ -22,7 +22,7 @@ from tqdm import tqdm
 from multitudes.training import state as runstate
 from multitudes.evolution.births import Births
 from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
-from multitudes.data.splits import make_stream
+from multitudes.data.splits import make_stream, unique_sample
 from multitudes.runs.distributed import resolve_device
 from multitudes.population.population import Population
 from multitudes.runs.directory import drop_shorter
@@ -47,7 +47,7 @@ class ArmRunner:
         device = resolve_device(cfg.train.device)
         self.scoring = Scoring(cfg, splits, device, keep_best=unique_bytes > 0,
                                progress=files.progress)
-        train = splits["train"][:unique_bytes] if unique_bytes else splits["train"]
+        train = unique_sample(splits["train"], unique_bytes) if unique_bytes else splits["train"]
         self.stream = make_stream(train, cfg.train.batch_size, cfg.context, cfg.train.seed,
                                   cfg.train.sampling)
         self.pop = Population.found(cfg.members, social, cfg.train,

@@ -20,7 +20,6 @@ reached).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from multitudes.data.corpora import resolve
 from multitudes.data.splits import check_trainable, load_splits
 from multitudes.errors import UserError
 from multitudes.evaluation.bpb import paired_gap
-from multitudes.evaluation.curves import crossing
+from multitudes.evaluation.curves import crossing, data_efficiency, power_law_fit
 from multitudes.runs.files import RunFiles
 from multitudes.runs.results import SCHEMA
 from multitudes.training.loop import ArmRunner, isolated
@@ -76,21 +75,27 @@ def plan_compare(cfg: RunConfig) -> list[ArmPlan]:
     if cfg.regime == "stream":
         return measured + [ArmPlan("isolated", alone, int(N * cfg.compare.multiplier),
                                    role="reference")]
-    U = cfg.data.unique_bytes
+    U, epochs = cfg.data.unique_bytes, cfg.compare.reference_min_epochs
+    # Each point of the data-scaling curve reads N real bytes, or more where N is fewer than
+    # `reference_min_epochs` passes over its k x U: trained to its own best, not cut short.
     return [replace(p, unique_bytes=U) for p in measured] + [
-        ArmPlan(f"isolated{f'-{k}U' if k > 1 else ''}", alone, N, role="reference",
-                unique_bytes=k * U) for k in UNIQUE_MULTIPLES]
+        ArmPlan(f"isolated{f'-{k}U' if k > 1 else ''}", alone, max(N, int(k * U * epochs)),
+                role="reference", unique_bytes=k * U) for k in cfg.compare.unique_multiples]
 
 
-UNIQUE_MULTIPLES = (1, 2, 4)  # data-limited: the isolated reference reads U, 2U and 4U
+def unique_bytes_needed(cfg: RunConfig, command: str) -> int:
+    """The unique training bytes a run reads at most: U, or the reference's largest k x U."""
+    if command == "compare" and cfg.regime == "data-limited":
+        return cfg.data.unique_bytes * max(cfg.compare.unique_multiples)
+    return cfg.data.unique_bytes
 
 
-def check_runnable(cfg: RunConfig) -> None:
+def check_runnable(cfg: RunConfig, command: str) -> None:
     """A bad corpus, or one too small for the config (its batch, context, dev slice, unique
     bytes), is one line before anything is written: for `train`, `compare` and every cell of a
     study alike."""
     check_trainable(load_splits(resolve(cfg.data.corpus)), cfg.train.batch_size, cfg.context,
-                    cfg.train.dev_bytes, cfg.data.corpus, cfg.data.unique_bytes)
+                    cfg.train.dev_bytes, cfg.data.corpus, unique_bytes_needed(cfg, command))
 
 
 def runner_for(plan: ArmPlan, cfg: RunConfig, splits: dict, files: RunFiles,
@@ -171,11 +176,11 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     files.rewrite_logs([r for runner in runners for r in runner.history],
                        [e for runner in runners for e in runner.events])
     arms = {}
-    for runner in runners:
+    for runner, plan in zip(runners, plans):
         if runner.branching:  # scored at the end of its cooldown, before it returns to the trunk
             runner.finish_branch(N, at_end=ArmRunner.milestone)
-        else:
-            runner.run_until(N)
+        else:  # N, or a data-limited reference's own budget
+            runner.run_until(N if cfg.regime == "stream" else plan.total_bytes)
         arms[runner.name] = runner.milestone()
     if cfg.regime == "stream":  # read on only as far as the multipliers need
         social_bpb = min(r.history[-1]["best_dev_bpb"] for r in measured)
@@ -255,12 +260,46 @@ def _stream_efficiency(arms: dict, N: int, M: float, arm: str = "social") -> dic
 
 def _unique_efficiency(arms: dict, U: int, references: list[ArmPlan], arm: str = "social"
                        ) -> dict:
-    target = arms[arm]["best_valid_bpb"]
-    points = [(math.log(p.unique_bytes / U), arms[p.name]["best_valid_bpb"]) for p in references]
-    needed = crossing(points, target)
-    return {"data_efficiency": math.exp(needed) if needed is not None else None,
-            "data_efficiency_reached": needed is not None,
-            "data_efficiency_bound": references[-1].unique_bytes // U,
-            "data_efficiency_at_most": points[0][1] < target,  # isolated on U already better
-            "data_efficiency_basis": "unique training bytes the isolated arm needs to reach the "
-                                     "social arm's best valid bpb (interpolated in log U), / U"}
+    """The data-limited read-out, Slowrun's definition: an arm's data efficiency is U'/U, where
+    U' is the unique bytes the isolated recipe needs to reach that arm's test bpb, piecewise
+    linear in log U' between the reference's points ("> K" past its largest, "<= 1" when the
+    isolated arm on U is already as good). Placed on two reference curves: one isolated member
+    (the best of each point's members) and the ensemble of them (their dev-fit mixture); for
+    the arm's best member, its consensus and its dev-fit mixture, and for the ensemble control
+    (the isolated members on U mixed, no extra training). A power law bpb = E + A k^-a is fit to
+    each curve, residuals beside it."""
+    def test(res: dict, what: str) -> float:  # what: best, consensus or (dev-fit) mixture
+        return res[f"{what}_test_bpb"]
+    points = [{"k": p.unique_bytes // U, "unique_bytes": p.unique_bytes,
+               "epochs": arms[p.name]["epochs"], "best_test_bpb": arms[p.name]["best_test_bpb"],
+               "consensus_test_bpb": arms[p.name]["consensus_test_bpb"],
+               "mixture_test_bpb": test(arms[p.name], "mixture")} for p in references]
+    curves = {"single": [(q["k"], q["best_test_bpb"]) for q in points],
+              "ensemble": [(q["k"], q["mixture_test_bpb"]) for q in points]}
+    bound = points[-1]["k"]
+
+    def place(bpb_value: float) -> dict:
+        out = {"test_bpb": bpb_value}
+        for name, curve in curves.items():
+            if bpb_value >= curve[0][1]:
+                out[f"vs_{name}"], out[f"vs_{name}_flag"] = 1.0, "<="
+            else:
+                k = data_efficiency(curve, bpb_value)
+                out[f"vs_{name}"], out[f"vs_{name}_flag"] = (k, "") if k else (bound, ">")
+        return out
+    measured = [a for a in arms if not any(a == p.name for p in references)]
+    placed = {a: {what: place(test(arms[a], what)) for what in ("best", "consensus", "mixture")}
+              for a in measured}
+    placed["ensemble (isolated on U)"] = {what: place(test(arms[references[0].name], what))
+                                          for what in ("consensus", "mixture")}
+    head = placed[arm]["best"]
+    return {"data_efficiency": head["vs_single"] if head["vs_single_flag"] != ">" else None,
+            "data_efficiency_reached": head["vs_single_flag"] != ">",
+            "data_efficiency_bound": bound,
+            "data_efficiency_at_most": head["vs_single_flag"] == "<=",
+            "data_efficiency_basis": "unique training bytes the isolated recipe's best member "
+                                     "needs to reach the social arm's best member's test bpb "
+                                     "(piecewise linear in log U between measured points), / U",
+            "data_limited": {"reference": points, "fits": {
+                name: power_law_fit(curve) for name, curve in curves.items()},
+                "placed": placed}}

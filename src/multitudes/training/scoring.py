@@ -16,7 +16,7 @@ from multitudes.training import state as runstate
 from multitudes.config.schema import RunConfig
 from multitudes.errors import UserError
 from multitudes.evaluation.bpb import (block_bpb, bpb, byte_log2probs, consensus_bpb,
-                                       consensus_log2probs)
+                                       consensus_log2probs, fit_mixture, mixture_bpb)
 from multitudes.population.member import Member
 from multitudes.population.population import Population
 from multitudes.runs.files import RunFiles
@@ -77,7 +77,7 @@ class Scoring:
                            for i, m in enumerate(pop.members) if pop.owns(m)})
         members = [scored[i][0] for i in range(len(pop.members))]
         logps = {split: [scored[i][1][split] for i in range(len(pop.members))]
-                 for split in ("valid", "test")}
+                 for split in scored[0][1]}
         best = min(members, key=lambda e: e["valid_bpb"])  # chosen on valid, reported on test
         # The read-out of an equal-bytes gap: valid beyond the dev slice in blocks, for the
         # consensus and for the member the dev slice ranks first (no choice made on valid)
@@ -95,7 +95,19 @@ class Scoring:
             "consensus_valid_bpb": consensus_bpb(logps["valid"]),
             "consensus_test_bpb": consensus_bpb(logps["test"]),
             "valid_blocks": blocks,
+            **self._mixture(logps, [m["id"] for m in members]),
         }
+
+    def _mixture(self, logps: dict, ids: list[str]) -> dict:
+        """Data-limited: the members mixed with weights fit on the dev slice (by their kept
+        best weights), scored on valid beyond it and on test: the ensemble with a held-out
+        prior (Slowrun, q0), beside the uniform consensus."""
+        if "dev" not in logps:
+            return {}
+        weights = fit_mixture(logps["dev"])
+        return {"mixture_weights": dict(zip(ids, [round(float(w), 6) for w in weights])),
+                "mixture_valid_bpb": mixture_bpb(logps["valid"], weights),
+                "mixture_test_bpb": mixture_bpb(logps["test"], weights)}
 
     def _score(self, m: Member, arm: str, label: str, files: RunFiles, real_bytes: int
                ) -> tuple[dict, dict]:
@@ -113,7 +125,10 @@ class Scoring:
         info = {"arm": arm, "label": label, "real_bytes": real_bytes,
                 "valid_bpb": entry["valid_bpb"], "test_bpb": entry["test_bpb"],
                 "corpus": self.cfg.data.corpus, "carry_state": self.carry_state}
+        if self.keep_best:  # the dev bytes too, for the mixture's weights
+            logps["dev"] = self.log2probs(m.model, self.dev)
         if m.id in self.best:
+            entry["best_dev_bpb"] = self.best[m.id]["dev_bpb"]
             entry["best_step"] = self.best[m.id]["step"]
             entry["epochs_to_best"] = self.best[m.id]["epochs"]
         runstate.save_member(path, m.id, m.genome, weights, info)
