@@ -175,6 +175,34 @@ def test_a_killed_compare_resumes_to_the_same_numbers(tmp_path):
     assert (out / "report.html").is_file()
 
 
+def test_the_distilled_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
+    """Data-limited with compare.distill: one member (the genome of the isolated member the
+    dev slice ranks first) taught by the social arm's dev-fit mixture, and its control taught
+    by the isolated ensemble; a kill while a student trains resumes to the same numbers (its
+    teachers' carried states are part of its checkpoint); the students sit on the curve."""
+    args = ["--preset", "debug", "--set", "regime='data-limited'", "--set",
+            "data.unique_bytes=4096", "--set", "evolution.every=0", "--set",
+            "compare.distill=true", "--set", "train.real_bytes=8192", "--quiet"]
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    cli("compare", *args, "--out", reference)
+    a = json.loads((reference / "results.json").read_text())
+    assert list(a["arms"])[-2:] == ["distilled", "distilled-ensemble"]
+    isolated = a["arms"]["isolated"]["members"]
+    ranked = min(isolated, key=lambda m: m["best_dev_bpb"])
+    for student in ("distilled", "distilled-ensemble"):
+        [member] = a["arms"][student]["members"]
+        assert member["family"] == ranked["family"] and member["params"] == ranked["params"]
+        assert student in a["data_limited"]["placed"]
+    delay = kill_at_a_random_moment(["compare", *args, "--out", out],
+                                    out / "checkpoints" / "distilled" / "manifest.json", 1)
+    assert not (out / "results.json").exists(), f"finished before the kill at +{delay:.2f}s"
+    cli("compare", "--resume", out, "--quiet")
+    b = json.loads((out / "results.json").read_text())
+    assert numbers(a) == numbers(b) and a["data_limited"] == b["data_limited"]
+    one_line_error(cli("compare", "--preset", "debug", "--set", "compare.distill=true",
+                       "--out", tmp_path / "stream", check=False), "data-limited regime")
+
+
 DISK_FULL = """
 import errno, os, sys
 from multitudes.runs import checkpoint as checkpoint

@@ -158,6 +158,11 @@ class CompareConfig:
     unique_multiples: list[int] = field(default_factory=lambda: [1, 2, 4])
     """Data-limited: the isolated reference is trained on k x U unique bytes for each k here
     (the data-scaling curve every arm is placed on); starts at 1, increasing."""
+    distill: bool = False
+    """Data-limited: add the `distilled` arm, one member (the genome of the isolated member the
+    dev slice ranks first) trained from scratch on U with the social arm's dev-fit mixture as
+    its teacher, and its control `distilled-ensemble`, taught by the isolated members' mixture:
+    the population's knowledge at the inference cost of one member."""
     reference_min_epochs: float = 0.0
     """Data-limited: a reference arm on k x U reads at least this many epochs of it (more real
     bytes than the other arms when k x U x epochs > N), so that each point of the data-scaling
@@ -174,6 +179,8 @@ class CompareConfig:
             raise UserError(f"compare.unique_multiples={k!r}: expected increasing integers "
                             f"starting at 1, at least two (e.g. [1, 2, 4, 8, 16]), so that the "
                             f"reference curve brackets U")
+        if self.distill and self.evolution_ablation:
+            raise UserError("compare.distill and compare.evolution_ablation: one at a time")
         if not 0 <= self.reference_min_epochs < math.inf:
             raise UserError(f"compare.reference_min_epochs={self.reference_min_epochs}: must "
                             f"be a finite number >= 0")
@@ -234,6 +241,9 @@ class RunConfig:
                             "'stream' needs data.unique_bytes = 0")
         if not self.members:
             raise UserError("the config has no [[members]]")
+        if self.compare.distill and self.regime != "data-limited":
+            raise UserError("compare.distill is an arm of the data-limited regime (set regime = "
+                            "\"data-limited\" and data.unique_bytes)")
         if self.evolution.every and self.evolution.every % self.train.eval_every:
             raise UserError(f"evolution.every={self.evolution.every} must be a multiple of "
                             f"train.eval_every={self.train.eval_every} (fitness is dev bpb)")

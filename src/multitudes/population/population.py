@@ -22,6 +22,7 @@ from multitudes.runs.distributed import Group, autocast_for
 from multitudes.errors import UserError
 from multitudes.config.genome import Genome, member_id
 from multitudes.models import detach_state
+from multitudes.population.elders import Elders
 from multitudes.population.member import Member
 from multitudes.population.schedule import lr_at, set_lr
 
@@ -64,6 +65,8 @@ class Population:
     generated_bytes: int = 0  # bytes sampled by speakers: never counted as real bytes
     events: list[dict] = field(default_factory=list)  # resets since the runner last looked
     group: Group = field(default_factory=Group)
+    elders: Elders | None = None  # a frozen earlier population this one also learns from
+    elder_weight: float = 0.5  # the elders' share of a listener's target beside its peers
 
     def __post_init__(self) -> None:
         if self.culture is None:
@@ -172,6 +175,8 @@ class Population:
         # A sick member (non-finite thoughts) is heard by no one and reborn below.
         healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
         targets = self._consensus(logits, healthy) if self.listening else {}
+        if self.elders is not None:
+            targets = self._with_elders(targets, x, continues, mine)
 
         for i in mine:
             m = self.members[i]
@@ -244,6 +249,16 @@ class Population:
                                        self.generator)
         mixed = social.consensus(heard, weights, [bool(ok) for ok, _ in rows], listeners=mine)
         return {i: mixed[i] for i in mine}
+
+    def _with_elders(self, targets: dict, x: torch.Tensor, continues: bool, mine: list[int]
+                     ) -> dict[int, torch.Tensor | None]:
+        """Each listener's target with the elders' mixture blended in (their share
+        `elder_weight`); a member that hears no peer (alone, or the channel closed) hears the
+        elders alone."""
+        elders = self.elders.thoughts(x, continues, self.autocast())
+        w = self.elder_weight
+        return {i: elders if targets.get(i) is None else (1 - w) * targets[i] + w * elders
+                for i in mine}
 
     def _update(self, m: Member, loss: torch.Tensor) -> str | None:
         """One optimizer step; a non-finite loss or gradient skips it and names the problem."""

@@ -24,6 +24,7 @@ from multitudes.evolution.births import Births
 from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
 from multitudes.data.splits import make_stream, unique_sample
 from multitudes.runs.distributed import resolve_device
+from multitudes.population.elders import Elders
 from multitudes.population.population import Population
 from multitudes.runs.directory import drop_shorter
 from multitudes.runs.files import RunFiles
@@ -36,13 +37,14 @@ class ArmRunner:
     def __init__(self, cfg: RunConfig, splits: dict, files: RunFiles, *, name: str,
                  social: SocialConfig, total_bytes: int, unique_bytes: int = 0,
                  evolution: EvolutionConfig | None = None, replay: list[dict] | None = None,
-                 branching: bool = False):
+                 branching: bool = False, elders: Elders | None = None):
         """`total_bytes`: the length its schedule plans for; `unique_bytes`: cut the training
         split to this many bytes, read in epochs, and keep each member's best dev weights;
         `evolution`: run generations with these settings (None or every=0: no evolution);
         `replay`: take the births and deaths from these lineage rows instead of deciding;
         `branching`: under `wsd`, train a stable trunk and finish runs of several lengths as
-        cooldowns branched off it (`finish_branch`), instead of one run cooled at the end."""
+        cooldowns branched off it (`finish_branch`), instead of one run cooled at the end;
+        `elders`: frozen teachers every member also listens to (a distilled student)."""
         self.cfg, self.name, self.files = cfg, name, files
         device = resolve_device(cfg.train.device)
         self.scoring = Scoring(cfg, splits, device, keep_best=unique_bytes > 0,
@@ -52,6 +54,7 @@ class ArmRunner:
                                   cfg.train.sampling)
         self.pop = Population.found(cfg.members, social, cfg.train,
                                     self.stream.steps_for(total_bytes), device, files.group)
+        self.pop.elders = elders
         self.births = Births(name, evolution, cfg.members, replay)
         self.checkpoints = runstate.ArmCheckpoints(files.out, name, files.group)
         wsd = cfg.train.schedule == "wsd"

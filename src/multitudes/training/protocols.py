@@ -25,7 +25,6 @@ from pathlib import Path
 
 from multitudes.evolution import generations
 from multitudes.evaluation import yardsticks
-from multitudes.runs.distributed import Group
 from multitudes.config.schema import CompareConfig, EvolutionConfig, RunConfig, SocialConfig
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import check_trainable, load_splits
@@ -34,10 +33,14 @@ from multitudes.evaluation.bpb import paired_gap
 from multitudes.evaluation.curves import crossing, data_efficiency, power_law_fit
 from multitudes.runs.files import RunFiles
 from multitudes.runs.results import SCHEMA
+from multitudes.evaluation.target import load_member
+from multitudes.population.elders import Elders
+from multitudes.runs.distributed import Group, resolve_device
 from multitudes.training.loop import ArmRunner, isolated
 
 
-ROLES = ("measured", "reference")  # an arm whose gain is measured, or the curve that measures it
+# an arm whose gain is measured, the curve that measures it, or a student taught by another arm
+ROLES = ("measured", "reference", "student")
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,11 @@ class ArmPlan:
     role: str = "measured"  # "measured": its gain is reported; "reference": the isolated curve
     unique_bytes: int = 0  # data-limited: the training split cut to this many bytes (0: all)
     evolution: EvolutionConfig | None = None
+    teacher: str | None = None  # a student's teacher: the arm whose dev-fit mixture it hears
 
     def __post_init__(self) -> None:
         assert self.role in ROLES, self.role
+        assert (self.role == "student") == (self.teacher is not None), self
 
 
 def plan_train(cfg: RunConfig) -> ArmPlan:
@@ -78,9 +83,14 @@ def plan_compare(cfg: RunConfig) -> list[ArmPlan]:
     U, epochs = cfg.data.unique_bytes, cfg.compare.reference_min_epochs
     # Each point of the data-scaling curve reads N real bytes, or more where N is fewer than
     # `reference_min_epochs` passes over its k x U: trained to its own best, not cut short.
+    students = [ArmPlan(name, cfg.social, N, role="student", unique_bytes=U, teacher=teacher)
+                for name, teacher in (("distilled", "social"), ("distilled-ensemble",
+                                                                "isolated"))
+                ] if cfg.compare.distill else []
     return [replace(p, unique_bytes=U) for p in measured] + [
         ArmPlan(f"isolated{f'-{k}U' if k > 1 else ''}", alone, max(N, int(k * U * epochs)),
-                role="reference", unique_bytes=k * U) for k in cfg.compare.unique_multiples]
+                role="reference", unique_bytes=k * U) for k in cfg.compare.unique_multiples
+    ] + students
 
 
 def unique_bytes_needed(cfg: RunConfig, command: str) -> int:
@@ -99,10 +109,29 @@ def check_runnable(cfg: RunConfig, command: str) -> None:
 
 
 def runner_for(plan: ArmPlan, cfg: RunConfig, splits: dict, files: RunFiles,
-               replay: list[dict] | None, branching: bool = False) -> ArmRunner:
+               replay: list[dict] | None, branching: bool = False,
+               elders: Elders | None = None) -> ArmRunner:
     return ArmRunner(cfg, splits, files, name=plan.name, social=plan.social,
                      total_bytes=plan.total_bytes, unique_bytes=plan.unique_bytes,
-                     evolution=plan.evolution, replay=replay, branching=branching)
+                     evolution=plan.evolution, replay=replay, branching=branching,
+                     elders=elders)
+
+
+def student_runner(plan: ArmPlan, cfg: RunConfig, splits: dict, files: RunFiles,
+                   arms: dict, replay: list[dict] | None) -> ArmRunner:
+    """A distilled arm, once its teacher and the isolated arm have finished: one member, the
+    genome of the isolated member the dev slice ranks first (its family, size and seed), taught
+    by the frozen members of `plan.teacher` (their kept best weights, read back from their
+    checkpoints) mixed with the weights fit on the dev slice."""
+    ranked = min(arms["isolated"]["members"], key=lambda m: m["best_dev_bpb"])
+    genome = load_member(files.out / ranked["checkpoint"])[0]
+    teacher = arms[plan.teacher]
+    device = resolve_device(cfg.train.device)
+    elders = Elders([load_member(files.out / m["checkpoint"])[1].to(device)
+                     for m in teacher["members"]],
+                    [teacher["mixture_weights"][m["id"]] for m in teacher["members"]])
+    return runner_for(plan, replace(cfg, members=[genome]), splits, files, replay,
+                      elders=elders)
 
 
 def run(command: str, cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
@@ -167,6 +196,8 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     plans = plan_compare(cfg)
     # stream + wsd: the isolated reference's finished runs branch off its stable trunk
     branching = cfg.regime == "stream" and cfg.train.schedule == "wsd"
+    students = [p for p in plans if p.role == "student"]  # built once their teachers finish
+    plans = [p for p in plans if p.role != "student"]
     runners = [runner_for(p, cfg, splits, files, replay, branching and p.role == "reference")
                for p in plans]
     measured = [r for r, p in zip(runners, plans) if p.role == "measured"]
@@ -181,6 +212,16 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
             runner.finish_branch(N, at_end=ArmRunner.milestone)
         else:  # N, or a data-limited reference's own budget
             runner.run_until(N if cfg.regime == "stream" else plan.total_bytes)
+        arms[runner.name] = runner.milestone()
+    for plan in students:
+        runner = student_runner(plan, cfg, splits, files, arms, replay)
+        if resume:
+            runner.try_resume()
+        runners.append(runner)
+        plans.append(plan)
+        files.rewrite_logs([r for x in runners for r in x.history],  # its births, and no row
+                           [e for x in runners for e in x.events])  # past its checkpoint twice
+        runner.run_until(plan.total_bytes)
         arms[runner.name] = runner.milestone()
     if cfg.regime == "stream":  # read on only as far as the multipliers need
         social_bpb = min(r.history[-1]["best_dev_bpb"] for r in measured)

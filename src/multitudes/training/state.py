@@ -49,11 +49,16 @@ def save_arm(path: Path, pop: Population, stream: Stream, history: list[dict],
                         "state_tuple": isinstance(m.state, tuple),
                         "best": {k: v for k, v in best.get(m.id, {}).items() if k != "weights"}})
     tensors["population"] = {"generator": pop.generator.get_state()}
+    if pop.elders is not None:  # their carried recurrent states
+        tensors.update(pop.elders.state_tensors())
     state = {"kind": "arm", "world": pop.group.world, "members": members, "steps": pop.steps,
              "horizon": pop.horizon,
              "real_bytes": pop.real_bytes, "generated_bytes": pop.generated_bytes,
              "stream": stream.state_dict(), "culture": pop.culture.state(), "history": history,
-             "events": events, "founders": [g.to_dict() for g in founders], "extra": extra or {}}
+             "events": events,
+             **({"elder_state_tuples": [isinstance(s, tuple) for s in pop.elders.states]}
+                if pop.elders is not None else {}),
+             "founders": [g.to_dict() for g in founders], "extra": extra or {}}
     checkpoint.save(path, tensors, state)
 
 
@@ -104,6 +109,8 @@ def _restore(path: Path, tensors: dict, state: dict, pop: Population, stream: St
     pop.generated_bytes = state["generated_bytes"]
     pop.culture.load_state(state["culture"])
     stream.load_state_dict(state["stream"])
+    if pop.elders is not None:
+        pop.elders.load_state_tensors(tensors, state.get("elder_state_tuples", []), pop.device)
     return state["history"], best, state["events"], state["extra"]
 
 

@@ -1,0 +1,64 @@
+"""Elders: frozen members of an earlier population whose mixture a population learns from.
+
+The `distilled` arms of the data-limited regime (chain distillation's step): a member listens
+to its living peers, if any, and to the elders, whose distribution is the mixture of theirs
+with weights fit on the dev slice. An elder never trains;
+a stateful one (an RNN) carries its state along the lanes as the members do, and that state is
+part of the arm's checkpoint, so a resume is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from multitudes.models import detach_state
+
+
+@dataclass
+class Elders:
+    models: list[torch.nn.Module]
+    weights: list[float]  # the mixture's weights (sum to one)
+    states: list[object] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for model in self.models:
+            model.eval()
+            model.requires_grad_(False)
+        if not self.states:
+            self.states = [None] * len(self.models)
+
+    @torch.no_grad()
+    def thoughts(self, x: torch.Tensor, continues: bool, autocast) -> torch.Tensor:
+        """The elders' mixture over the next byte at every position of x: (B, T, 256)."""
+        mixed = None
+        for j, (model, w) in enumerate(zip(self.models, self.weights)):
+            with autocast:
+                if getattr(model, "stateful", False):
+                    z, state = model.decode(x, self.states[j] if continues else None)
+                    self.states[j] = detach_state(state)
+                else:
+                    z = model(x)
+            p = w * F.softmax(z.float(), dim=-1)
+            mixed = p if mixed is None else mixed + p
+        return mixed
+
+    def state_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The carried states, as checkpoint tensors (elder j: `e{j}.state`)."""
+        out = {}
+        for j, state in enumerate(self.states):
+            if state is not None:
+                parts = state if isinstance(state, tuple) else (state,)
+                out[f"e{j}.state"] = {str(k): t for k, t in enumerate(parts)}
+        return out
+
+    def load_state_tensors(self, tensors: dict, tuples: list[bool], device) -> None:
+        for j in range(len(self.models)):
+            named = tensors.get(f"e{j}.state")
+            if named is None:
+                self.states[j] = None
+                continue
+            parts = tuple(named[str(k)].to(device) for k in range(len(named)))
+            self.states[j] = parts if tuples[j] else parts[0]
