@@ -147,7 +147,60 @@ def figures(results: dict) -> list[tuple[str, str]]:
                             "social arm's best dev bpb", _png(fig)))
             plt.close(fig)
     figures += _evolution_plots(results, plt)
+    if "data_limited" in results:
+        figures += _data_limited_plots(results, plt)
     return figures
+
+
+def _data_limited_plots(results: dict, plt) -> list[tuple[str, str]]:
+    """Dev bpb against epochs for every arm, and the data-scaling curve with every arm on it."""
+    d = results["data_limited"]
+    U = d["reference"][0]["unique_bytes"]
+    unique = {"isolated" if q["k"] == 1 else f"isolated-{q['k']}U": q["unique_bytes"]
+              for q in d["reference"]}
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for n, (arm, res) in enumerate(results["arms"].items()):
+        trunk = [r for r in res.get("curve") or [] if "branch" not in r]
+        ax.plot([r["real_bytes"] / unique.get(arm, U) for r in trunk],
+                [r["best_dev_bpb"] for r in trunk], "-" if arm == "social" else "--",
+                color=f"C{n}", marker=".", ms=3, label=f"{arm}, best member")
+    ax.set(xlabel="epochs over the arm's unique bytes", ylabel="best dev bpb",
+           title="Dev bpb against epochs (each member scored with its best weights so far)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    out = [("Data-limited: the best member's dev bpb of every arm against the passes it has made "
+            "over its unique bytes (U, or k x U for the reference)", _png(fig))]
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ks = [q["k"] for q in d["reference"]]
+    for key, label, marker in (("best_test_bpb", "isolated, best member", "o"),
+                               ("mixture_test_bpb", "isolated, ensemble (dev-fit mixture)", "s")):
+        ax.plot(ks, [q[key] for q in d["reference"]], marker=marker, color="black",
+                ls="-" if marker == "o" else "--", label=label)
+    for name, fit in d["fits"].items():
+        if fit:
+            grid = [ks[0] * (ks[-1] / ks[0]) ** (i / 50) for i in range(51)]
+            ax.plot(grid, [fit["E"] + fit["A"] * k ** -fit["a"] for k in grid], color="grey",
+                    lw=0.8, ls=":", label=f"fit ({name}): {fit['E']:.3f} + {fit['A']:.3f} "
+                                          f"k^-{fit['a']:.2f}")
+    for n, (arm, placed) in enumerate(d["placed"].items()):
+        p = placed.get("best") or placed["mixture"]
+        ax.axhline(p["test_bpb"], color=f"C{n}", lw=1,
+                   label=f"{arm} ({'best' if 'best' in placed else 'mixture'}): "
+                         f"{p['vs_single_flag']}{p['vs_single']:.2f}x")
+    _draw_yardsticks(ax, results, "test")
+    ax.set(xscale="log", xlabel="unique bytes / U", ylabel="test bpb",
+           title="The data-scaling reference, each arm placed on it")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    out.append(("Data efficiency (Slowrun's definition): the isolated recipe's test bpb at k x U "
+                "unique bytes; a horizontal line per arm at its test bpb, labelled with the U'/U "
+                "where the best-member curve reaches it", _png(fig)))
+    plt.close(fig)
+    return out
 
 
 def _member_colours(results: dict) -> dict[str, str]:
