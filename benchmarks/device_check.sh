@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The one prepared call for a machine with a GPU (about 8 minutes); run it first when one is lent:
+#
+#     bash benchmarks/device_check.sh [OUT_DIR]        # default: $OUT, else runs/device-check
+#
+# 1. the machine: nvidia-smi, torch, CUDA, bf16
+# 2. the CUDA-marked tests (tests/test_cuda.py: device chosen, bf16 autocast, checkpoints and
+#    resume on the GPU, a data-limited compare with every arm)
+# 3. benchmarks/throughput.py: each family's bytes/s against a plain PyTorch loop, and the
+#    achieved FLOP/s against a matmul peak measured in the same run (the MFU proxy)
+# 4. an enwik8-shaped compare (the enwik8 preset's members, batch and context, bf16 autocast) in
+#    the data-limited regime, shrunk: the bundled sample (the machine has no network), U = 256
+#    KiB, 2 MiB real bytes per arm, the distilled arms included
+#
+# Every part writes its output to OUT_DIR/NAME.txt and the script goes on after a failure, so one
+# call brings back everything it could measure; summary.txt lists each part's exit status. On a
+# machine without CUDA it runs part 1 and skips the rest cleanly (exit 0).
+set -u
+cd "$(dirname "$0")/.."
+out="${1:-${OUT:-runs/device-check}}"
+mkdir -p "$out"
+summary="$out/summary.txt"
+: > "$summary"
+
+part() {  # part NAME SECONDS COMMAND...: run it with a time limit, keep its output and status
+    local name=$1 limit=$2
+    shift 2
+    local start=$SECONDS
+    timeout "$limit" "$@" > "$out/$name.txt" 2>&1
+    local rc=$?
+    echo "$name: exit $rc in $((SECONDS - start)) s" | tee -a "$summary"
+    tail -n 25 "$out/$name.txt"
+}
+
+part machine 60 bash -c 'nvidia-smi || true; python -c "
+import torch
+print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"available\", torch.cuda.is_available())
+if torch.cuda.is_available():
+    print(torch.cuda.get_device_name(0), \"bf16\", torch.cuda.is_bf16_supported())
+"'
+
+if ! python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "no CUDA device: the GPU parts (tests, throughput, compare) are skipped" | tee -a "$summary"
+    exit 0
+fi
+
+part cuda-tests 240 python -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py
+part throughput 120 python benchmarks/throughput.py --steps 30 --repeats 3
+part compare 240 python -m multitudes compare --preset enwik8 --out "$out/compare-run" --force \
+    --quiet --set 'data.corpus="sample"' --set 'regime="data-limited"' \
+    --set data.unique_bytes=262144 --set train.real_bytes=2097152 --set train.eval_every=16 \
+    --set train.checkpoint_every=32 --set train.dev_bytes=65536 --set 'members.*.warmup=8' \
+    --set compare.distill=true
+cat "$summary"

@@ -1,0 +1,65 @@
+"""The CUDA path, on a machine that has one (`pytest -m cuda`; skipped elsewhere).
+
+What the CPU suite cannot see: the device chosen automatically, bf16 autocast in training and
+scoring, checkpoints written from GPU tensors and resumed onto the GPU, and a member checkpoint
+scored back. `benchmarks/device_check.sh` runs these first when a GPU is lent.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import tiny
+from multitudes.population.member import Member
+from multitudes.runs.distributed import autocast_for, resolve_device
+from test_cli import ENV
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
+
+
+def cli(*args):
+    result = subprocess.run([sys.executable, "-m", "multitudes", *map(str, args)],
+                            capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_auto_is_the_gpu_and_the_forward_pass_runs_in_bf16():
+    device = resolve_device("auto")
+    assert device.type == "cuda"
+    for family in ("gpt", "looped", "lstm", "gru"):
+        member = Member.create("m", tiny(family), device)
+        x = torch.randint(0, 256, (4, 32), device=device)
+        with autocast_for(device):
+            logits = member.model(x)
+        assert logits.is_cuda and torch.isfinite(logits.float()).all()
+        if family in ("gpt", "looped"):  # the transformers' matmuls run in bf16
+            assert logits.dtype == torch.bfloat16
+
+
+def test_a_run_on_the_gpu_trains_checkpoints_and_resumes(tmp_path):
+    """A debug run on CUDA: a kill-free resume of a finished run reads it back; a longer run
+    resumes from the GPU checkpoint; every member checkpoint scores again through `eval`."""
+    out = tmp_path / "run"
+    cli("train", "--preset", "debug", "--out", out, "--quiet")
+    results = json.loads((out / "results.json").read_text())
+    member = results["arms"]["social"]["members"][0]
+    assert 1.0 < member["test_bpb"] < 8.5
+    cli("train", "--resume", out, "--set", "train.real_bytes=32768", "--quiet")
+    longer = json.loads((out / "results.json").read_text())
+    assert longer["real_bytes"] == 32768
+    scored = json.loads(cli("eval", out / member["checkpoint"], "--json").stdout)
+    assert abs(scored["bpb"] - member["test_bpb"]) < 0.05  # bf16: close, not bit for bit
+
+
+def test_a_data_limited_compare_with_every_arm_runs_on_the_gpu(tmp_path):
+    out = tmp_path / "limited"
+    cli("compare", "--preset", "debug", "--set", "regime='data-limited'", "--set",
+        "data.unique_bytes=4096", "--set", "evolution.every=0", "--set", "compare.distill=true",
+        "--out", out, "--quiet")
+    results = json.loads((out / "results.json").read_text())
+    assert {"social", "isolated", "distilled", "distilled-ensemble"} <= set(results["arms"])

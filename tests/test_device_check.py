@@ -1,0 +1,35 @@
+"""benchmarks/device_check.sh, as far as a CPU allows: it runs, says what it skips, and the
+enwik8-shaped compare it would start on a GPU is a valid, runnable config."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import torch
+
+from multitudes.config import files as config_files
+from multitudes.training.protocols import check_runnable, plan_compare
+
+SCRIPT = Path(__file__).parent.parent / "benchmarks" / "device_check.sh"
+
+
+def test_the_device_check_runs_and_skips_the_gpu_parts_cleanly(tmp_path):
+    result = subprocess.run(["bash", str(SCRIPT), str(tmp_path)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "machine: exit 0" in summary
+    if not torch.cuda.is_available():
+        assert "the GPU parts (tests, throughput, compare) are skipped" in summary
+
+
+def test_the_device_checks_compare_is_a_valid_enwik8_shaped_config():
+    text = SCRIPT.read_text()
+    overrides = re.findall(r"--set (\S+)", text)
+    overrides = [o.strip("'") for o in overrides]
+    cfg = config_files.load("enwik8", None, overrides)
+    assert cfg.data.corpus == "sample" and cfg.regime == "data-limited"
+    assert cfg.train.batch_size == 64 and cfg.context == 512  # enwik8's shapes
+    check_runnable(cfg, "compare")
+    names = [p.name for p in plan_compare(cfg)]
+    assert {"social", "isolated", "distilled", "distilled-ensemble"} <= set(names)
