@@ -175,18 +175,23 @@ def test_a_killed_compare_resumes_to_the_same_numbers(tmp_path):
     assert (out / "report.html").is_file()
 
 
-def test_the_distilled_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
-    """Data-limited with compare.distill: one member (the genome of the isolated member the
-    dev slice ranks first) taught by the social arm's dev-fit mixture, and its control taught
-    by the isolated ensemble; a kill while a student trains resumes to the same numbers (its
-    teachers' carried states are part of its checkpoint); the students sit on the curve."""
+def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
+    """Data-limited with compare.distill and compare.generations: one member (the genome of
+    the isolated member the dev slice ranks first) taught by the social arm's dev-fit mixture,
+    its control taught by the isolated ensemble, and a second generation bred from the social
+    arm and taught by it; a kill while a student trains resumes to the same numbers (its
+    teachers' carried states are part of its checkpoint); each sits on the curve."""
     args = ["--preset", "debug", "--set", "regime='data-limited'", "--set",
             "data.unique_bytes=4096", "--set", "evolution.every=0", "--set",
-            "compare.distill=true", "--set", "train.real_bytes=8192", "--quiet"]
+            "compare.distill=true", "--set", "compare.generations=2", "--set",
+            "train.real_bytes=8192", "--quiet"]
     reference, out = tmp_path / "reference", tmp_path / "killed"
     cli("compare", *args, "--out", reference)
     a = json.loads((reference / "results.json").read_text())
-    assert list(a["arms"])[-2:] == ["distilled", "distilled-ensemble"]
+    assert list(a["arms"])[-3:] == ["distilled", "distilled-ensemble", "generation-2"]
+    born = a["arms"]["generation-2"]["members"]
+    assert len(born) == len(a["arms"]["social"]["members"])
+    assert "generation-2" in a["data_limited"]["placed"]
     isolated = a["arms"]["isolated"]["members"]
     ranked = min(isolated, key=lambda m: m["best_dev_bpb"])
     for student in ("distilled", "distilled-ensemble"):
@@ -201,6 +206,8 @@ def test_the_distilled_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp
     assert numbers(a) == numbers(b) and a["data_limited"] == b["data_limited"]
     one_line_error(cli("compare", "--preset", "debug", "--set", "compare.distill=true",
                        "--out", tmp_path / "stream", check=False), "data-limited regime")
+    one_line_error(cli("compare", "--preset", "debug", "--set", "compare.generations=1",
+                       "--out", tmp_path / "stream", check=False), "at least 2")
 
 
 DISK_FULL = """

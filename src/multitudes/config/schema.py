@@ -163,6 +163,13 @@ class CompareConfig:
     dev slice ranks first) trained from scratch on U with the social arm's dev-fit mixture as
     its teacher, and its control `distilled-ensemble`, taught by the isolated members' mixture:
     the population's knowledge at the inference cost of one member."""
+    generations: int = 0
+    """Data-limited: G >= 2 adds generations 2..G (arms `generation-g`). Generation 1 is the
+    social arm; each next one is born from scratch, its genomes bred from the last by dev
+    fitness (tournament, crossover, mutation: the [evolution] settings), and learns from the
+    bytes, its peers and the frozen dev-fit mixture of its elders (0: none)."""
+    elder_weight: float = 0.5
+    """Generations: the elders' share of a listener's target beside its living peers."""
     reference_min_epochs: float = 0.0
     """Data-limited: a reference arm on k x U reads at least this many epochs of it (more real
     bytes than the other arms when k x U x epochs > N), so that each point of the data-scaling
@@ -181,6 +188,10 @@ class CompareConfig:
                             f"reference curve brackets U")
         if self.distill and self.evolution_ablation:
             raise UserError("compare.distill and compare.evolution_ablation: one at a time")
+        if self.generations < 0 or self.generations == 1:
+            raise UserError(f"compare.generations={self.generations}: 0 (none) or at least 2 "
+                            f"(generation 1 is the social arm)")
+        within(self, "compare.", "elder_weight", 0, 1)
         if not 0 <= self.reference_min_epochs < math.inf:
             raise UserError(f"compare.reference_min_epochs={self.reference_min_epochs}: must "
                             f"be a finite number >= 0")
@@ -241,9 +252,12 @@ class RunConfig:
                             "'stream' needs data.unique_bytes = 0")
         if not self.members:
             raise UserError("the config has no [[members]]")
-        if self.compare.distill and self.regime != "data-limited":
-            raise UserError("compare.distill is an arm of the data-limited regime (set regime = "
-                            "\"data-limited\" and data.unique_bytes)")
+        for arm in ("distill", "generations"):
+            if getattr(self.compare, arm) and self.regime != "data-limited":
+                raise UserError(f"compare.{arm} is an arm of the data-limited regime (set "
+                                f"regime = \"data-limited\" and data.unique_bytes)")
+        if self.compare.generations and self.compare.evolution_ablation:
+            raise UserError("compare.generations and compare.evolution_ablation: one at a time")
         if self.evolution.every and self.evolution.every % self.train.eval_every:
             raise UserError(f"evolution.every={self.evolution.every} must be a multiple of "
                             f"train.eval_every={self.train.eval_every} (fitness is dev bpb)")
