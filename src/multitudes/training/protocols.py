@@ -20,7 +20,6 @@ reached).
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,9 +33,9 @@ from multitudes.evaluation.bpb import paired_gap
 from multitudes.evaluation.curves import crossing, data_efficiency, power_law_fit
 from multitudes.runs.files import RunFiles
 from multitudes.runs.results import SCHEMA
-from multitudes.evaluation.target import load_member
 from multitudes.population.elders import Elders
-from multitudes.runs.distributed import Group, resolve_device
+from multitudes.runs.distributed import Group
+from multitudes.training import taught
 from multitudes.training.loop import ArmRunner, isolated
 
 
@@ -121,56 +120,6 @@ def runner_for(plan: ArmPlan, cfg: RunConfig, splits: dict, files: RunFiles,
                      elders=elders)
 
 
-def student_runner(plan: ArmPlan, cfg: RunConfig, splits: dict, files: RunFiles,
-                   arms: dict, replay: list[dict] | None) -> ArmRunner:
-    """An arm taught by a finished one (`plan.teacher`): its frozen members (their kept best
-    weights, read back from their checkpoints) mixed with the weights fit on the dev slice are
-    the elders every member also listens to.
-
-    A distilled arm is one member, the genome of the isolated member the dev slice ranks first
-    (its family, size and seed). A generation is K members bred from the teacher generation.
-    """
-    teacher = arms[plan.teacher]
-    if plan.name.startswith("generation-"):
-        members = offspring(cfg, teacher, files, int(plan.name.rsplit("-", 1)[1]))
-    else:
-        ranked = min(arms["isolated"]["members"], key=lambda m: m["best_dev_bpb"])
-        members = [load_member(files.out / ranked["checkpoint"])[0]]
-    device = resolve_device(cfg.train.device)
-    elders = Elders([load_member(files.out / m["checkpoint"])[1].to(device)
-                     for m in teacher["members"]],
-                    [teacher["mixture_weights"][m["id"]] for m in teacher["members"]])
-    runner = runner_for(plan, replace(cfg, members=members), splits, files, replay,
-                        elders=elders)
-    runner.pop.elder_weight = cfg.compare.elder_weight
-    return runner
-
-
-def offspring(cfg: RunConfig, parents: dict, files: RunFiles, generation: int) -> list:
-    """The genomes of generation g, bred from the finished generation g - 1 (`parents`, an arm
-    of results): each child's first parent is the winner of a tournament on best dev bpb, then
-    a crossover with a second (probability evolution.crossover) or a mutation, repaired into the
-    parameter budget; each child has a seed of its own. A pure function of the config, the
-    parents and g, so a resume breeds the same generation."""
-    from multitudes.evolution import operators
-
-    genomes = {m["id"]: load_member(files.out / m["checkpoint"])[0] for m in parents["members"]}
-    fitness = {m["id"]: m["best_dev_bpb"] for m in parents["members"]}
-    evo, rng = cfg.evolution, random.Random(f"{cfg.train.seed}:generation:{generation}")
-    budget = evo.budget or 2 * max(g.n_params for g in cfg.members)
-    children = []
-    for _ in genomes:
-        first = operators.tournament(fitness, rng, evo.tournament)
-        others = {k: v for k, v in fitness.items() if k != first}
-        if others and rng.random() < evo.crossover:
-            second = operators.tournament(others, rng, evo.tournament)
-            child, _ = operators.crossover(genomes[first], genomes[second], rng, budget)
-        else:
-            child, _ = operators.mutate(genomes[first], rng, budget, evo.family_switch)
-        children.append(child)
-    return children
-
-
 def run(command: str, cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
         replay: list[dict] | None = None, group: Group | None = None) -> dict:
     """`train` or `compare` (the one dispatch of the command line, replay and the study)."""
@@ -251,7 +200,7 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
             runner.run_until(N if cfg.regime == "stream" else plan.total_bytes)
         arms[runner.name] = runner.milestone()
     for plan in students:
-        runner = student_runner(plan, cfg, splits, files, arms, replay)
+        runner = taught.runner(plan, cfg, splits, files, arms, replay, runner_for)
         if resume:
             runner.try_resume()
         runners.append(runner)

@@ -1,0 +1,64 @@
+"""Taught arms of the data-limited regime: arms that listen to a finished arm's frozen members.
+
+A distilled arm is one member (the genome of the isolated member the dev slice ranks first)
+taught by the social arm (`distilled`) or by the isolated ensemble (`distilled-ensemble`); a
+generation is K members bred from the generation before and taught by it (chain distillation
+grown into a population). The teachers are read back from their saved member checkpoints (their
+kept best weights) and mixed with the weights fit on the dev slice: the elders every member also
+listens to (population/elders.py).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from multitudes.config.schema import RunConfig
+from multitudes.evaluation.target import load_member
+from multitudes.evolution import operators
+from multitudes.population.elders import Elders
+from multitudes.runs.distributed import resolve_device
+from multitudes.runs.files import RunFiles
+
+
+def runner(plan, cfg: RunConfig, splits: dict, files: RunFiles, arms: dict,
+           replay: list[dict] | None, runner_for):
+    """The ArmRunner of a taught arm `plan`, once its teacher (and the isolated arm) finished."""
+    teacher = arms[plan.teacher]
+    saved = [load_member(files.out / m["checkpoint"]) for m in teacher["members"]]
+    if plan.name.startswith("generation-"):
+        genomes = {m["id"]: genome for m, (genome, _, _) in zip(teacher["members"], saved)}
+        members = offspring(cfg, genomes, {m["id"]: m["best_dev_bpb"] for m in
+                                           teacher["members"]},
+                            int(plan.name.rsplit("-", 1)[1]))
+    else:
+        ranked = min(arms["isolated"]["members"], key=lambda m: m["best_dev_bpb"])
+        members = [load_member(files.out / ranked["checkpoint"])[0]]
+    device = resolve_device(cfg.train.device)
+    elders = Elders([model.to(device) for _, model, _ in saved],
+                    [teacher["mixture_weights"][m["id"]] for m in teacher["members"]])
+    taught = runner_for(plan, replace(cfg, members=members), splits, files, replay,
+                        elders=elders)
+    taught.pop.elder_weight = cfg.compare.elder_weight
+    return taught
+
+
+def offspring(cfg: RunConfig, genomes: dict, fitness: dict, generation: int) -> list:
+    """The genomes of generation g, bred from generation g - 1 (its genomes and best dev bpb by
+    member id): each child's first parent wins a tournament on dev bpb, then a crossover with a
+    second (probability evolution.crossover) or a mutation, repaired into the parameter budget;
+    each child has a seed of its own. A pure function of the config, the parents and g, so a
+    resume breeds the same generation."""
+    evo, rng = cfg.evolution, random.Random(f"{cfg.train.seed}:generation:{generation}")
+    budget = evo.budget or 2 * max(g.n_params for g in cfg.members)
+    children = []
+    for _ in genomes:
+        first = operators.tournament(fitness, rng, evo.tournament)
+        others = {k: v for k, v in fitness.items() if k != first}
+        if others and rng.random() < evo.crossover:
+            second = operators.tournament(others, rng, evo.tournament)
+            child, _ = operators.crossover(genomes[first], genomes[second], rng, budget)
+        else:
+            child, _ = operators.mutate(genomes[first], rng, budget, evo.family_switch)
+        children.append(child)
+    return children
