@@ -38,8 +38,9 @@ def power_law_fit(reference: list[tuple[float, float]]) -> dict | None:
     """Least squares fit bpb = E + A * k^(-a) to a data-scaling curve, with its residuals.
 
     The exponent is searched on a grid (0.01..3), E and A solved linearly for each a; A and a
-    are kept positive (more data never hurts the fit). None with fewer than 3 points."""
-    if len(reference) < 3:
+    are kept positive (more data never hurts the fit). None with fewer than 4 points: three
+    parameters go through any three points, so residuals would mean nothing."""
+    if len(reference) < 4:
         return None
     k = np.array([x for x, _ in reference], dtype=np.float64)
     y = np.array([b for _, b in reference], dtype=np.float64)
