@@ -156,7 +156,10 @@ def test_a_signal_at_any_moment_of_start_up_is_never_swallowed(start, tmp_path):
         time.sleep(rng.uniform(0.3, 1.5))
         proc.send_signal(signum)
         stderr = proc.communicate(timeout=120)[1]
-        assert proc.returncode == (143 if signum == signal.SIGTERM else 130), stderr
+        # After its one line, a process interrupted by SIGINT may end by SIGINT itself (Python
+        # does so when it counts the interrupt unhandled): a shell reports both as 130.
+        expected = (143,) if signum == signal.SIGTERM else (130, -signal.SIGINT)
+        assert proc.returncode in expected, (proc.returncode, stderr)
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in stderr, stderr
         assert lines[0].startswith(("multitudes: interrupted", "multitudes: terminated")), lines
@@ -503,7 +506,7 @@ def test_a_run_directory_has_one_writer(debug_run):
         one_line_error(cli("train", "--resume", debug_run, check=False),
                        "in use by another multitudes process")
     finally:
-        run_files._HELD.pop().close()
+        run_files.release(debug_run)
 
 
 def test_an_edited_config_is_not_resumed(debug_run, tmp_path):
