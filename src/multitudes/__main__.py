@@ -29,10 +29,19 @@ def _load_everything() -> None:
             importlib.import_module(module.name)
 
 
+# Commands that write nothing and load little: not worth two seconds of loading torch first
+LIGHT_COMMANDS, LIGHT_FLAGS = {"presets", "models"}, {"-h", "--help", "--version"}
+
+
+def _light(argv: list[str]) -> bool:
+    return not argv or argv[0] in LIGHT_COMMANDS or bool(LIGHT_FLAGS & set(argv))
+
+
 def run() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _note)
-    _load_everything()
+    if not _light(sys.argv[1:]):
+        _load_everything()
     from multitudes.cli.main import main
 
     if _noted:
