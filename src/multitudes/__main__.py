@@ -6,6 +6,7 @@ be swallowed by the library being imported. So while the program loads, SIGINT a
 only noted; every module of the package (and so torch, numpy, click) is imported; then a noted
 signal ends the program with one line, and `cli.main` installs the handlers of a running
 program (they raise, and a run keeps its checkpoints). Nothing has been written before that.
+The commands that only print (`presets`, `models`, `--help`) skip the loading.
 """
 
 import signal
