@@ -360,6 +360,12 @@ def one_line_error(result, needle):
       "data.unique_bytes=4096", "--set", "compare.unique_multiples=[1, 4, 2]"], "increasing"),
     (["compare", "--preset", "debug", "--set", "compare.reference_min_epochs=-1"],
      "compare.reference_min_epochs=-1"),
+    (["compare", "--preset", "limited", "--set", "compare.elder_weight=2"],
+     "compare.elder_weight=2"),
+    (["compare", "--preset", "limited", "--set", "compare.generations=-3"],
+     "compare.generations=-3"),
+    (["compare", "--preset", "limited", "--set", "compare.evolution_ablation=true"],
+     "one at a time"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     one_line_error(cli(*args, "--out", tmp_path / "o", check=False)
