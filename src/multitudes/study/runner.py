@@ -109,11 +109,12 @@ def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
     resuming = doc is None
     if not resuming:  # checked before the study's directory or lock is made
         _check_new_study_dir(out)
-        study.check_cells(study.cells(doc))
+        plan = study.cells(doc)
+        study.check_cells(plan)
     lock_study(out, resuming, shared=not force)
-    doc = open_study(out, doc, force)
-    plan = study.cells(doc)
+    doc = open_study(out, doc, force)  # a new study's doc comes back as it was given
     if resuming:
+        plan = study.cells(doc)
         study.check_cells(plan)
     largest = max(doc["members"])
     done = sum((out / "cells" / c.name / "results.json").is_file() for c in plan)
