@@ -65,13 +65,21 @@ def env_line(device: torch.device) -> str:
             f"numpy {np.__version__}")
 
 
-def alone_dev_bpb(cfg, member, real_bytes: int) -> float:
+def alone_dev_curve(cfg, member, real_bytes: int) -> list[tuple[int, float]]:
     """Train `member` alone with the project's own loop (`cfg`'s recipe, channels closed) for
-    `real_bytes`; its dev-slice bpb at the end."""
+    `real_bytes`; its dev-slice curve: (real bytes read, dev bpb) at every evaluation. A stream
+    run is scored at its end only; a data-limited one at the recipe's cadence, as its arm is
+    (it keeps its best dev weights)."""
+    evals = cfg.train.eval_every if cfg.regime == "data-limited" else 10**9
     one = replace(cfg, members=[member], social=replace(cfg.social, channel="none"),
                   evolution=replace(cfg.evolution, every=0),
                   train=replace(cfg.train, real_bytes=real_bytes, checkpoint_every=0,
-                                eval_every=10**9))
+                                eval_every=evals))
     with tempfile.TemporaryDirectory() as tmp:
         res = protocols.run_train(one, Path(tmp), progress=False)
-    return res["arms"]["isolated"]["curve"][-1]["best_dev_bpb"]
+    return [(p["real_bytes"], p["best_dev_bpb"]) for p in res["arms"]["isolated"]["curve"]]
+
+
+def alone_dev_bpb(cfg, member, real_bytes: int) -> float:
+    """`member` trained alone for `real_bytes`: its dev-slice bpb at the end."""
+    return alone_dev_curve(cfg, member, real_bytes)[-1][1]

@@ -7,6 +7,11 @@ The dev slice is the head of valid: the test split is never read here.
     python benchmarks/sweep.py --preset quick --family gru --set lr=1e-3,2e-3,4e-3
     python benchmarks/sweep.py --preset quick --family lstm --set lr=2e-3,4e-3 --set d_model=192,256
     python benchmarks/sweep.py --preset quick --family gru --train batch_size=8,16
+    python benchmarks/sweep.py --preset limited --family gru --set weight_decay=0.1,1.0 \
+        --set dropout=0,0.1 --train real_bytes=524288,1048576
+
+In the data-limited regime a row also says at which epoch of U the dev bpb was best (the member's
+kept weights) and where it ended: a best epoch before the end means the curve has turned.
 
 `--set` sweeps genome fields, `--train` fields of [train] (batch size, cooldown): every
 combination is run (a grid), `--jobs` at a time, one thread each.
@@ -23,7 +28,7 @@ from dataclasses import replace
 
 import torch
 
-from common import alone_dev_bpb
+from common import alone_dev_curve
 from multitudes.config import files as config_files
 
 
@@ -41,8 +46,15 @@ def one(args: tuple) -> dict:
     cfg = config_files.load(preset=preset)
     cfg = replace(cfg, train=replace(cfg.train, **train_changes))
     member = next(g for g in cfg.members if g.family == family).replace(**genome_changes)
-    bpb = alone_dev_bpb(cfg, member, real_bytes or cfg.train.real_bytes)
-    return {"family": family, **genome_changes, **train_changes, "dev_bpb": bpb}
+    curve = alone_dev_curve(cfg, member, real_bytes or cfg.train.real_bytes)
+    row = {"family": family, **genome_changes, **train_changes}
+    if cfg.regime != "data-limited":
+        return row | {"dev_bpb": curve[-1][1]}
+    # Data-limited: the arm keeps the member's best dev weights, so its score is the curve's
+    # minimum; where it lies (in epochs of U) and the end say whether the curve has turned.
+    at, best = min(curve, key=lambda point: point[1])
+    return row | {"dev_bpb": best, "best_epoch": round(at / cfg.data.unique_bytes, 2),
+                  "last_dev_bpb": curve[-1][1]}
 
 
 def main() -> None:

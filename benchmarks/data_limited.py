@@ -1,0 +1,135 @@
+"""Where data binds, over seeds: the data-limited compare run once per seed, and its table.
+
+Each seed s is an ordinary `multitudes compare` run of the preset with train.seed = s and member
+i's seed = 100 s + i (the scaling study's rule), in DIR/seed-s; a seed already finished is read,
+a seed stopped halfway is resumed. `--jobs` seeds run at once, one thread each. Then the table:
+every arm's test bpb (its best member, its consensus, its dev-fit mixture) as mean ± std over
+the seeds, its data efficiency against the isolated recipe's best member and against the
+ensemble of the isolated members, and the paired differences the verdict reads.
+
+    python benchmarks/data_limited.py --preset limited --seeds 1,2,3 --out runs/limited-seeds
+    python benchmarks/data_limited.py --out runs/limited-seeds --table-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from multitudes.config.files import load
+
+WHATS = ("best", "consensus", "mixture")
+
+
+def seed_overrides(preset: str, seed: int) -> list[str]:
+    members = len(load(preset=preset).members)
+    return ["--set", f"train.seed={seed}"] + [
+        arg for i in range(members) for arg in ("--set", f"members.{i}.seed={100 * seed + i}")]
+
+
+def run_seed(preset: str, seed: int, out: Path, extra: list[str]) -> Path:
+    run = out / f"seed-{seed}"
+    if (run / "results.json").is_file():
+        return run
+    cmd = [sys.executable, "-m", "multitudes", "compare", "--quiet"]
+    cmd += ["--resume", str(run)] if run.is_dir() else [
+        "--preset", preset, "--out", str(run), *seed_overrides(preset, seed), *extra]
+    log = out / f"seed-{seed}.log"
+    with open(log, "a") as f:
+        done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
+                              env=os.environ | {"OMP_NUM_THREADS": "1"})
+    if done.returncode:
+        sys.exit(f"seed {seed} failed (exit {done.returncode}); see {log}")
+    return run
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def efficiency(cells: list[dict], vs: str) -> str:
+    """Mean data efficiency over seeds; '>' or '<=' when any seed's is a bound."""
+    values = [c[f"vs_{vs}"] for c in cells]
+    flags = {c[f"vs_{vs}_flag"] for c in cells} - {""}
+    return f"{''.join(sorted(flags))}{statistics.mean(values):.2f}x"
+
+
+def table(runs: list[dict]) -> str:
+    arms = [a for a in runs[0]["arms"]]
+    placed = runs[0]["data_limited"]["placed"]
+    lines = ["| arm | test bpb: best member | consensus | dev-fit mixture | epochs | U'/U best "
+             "(vs single / vs ensemble) | U'/U mixture (vs single / vs ensemble) |",
+             "|---|---|---|---|---|---|---|"]
+    for arm in arms:
+        res = [r["arms"][arm] for r in runs]
+        row = [arm] + [mean_std([x[f"{w}_test_bpb"] for x in res]) for w in WHATS]
+        row.append(f"{statistics.mean(x['epochs'] for x in res):.1f}")
+        if arm in placed:
+            for w in ("best", "mixture"):
+                cells = [r["data_limited"]["placed"][arm][w] for r in runs]
+                row.append(f"{efficiency(cells, 'single')} / {efficiency(cells, 'ensemble')}")
+        else:
+            row += ["(reference)", "(reference)"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def paired(runs: list[dict], a: tuple[str, str], b: tuple[str, str]) -> str:
+    """b's lead over a in test bpb (a - b, positive: b better), per seed and its mean."""
+    diffs = [r["arms"][a[0]][f"{a[1]}_test_bpb"] - r["arms"][b[0]][f"{b[1]}_test_bpb"]
+             for r in runs]
+    wins = sum(d > 0 for d in diffs)
+    return (f"{b[0]} {b[1]} vs {a[0]} {a[1]}: {statistics.mean(diffs):+.4f} bpb "
+            f"(per seed {', '.join(f'{d:+.4f}' for d in diffs)}; better in {wins}/{len(diffs)})")
+
+
+def verdict_lines(runs: list[dict]) -> list[str]:
+    arms = runs[0]["arms"]
+    pairs = [(("isolated", "mixture"), ("social", "mixture")),
+             (("isolated", "consensus"), ("social", "consensus")),
+             (("isolated", "best"), ("social", "best"))]
+    if "generation-2" in arms:
+        pairs.append((("social", "mixture"), ("generation-2", "mixture")))
+    if "distilled" in arms:
+        pairs += [(("isolated", "best"), ("distilled", "best")),
+                  (("distilled-ensemble", "best"), ("distilled", "best"))]
+    return [paired(runs, a, b) for a, b in pairs]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--preset", default="limited")
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--out", type=Path, default=Path("runs/limited-seeds"))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], help="passed to every seed's run")
+    parser.add_argument("--table-only", action="store_true", help="read the finished seeds")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    extra = [a for s in args.set for a in ("--set", s)]
+    if args.table_only:
+        dirs = sorted(p.parent for p in args.out.glob("seed-*/results.json"))
+    else:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            dirs = list(pool.map(lambda s: run_seed(args.preset, s, args.out, extra), seeds))
+    if not dirs:
+        sys.exit(f"no finished seed in {args.out}")
+    runs = [json.loads((d / "results.json").read_text()) for d in dirs]
+    text = "\n".join([f"{len(runs)} seeds ({', '.join(d.name for d in dirs)}), test bpb mean ± "
+                      f"std; U'/U a mean over seeds ('>' or '<=': a bound in some seed)", "",
+                      table(runs), "", *verdict_lines(runs)])
+    (args.out / "table.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
