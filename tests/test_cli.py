@@ -14,6 +14,8 @@ import pytest
 
 from multitudes.training.protocols import numbers
 
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -207,6 +209,20 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
     cli("compare", "--resume", out, "--quiet")
     b = json.loads((out / "results.json").read_text())
     assert numbers(a) == numbers(b) and a["data_limited"] == b["data_limited"]
+    # benchmarks/data_limited.py tables finished seeds: two copies of this run give its
+    # numbers with a spread of zero, and the paired differences the verdict reads
+    for seed in (1, 2):
+        (tmp_path / "seeds" / f"seed-{seed}").mkdir(parents=True)
+        (tmp_path / "seeds" / f"seed-{seed}" / "results.json").write_text(json.dumps(a))
+    table = subprocess.run([sys.executable, BENCHMARKS / "data_limited.py", "--out",
+                            tmp_path / "seeds", "--table-only"], capture_output=True, text=True,
+                           check=True).stdout
+    social = a["arms"]["social"]
+    assert (f"| social | {social['best_test_bpb']:.4f} ± 0.0000 | "
+            f"{social['consensus_test_bpb']:.4f} ± 0.0000 | "
+            f"{social['mixture_test_bpb']:.4f} ± 0.0000 |") in table
+    lead = a["arms"]["isolated"]["mixture_test_bpb"] - social["mixture_test_bpb"]
+    assert f"social mixture vs isolated mixture: {lead:+.4f} bpb" in table
     one_line_error(cli("compare", "--preset", "debug", "--set", "compare.distill=true",
                        "--out", tmp_path / "stream", check=False), "data-limited regime")
     one_line_error(cli("compare", "--preset", "debug", "--set", "compare.generations=1",
