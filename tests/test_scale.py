@@ -340,3 +340,25 @@ def test_a_deeply_nested_file_is_one_line(name, tmp_path):
                     ["compress", tmp_path / "deep.toml", "--online", "-o", tmp_path / "x.mtz"]):
         one_line_error(cli(*command, "--config", tmp_path / "deep.toml", check=False),
                        "nested too deeply")
+
+
+def test_a_data_limited_study_reports_the_ensemble_control(text_file, tmp_path):
+    """The data-limited regime in a study: each cell trains on U unique bytes, and its row
+    carries both arms' dev-fit mixtures (the isolated one is the ensemble control), their gap,
+    and a table column for it."""
+    out = tmp_path / "limited"
+    result = cli("scale", "--preset", "debug", "--mixes", "hetero", "--out", out, "--quiet",
+                 "--set", "compute_matched=false", "--set", "inference=false",
+                 "--set", 'base.regime="data-limited"', "--set", "base.data.unique_bytes=2048",
+                 "--set", 'base.train.schedule="cosine"', *tiny_corpus(text_file))
+    summary = json.loads((out / "scale.json").read_text())
+    [row] = [r for r in summary["cells"] if r["K"] == 2]
+    arms = json.loads((out / "cells" / row["cell"] / "results.json").read_text())["arms"]
+    assert summary["regime"] == "data-limited" and summary["unique_bytes"] == 2048
+    assert row["social_mixture_test_bpb"] == arms["social"]["mixture_test_bpb"]
+    assert row["isolated_mixture_test_bpb"] == arms["isolated"]["mixture_test_bpb"]
+    assert row["mixture_gain_test_bpb"] == (arms["isolated"]["mixture_test_bpb"]
+                                            - arms["social"]["mixture_test_bpb"])
+    [line] = [e for e in summary["lines"] if e["K"] == 2]
+    assert line["mixture_gain_test_bpb"]["mean"] == row["mixture_gain_test_bpb"]
+    assert "gain vs ens." in result.stdout and "given the same 2,048 unique bytes" in result.stdout

@@ -77,14 +77,21 @@ class CellRow:
     yardsticks_test_given: dict
     wall_seconds: float | None = None  # the cell's wall time, when recorded
     inference: dict | None = None  # the inference-time axis, when measured
+    # data-limited: each arm's members mixed with weights fit on the dev slice; the isolated
+    # arm's mixture is the ensemble control (the same members trained apart, mixed for free)
+    social_mixture_test_bpb: float | None = None
+    isolated_mixture_test_bpb: float | None = None
+    mixture_gain_test_bpb: float | None = None
 
     def to_json(self) -> dict:
         row = asdict(self)
-        for optional in ("wall_seconds", "inference"):
+        for optional in ("wall_seconds", "inference", *MIXTURE_KEYS):
             if row[optional] is None:
                 del row[optional]
         return row
 
+
+MIXTURE_KEYS = ("social_mixture_test_bpb", "isolated_mixture_test_bpb", "mixture_gain_test_bpb")
 
 # the keys every row has (a merged scale.json's rows are checked against them)
 ROW_KEYS = frozenset(f.name for f in fields(CellRow) if f.default is MISSING)
@@ -96,6 +103,11 @@ def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
     soc = arms.get("social", iso)
     value, flag = _multiplier(results)
     wall, inference = cell_dir / "wall.json", cell_dir / "inference.json"
+    mixtures = {}
+    if "mixture_test_bpb" in iso:  # data-limited
+        mixtures = {"social_mixture_test_bpb": soc["mixture_test_bpb"],
+                    "isolated_mixture_test_bpb": iso["mixture_test_bpb"],
+                    "mixture_gain_test_bpb": iso["mixture_test_bpb"] - soc["mixture_test_bpb"]}
     return CellRow(
         cell=cell.name, kind=cell.kind, mix=cell.mix, size=cell.size,
         family=iso["members"][0]["family"] if cell.K == 1 else None,
@@ -114,7 +126,7 @@ def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
         wall_seconds=(float(read_json(wall, "a cell's wall time")["seconds"])
                       if wall.is_file() else None),
         inference=(read_json(inference, "a cell's inference axis") if inference.is_file()
-                   else None)).to_json()
+                   else None), **mixtures).to_json()
 
 
 def _spread(values: list[float]) -> dict:
@@ -150,6 +162,9 @@ def aggregate(rows: list[dict], mixes: dict) -> list[dict]:
                         "isolated_best_test_bpb", "isolated_consensus_test_bpb",
                         "social_train_flops", "isolated_train_flops"):
                 entry[key] = _spread([r[key] for r in cells])
+            for key in MIXTURE_KEYS:  # data-limited cells: the ensemble control
+                if all(key in r for r in cells):
+                    entry[key] = _spread([r[key] for r in cells])
             if peers:
                 entry["peer_test_bpb"] = _spread([r["isolated_best_test_bpb"] for r in peers])
                 entry["peer_train_flops"] = _spread([r["isolated_train_flops"] for r in peers])
@@ -160,14 +175,15 @@ def aggregate(rows: list[dict], mixes: dict) -> list[dict]:
 
 def trends(lines: list[dict]) -> list[dict]:
     """Least squares y = a + b log2 K per (mix, size, channel) with 3+ values of K, for the
-    multiplier and for the best member's test gain: the slope b (per doubling of K), its
+    multiplier, the best member's test gain and (data-limited) the social mixture's gain over
+    the ensemble control: the slope b (per doubling of K), its
     standard error and the residuals."""
     out = []
     keys = sorted({(e["mix"], e["size"], e["channel"]) for e in lines})
     for key in keys:
-        for metric in ("multiplier", "best_gain_test_bpb"):
+        for metric in ("multiplier", "best_gain_test_bpb", "mixture_gain_test_bpb"):
             pts = [(math.log2(e["K"]), e[metric]["mean"]) for e in lines
-                   if (e["mix"], e["size"], e["channel"]) == key]
+                   if (e["mix"], e["size"], e["channel"]) == key and metric in e]
             if len(pts) < 3:
                 continue
             n = len(pts)
@@ -206,7 +222,7 @@ def check_row(r: dict, mixes: dict | None, where) -> dict:
     if not isinstance(r, dict) or not ROW_KEYS <= r.keys():
         raise UserError(f"{where}: a cell row lacks {', '.join(sorted(ROW_KEYS))}")
     hints = {f.name: f.type for f in fields(CellRow)}
-    for key in ROW_KEYS | ({"wall_seconds"} & r.keys()):
+    for key in ROW_KEYS | ({"wall_seconds", *MIXTURE_KEYS} & r.keys()):
         value, hint = r[key], hints[key]
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         ok = {"str": isinstance(value, str), "int": number and isinstance(value, int),
@@ -267,7 +283,10 @@ def write(out: Path, doc: dict, plan: list[Cell], others: dict[str, dict] | None
         rows = merge(rows, others)
     stem = "scale-merged" if others else "scale"
     lines = aggregate(rows, doc["mix"])
+    base = doc.get("base", {})
     summary = {"study": doc.get("name"), "cells_planned": len(plan), "cells_finished": finished,
+               "regime": base.get("regime", "stream"),
+               "unique_bytes": base.get("data", {}).get("unique_bytes", 0),
                "real_bytes": real_bytes(doc),
                "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in rows),
                "lines": lines, "trends": trends(lines), "cells": rows}
@@ -305,24 +324,33 @@ def text_table(summary: dict) -> str:
     head = (f"{'mix':<12} {'size':<4} {'channel':<8} {'K':>2} {'seeds':>5} {'multiplier':>14} "
             f"{'social best':>15} {'isolated best':>15} {'gain best':>16} {'social cons.':>15} "
             f"{'isolated cons.':>15} {'gain cons.':>16} {'peer (K x params)':>17}")
+    if any("mixture_gain_test_bpb" in e for e in summary["lines"]):  # data-limited
+        head += f" {'social mixture':>15} {'ensemble':>15} {'gain vs ens.':>16}"
     lines = [head]
     for e in summary["lines"]:
         flags = "".join(f" {f}" for f in e["multiplier_flags"])
         peer = _pm(e["peer_test_bpb"]) if "peer_test_bpb" in e else ""
+        ensemble = (f" {_pm(e['social_mixture_test_bpb']):>15} "
+                    f"{_pm(e['isolated_mixture_test_bpb']):>15} "
+                    f"{_pm(e['mixture_gain_test_bpb']):>16}"
+                    if "mixture_gain_test_bpb" in e else "")
         lines.append(f"{e['mix']:<12} {e['size']:<4} {e['channel']:<8} {e['K']:>2} "
                      f"{len(e['seeds']):>5} {_pm(e['multiplier'], 2) + flags:>14} "
                      f"{_pm(e['social_best_test_bpb']):>15} {_pm(e['isolated_best_test_bpb']):>15} "
                      f"{_pm(e['best_gain_test_bpb']):>16} "
                      f"{_pm(e['social_consensus_test_bpb']):>15} "
                      f"{_pm(e['isolated_consensus_test_bpb']):>15} "
-                     f"{_pm(e['consensus_gain_test_bpb']):>16} {peer:>17}")
+                     f"{_pm(e['consensus_gain_test_bpb']):>16} {peer:>17}{ensemble}")
     for t in summary["trends"]:
-        what = "multiplier" if t["metric"] == "multiplier" else "test gain of the best"
+        what = {"multiplier": "multiplier", "best_gain_test_bpb": "test gain of the best",
+                "mixture_gain_test_bpb": "test gain of the mixture over the ensemble"}[t["metric"]]
         lines.append(f"trend {t['mix']} {t['size']} {t['channel']}: {what} "
                      f"{t['intercept']:.4f} {t['slope_per_doubling']:+.4f} (±"
                      f"{t['slope_stderr']:.4f}) per doubling of K")
     sticks = next((r["yardsticks_test_given"] for r in summary["cells"]), None)
     if sticks:
-        lines.append("yardsticks, test bpb given the same real bytes: " + ", ".join(
+        given = (f"the same {summary['unique_bytes']:,} unique bytes"
+                 if summary.get("regime") == "data-limited" else "the same real bytes")
+        lines.append(f"yardsticks, test bpb given {given}: " + ", ".join(
             f"{k} {v:.4f}" for k, v in sticks.items()))
     return "\n".join(lines)
