@@ -65,13 +65,16 @@ def efficiency(cells: list[dict], vs: str) -> str:
 def table(runs: list[dict]) -> str:
     arms = [a for a in runs[0]["arms"]]
     placed = runs[0]["data_limited"]["placed"]
-    lines = ["| arm | test bpb: best member | consensus | dev-fit mixture | epochs | U'/U best "
+    lines = ["| arm | test bpb: best member | consensus | dev-fit mixture | epochs (to best) | U'/U best "
              "(vs single / vs ensemble) | U'/U mixture (vs single / vs ensemble) |",
              "|---|---|---|---|---|---|---|"]
     for arm in arms:
         res = [r["arms"][arm] for r in runs]
         row = [arm] + [mean_std([x[f"{w}_test_bpb"] for x in res]) for w in WHATS]
-        row.append(f"{statistics.mean(x['epochs'] for x in res):.1f}")
+        # epochs read, and where its members' dev curves were best (a turned curve: fewer)
+        turned = [m["epochs_to_best"] for x in res for m in x["members"] if "epochs_to_best" in m]
+        row.append(f"{statistics.mean(x['epochs'] for x in res):.1f}"
+                   + (f" ({statistics.mean(turned):.1f})" if turned else ""))
         if arm in placed:
             for w in ("best", "mixture"):
                 cells = [r["data_limited"]["placed"][arm][w] for r in runs]
