@@ -362,3 +362,12 @@ def test_a_data_limited_study_reports_the_ensemble_control(text_file, tmp_path):
     [line] = [e for e in summary["lines"] if e["K"] == 2]
     assert line["mixture_gain_test_bpb"]["mean"] == row["mixture_gain_test_bpb"]
     assert "gain vs ens." in result.stdout and "given the same 2,048 unique bytes" in result.stdout
+
+
+def test_the_limited_study_plans_the_data_limited_grid():
+    """K = 1, 2, 4, 8 x sizes S, M x mixes hetero, gru x 3 seeds: 2 K = 1 cells (gru heads both
+    mixes) and 6 compare cells per size and seed."""
+    result = cli("scale", "--preset", "limited", "--dry-run")
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("42 cells") and "524,288 real bytes per arm" in last
+    assert "hetero-S-K8-logit-s3" in result.stdout and "gru-M-K1-s1" in result.stdout
