@@ -4,6 +4,10 @@ Both sides train the same model (quick preset sizes) on the same batches with th
 gradient clipping; they are timed alternately in one run, best of several repeats. Prints bytes/s,
 the ratio (target >= 0.95), and the achieved FLOP/s against a matmul peak measured in this run.
 
+The last row is the whole quick population (K = 4, its logit channel and trust): every member's
+bytes per second of one `Population.step`, against the same four members stepped one after
+another by the plain loop (no channel). Target for that row (issue 25): >= 2x on 2 cores.
+
     python benchmarks/throughput.py [--steps 20] [--repeats 3]
 """
 
@@ -38,43 +42,72 @@ def main() -> None:
     print(f"matmul peak measured now: {peak / 1e9:.1f} GFLOP/s")
     print(f"{'family':>7} {'params':>9} {'plain B/s':>10} {'ours B/s':>10} {'ratio':>6} "
           f"{'achieved':>9} {'of peak':>7}")
+    nbytes = args.steps * data[0][0][:, 1:].numel()
     for genome in quick_genomes():
         member = Member.create("m", genome, device)
         pop = Population([member], SocialConfig(channel="none"), train, 10**6, device)
-        plain_model = copy.deepcopy(member.model)
-        plain_opt = make_optimizer(plain_model, genome)
-        set_lr(plain_opt, genome.lr)
-
-        def ours():
-            for b, continues in data:
-                pop.step(b, continues)
-
-        def plain():
-            state = None
-            for b, continues in data:
-                b = b.to(device)
-                if member.stateful:  # truncated BPTT, as the population does
-                    logits, state = plain_model.decode(b[:, :-1], state if continues else None)
-                    state = tuple(s.detach() for s in state) if isinstance(state, tuple) \
-                        else state.detach()
-                else:
-                    logits = plain_model(b[:, :-1])
-                loss = F.cross_entropy(logits.reshape(-1, 256), b[:, 1:].reshape(-1))
-                plain_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(plain_model.parameters(), train.grad_clip)
-                plain_opt.step()
-
-        ours(), plain()  # warm up both
-        t_ours, t_plain = [], []
-        for _ in range(args.repeats):  # alternate, so drift hits both alike
-            t_plain.append(best_time(plain, 1))
-            t_ours.append(best_time(ours, 1))
-        nbytes = args.steps * data[0][0][:, 1:].numel()
-        ours_bps, plain_bps = nbytes / min(t_ours), nbytes / min(t_plain)
+        plain = plain_loop([member], data, train.grad_clip, device)
+        ours_bps, plain_bps = (nbytes / t for t in timed(pop_loop(pop, data), plain,
+                                                          args.repeats))
         achieved = ours_bps * genome.flops_per_byte
         print(f"{genome.family:>7} {genome.n_params:>9,} {plain_bps:>10,.0f} {ours_bps:>10,.0f} "
               f"{ours_bps / plain_bps:>6.3f} {achieved / 1e9:>7.2f}G {achieved / peak:>7.1%}")
+    cfg = quick_config()
+    members = [Member.create(f"m{i}", g, device) for i, g in enumerate(cfg.members)]
+    pop = Population(members, cfg.social, train, 10**6, device)
+    plain = plain_loop(members, data, train.grad_clip, device)
+    k = len(members)  # bytes/s of all members together: K x the batch per step
+    ours_bps, plain_bps = (k * nbytes / t for t in timed(pop_loop(pop, data), plain,
+                                                          args.repeats))
+    flops = sum(g.flops_per_byte for g in cfg.members) / k
+    print(f"{'K=' + str(k):>7} {sum(g.n_params for g in cfg.members):>9,} {plain_bps:>10,.0f} "
+          f"{ours_bps:>10,.0f} {ours_bps / plain_bps:>6.3f} {ours_bps * flops / 1e9:>7.2f}G "
+          f"{ours_bps * flops / peak:>7.1%}   (population: {cfg.social.channel} channel, "
+          f"members one after another in the plain loop)")
+
+
+def pop_loop(pop: Population, data):
+    def ours():
+        for b, continues in data:
+            pop.step(b, continues)
+    return ours
+
+
+def plain_loop(members: list[Member], data, grad_clip: float, device):
+    """The plain PyTorch loop for copies of `members`, stepped one after another."""
+    models = [copy.deepcopy(m.model) for m in members]
+    opts = [make_optimizer(model, m.genome) for model, m in zip(models, members)]
+    for opt, m in zip(opts, members):
+        set_lr(opt, m.genome.lr)
+    stateful = [m.stateful for m in members]
+
+    def plain():
+        states = [None] * len(models)
+        for b, continues in data:
+            b = b.to(device)
+            for i, (model, opt) in enumerate(zip(models, opts)):
+                if stateful[i]:  # truncated BPTT, as the population does
+                    logits, state = model.decode(b[:, :-1], states[i] if continues else None)
+                    states[i] = tuple(s.detach() for s in state) if isinstance(state, tuple) \
+                        else state.detach()
+                else:
+                    logits = model(b[:, :-1])
+                loss = F.cross_entropy(logits.reshape(-1, 256), b[:, 1:].reshape(-1))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                opt.step()
+    return plain
+
+
+def timed(ours, plain, repeats: int) -> tuple[float, float]:
+    """Best seconds of each, timed alternately so that drift hits both alike."""
+    ours(), plain()  # warm up both
+    t_ours, t_plain = [], []
+    for _ in range(repeats):
+        t_plain.append(best_time(plain, 1))
+        t_ours.append(best_time(ours, 1))
+    return min(t_ours), min(t_plain)
 
 
 if __name__ == "__main__":
