@@ -47,14 +47,21 @@ def load_splits(corpus: CorpusFile) -> dict[str, np.ndarray]:
 
 
 def check_trainable(splits: dict[str, np.ndarray], batch_size: int, context: int,
-                    dev_bytes: int, where: str, unique_bytes: int = 0) -> None:
+                    dev_bytes: int, where: str, unique_bytes: int = 0,
+                    largest_multiple: int = 1) -> None:
     """One clear error, before a run writes anything, when its splits are too small to train
     B windows of T+1 bytes and to score a dev slice, valid beyond it, and test, or when the
-    data-limited regime asks for more unique bytes than the training split holds."""
+    data-limited regime asks for more unique bytes than the training split holds: U, or the
+    reference's largest point, `largest_multiple` x U."""
     sizes = {k: len(v) for k, v in splits.items()}
     if unique_bytes > sizes["train"]:
         raise UserError(f"data.unique_bytes={unique_bytes:,} is more than the {sizes['train']:,} "
                         f"bytes of {where}'s training split")
+    if unique_bytes * largest_multiple > sizes["train"]:
+        raise UserError(f"the reference's largest point, {largest_multiple} x data.unique_bytes "
+                        f"= {unique_bytes * largest_multiple:,} bytes, is more than the "
+                        f"{sizes['train']:,} bytes of {where}'s training split (use a smaller "
+                        f"U or compare.unique_multiples)")
     if unique_bytes:
         sizes["train"] = unique_bytes
     need = {"train": max(2 * (context + 1), batch_size * context + 1),

@@ -96,11 +96,11 @@ def plan_compare(cfg: RunConfig) -> list[ArmPlan]:
     ] + students
 
 
-def unique_bytes_needed(cfg: RunConfig, command: str) -> int:
-    """The unique training bytes a run reads at most: U, or the reference's largest k x U."""
+def largest_multiple(cfg: RunConfig, command: str) -> int:
+    """The most unique bytes a run reads, as a multiple of U: the reference's largest k x U."""
     if command == "compare" and cfg.regime == "data-limited":
-        return cfg.data.unique_bytes * max(cfg.compare.unique_multiples)
-    return cfg.data.unique_bytes
+        return max(cfg.compare.unique_multiples)
+    return 1
 
 
 def check_runnable(cfg: RunConfig, command: str) -> None:
@@ -108,7 +108,8 @@ def check_runnable(cfg: RunConfig, command: str) -> None:
     bytes), is one line before anything is written: for `train`, `compare` and every cell of a
     study alike."""
     check_trainable(load_splits(resolve(cfg.data.corpus)), cfg.train.batch_size, cfg.context,
-                    cfg.train.dev_bytes, cfg.data.corpus, unique_bytes_needed(cfg, command))
+                    cfg.train.dev_bytes, cfg.data.corpus, cfg.data.unique_bytes,
+                    largest_multiple(cfg, command))
 
 
 def runner_for(plan: ArmPlan, cfg: RunConfig, splits: dict, files: RunFiles,
