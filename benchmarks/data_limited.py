@@ -14,7 +14,6 @@ ensemble of the isolated members, and the paired differences the verdict reads.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -23,6 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from multitudes.config.files import load
+from multitudes.errors import UserError
+from multitudes.runs.checkpoint import write_bytes_atomic
+from multitudes.runs.results import read as read_results
+from multitudes.study.plan import member_seed
 
 WHATS = ("best", "consensus", "mixture")
 
@@ -30,7 +33,8 @@ WHATS = ("best", "consensus", "mixture")
 def seed_overrides(preset: str, seed: int) -> list[str]:
     members = len(load(preset=preset).members)
     return ["--set", f"train.seed={seed}"] + [
-        arg for i in range(members) for arg in ("--set", f"members.{i}.seed={100 * seed + i}")]
+        arg for i in range(members)
+        for arg in ("--set", f"members.{i}.seed={member_seed(seed, i)}")]
 
 
 def run_seed(preset: str, seed: int, out: Path, extra: list[str]) -> Path:
@@ -63,10 +67,10 @@ def efficiency(cells: list[dict], vs: str) -> str:
 
 
 def table(runs: list[dict]) -> str:
-    arms = [a for a in runs[0]["arms"]]
+    arms = list(runs[0]["arms"])
     placed = runs[0]["data_limited"]["placed"]
-    lines = ["| arm | test bpb: best member | consensus | dev-fit mixture | epochs (to best) | U'/U best "
-             "(vs single / vs ensemble) | U'/U mixture (vs single / vs ensemble) |",
+    lines = ["| arm | test bpb: best member | consensus | dev-fit mixture | epochs (to best) "
+             "| U'/U best (vs single / vs ensemble) | U'/U mixture (vs single / vs ensemble) |",
              "|---|---|---|---|---|---|---|"]
     for arm in arms:
         res = [r["arms"][arm] for r in runs]
@@ -107,30 +111,51 @@ def verdict_lines(runs: list[dict]) -> list[str]:
     return [paired(runs, a, b) for a, b in pairs]
 
 
+def seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 1 or len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct positive integers, e.g. 1,2,3, "
+                                         f"got {text!r}")
+    return seeds
+
+
 def main() -> None:
+    try:
+        report(parse())
+    except UserError as e:  # a damaged results.json: one line, as the command line says it
+        sys.exit(f"data_limited.py: error: {e}")
+
+
+def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--preset", default="limited")
-    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--seeds", type=seed_list, default=[1, 2, 3])
     parser.add_argument("--out", type=Path, default=Path("runs/limited-seeds"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], help="passed to every seed's run")
     parser.add_argument("--table-only", action="store_true", help="read the finished seeds")
-    args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    return parser.parse_args()
+
+
+def report(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     extra = [a for s in args.set for a in ("--set", s)]
     if args.table_only:
         dirs = sorted(p.parent for p in args.out.glob("seed-*/results.json"))
     else:
         with ThreadPoolExecutor(args.jobs) as pool:
-            dirs = list(pool.map(lambda s: run_seed(args.preset, s, args.out, extra), seeds))
+            dirs = list(pool.map(lambda s: run_seed(args.preset, s, args.out, extra),
+                                 args.seeds))
     if not dirs:
         sys.exit(f"no finished seed in {args.out}")
-    runs = [json.loads((d / "results.json").read_text()) for d in dirs]
+    runs = [read_results(d / "results.json", f"{d.name}'s results") for d in dirs]
     text = "\n".join([f"{len(runs)} seeds ({', '.join(d.name for d in dirs)}), test bpb mean ± "
                       f"std; U'/U a mean over seeds ('>' or '<=': a bound in some seed)", "",
                       table(runs), "", *verdict_lines(runs)])
-    (args.out / "table.md").write_text(text + "\n")
+    write_bytes_atomic(args.out / "table.md", (text + "\n").encode())
     print(text)
 
 

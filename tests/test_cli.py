@@ -223,6 +223,11 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
             f"{social['mixture_test_bpb']:.4f} ± 0.0000 |") in table
     lead = a["arms"]["isolated"]["mixture_test_bpb"] - social["mixture_test_bpb"]
     assert f"social mixture vs isolated mixture: {lead:+.4f} bpb" in table
+    (tmp_path / "seeds" / "seed-2" / "results.json").write_text('{"arms": ')  # truncated
+    damaged = subprocess.run([sys.executable, BENCHMARKS / "data_limited.py", "--out",
+                              tmp_path / "seeds", "--table-only"], capture_output=True, text=True)
+    assert damaged.returncode != 0 and damaged.stderr.count("\n") == 1, damaged.stderr
+    assert "seed-2's results" in damaged.stderr and "Traceback" not in damaged.stderr
     one_line_error(cli("compare", "--preset", "debug", "--set", "compare.distill=true",
                        "--out", tmp_path / "stream", check=False), "data-limited regime")
     one_line_error(cli("compare", "--preset", "debug", "--set", "compare.generations=1",

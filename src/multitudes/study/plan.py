@@ -166,9 +166,14 @@ def check(doc: dict) -> None:
                         f"fewer seeds, sizes, mixes, members or channels")
 
 
+def member_seed(seed: int, index: int) -> int:
+    """Member `index`'s seed under study seed `seed` (train.seed is `seed` itself)."""
+    return 100 * seed + index
+
+
 def _member(doc: dict, size: str, family: str, index: int, seed: int) -> dict:
     return {**copy.deepcopy(doc["size"][size][family]), "family": family,
-            "seed": 100 * seed + index}
+            "seed": member_seed(seed, index)}
 
 
 def _peer(doc: dict, size: str, family: str, K: int, seed: int, mean_params: float) -> dict:
