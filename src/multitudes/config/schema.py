@@ -65,6 +65,9 @@ class TrainConfig:
     """Seed of the batch stream (member seeds live in their genomes)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto` (cuda when present), `cpu` or `cuda`."""
+    side_by_side: bool = True
+    """On the CPU, step the members concurrently, one thread each, up to the process's thread
+    count (population/side_by_side.py); false: one after another, each on every thread."""
 
     def __post_init__(self) -> None:
         check_fields(self, "train.")

@@ -11,12 +11,13 @@ state, and what it hears from its peers is detached.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
 from multitudes.runs import distributed
-from multitudes.population import social
+from multitudes.population import side_by_side, social
 from multitudes.config.schema import SocialConfig, TrainConfig
 from multitudes.runs.distributed import Group, autocast_for
 from multitudes.errors import UserError
@@ -178,16 +179,17 @@ class Population:
         if self.elders is not None:
             targets = self._with_elders(targets, x, continues, mine)
 
-        for i in mine:
+        # Each member learns on its own (side by side when it may); what it reports is
+        # gathered in the members' order, so the stats and resets read the same either way.
+        learned = side_by_side.each(
+            lambda i: self._learn(self.members[i], logits[i], y, targets.get(i), healthy[i]),
+            mine, self._workers(len(mine)))
+        for i, (losses, problem) in zip(mine, learned):
             m = self.members[i]
-            problem = None if healthy[i] else "non-finite logits"
-            if problem is None:
-                losses = self._losses(m, logits[i], y, targets.get(i))
+            if losses is not None:
                 stats.listen_loss += [losses.listen.item()] if losses.listen is not None else []
                 stats.language_loss += ([losses.language.item()]
                                         if losses.language is not None else [])
-                m.flops += m.flops_per_byte * x.numel()
-                problem = self._update(m, losses.total(m.alpha, self.social.beta))
             if problem:
                 self._reset(m, problem)
                 stats.data_loss.append(float("nan"))
@@ -200,20 +202,39 @@ class Population:
         self.generated_bytes += stats.generated_bytes
         return stats
 
+    def _workers(self, members: int) -> int:
+        """Threads to step `members` members on: side by side (side_by_side.py) unless the
+        language channel is open, whose texts every listener draws from the one shared
+        generator in the members' order."""
+        return side_by_side.workers_for(
+            members, self.device, self.train.side_by_side and not self.social.language_every)
+
     def _perceive(self, mine: list[int], x: torch.Tensor, continues: bool
                   ) -> dict[int, torch.Tensor]:
         """Every member this rank owns reads the real bytes on its own: its logits (B, T, 256)."""
-        logits = {}
-        for i in mine:
+        def read(i: int) -> torch.Tensor:
             m = self.members[i]
             m.model.train()
-            with m.rng_scope(), self.autocast():
+            # A member that draws nothing (no dropout) leaves torch's global generator alone,
+            # so members side by side never race on it; one that draws holds the lock.
+            draws = m.genome.dropout > 0
+            with (side_by_side.RNG_LOCK if draws else nullcontext()), \
+                    (m.rng_scope() if draws else nullcontext()), self.autocast():
                 if m.stateful:  # truncated BPTT: the state flows in, no gradient flows back
-                    logits[i], state = m.model.decode(x, m.state if continues else None)
+                    z, state = m.model.decode(x, m.state if continues else None)
                     m.state = detach_state(state)
-                else:
-                    logits[i] = m.model(x)
-        return logits
+                    return z
+                return m.model(x)
+        return dict(zip(mine, side_by_side.each(read, mine, self._workers(len(mine)))))
+
+    def _learn(self, m: Member, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
+               healthy: bool) -> tuple[social.MemberLoss | None, str | None]:
+        """Member m's losses and optimizer step; the problem that makes it sick, if any."""
+        if not healthy:
+            return None, "non-finite logits"
+        losses = self._losses(m, z, y, target)
+        m.flops += m.flops_per_byte * y.numel()
+        return losses, self._update(m, losses.total(m.alpha, self.social.beta))
 
     def _losses(self, m: Member, z: torch.Tensor, y: torch.Tensor,
                 target: torch.Tensor | None) -> social.MemberLoss:
