@@ -1,0 +1,87 @@
+"""Members stepped side by side (population/side_by_side.py): the same arithmetic as one after
+another on one thread, each member's random stream its own, failures surfaced."""
+
+import threading
+
+import pytest
+import torch
+
+from conftest import tiny
+from multitudes.config.schema import SocialConfig, TrainConfig
+from multitudes.data.splits import make_stream
+from multitudes.population import side_by_side
+from multitudes.population.member import Member
+from multitudes.population.population import Population
+
+
+def genomes():
+    # dropout in three of four members: their forwards draw from their own streams
+    return [tiny("gpt", dropout=0.1, seed=1), tiny("lstm", dropout=0.2, seed=2),
+            tiny("gru", seed=3), tiny("looped", dropout=0.1, seed=4)]
+
+
+def trained(threads: int, side: bool, steps: int = 6) -> Population:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        members = [Member.create(f"m{i}", g, torch.device("cpu")) for i, g in
+                   enumerate(genomes())]
+        pop = Population(members, SocialConfig(channel="logit", trust="fitness"),
+                         TrainConfig(side_by_side=side), 100, torch.device("cpu"),
+                         torch.Generator().manual_seed(0))
+        for i, m in enumerate(pop.members):
+            m.fitness = 3.0 + i / 10  # trust by fitness reads them
+        data = torch.arange(4096, dtype=torch.uint8).numpy() * 7 % 251
+        stream = make_stream(data, 4, 32, 0, "contiguous")
+        for _ in range(steps):
+            batch = stream.next()
+            pop.step(batch, stream.continues)
+        return pop
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_side_by_side_is_one_after_another_on_one_thread_bit_for_bit():
+    """Two workers of one thread each do each member's arithmetic exactly as one thread does
+    it member after member, dropout masks included (each member's generator, not a shared one)."""
+    assert side_by_side.workers_for(4, torch.device("cpu"), True) >= 1
+    side, alone = trained(threads=2, side=True), trained(threads=1, side=False)
+    for a, b in zip(side.members, alone.members):
+        assert torch.equal(a.rng_state, b.rng_state), a.id
+        assert a.steps == b.steps == 6 and a.last_loss == b.last_loss
+        for p, q in zip(a.model.parameters(), b.model.parameters()):
+            assert torch.equal(p, q), a.id
+    # the members with dropout did draw, and each from its own stream
+    fresh = [Member.create("x", g, torch.device("cpu")).rng_state for g in genomes()]
+    drew = [not torch.equal(m.rng_state, f) for m, f in zip(side.members, fresh)]
+    assert drew == [True, True, False, True]
+
+
+def test_workers_follow_the_threads_the_members_and_the_device():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert side_by_side.workers_for(4, torch.device("cpu"), True) == 2
+        assert side_by_side.workers_for(1, torch.device("cpu"), True) == 1
+        assert side_by_side.workers_for(4, torch.device("cpu"), False) == 1
+        assert side_by_side.workers_for(4, torch.device("cuda"), True) == 1
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_each_keeps_order_runs_on_one_thread_and_waits_for_all_before_raising():
+    done, names = [], set()
+
+    def work(i):
+        names.add(threading.current_thread().name)
+        if i == 0:
+            raise ValueError("member 0 fell sick")
+        done.append((i, torch.get_num_threads()))
+        return i * i
+
+    assert side_by_side.each(lambda i: i * i, [3, 1, 2], workers=2) == [9, 1, 4]
+    with pytest.raises(ValueError, match="member 0"):
+        side_by_side.each(work, [0, 1, 2, 3], workers=2)
+    assert sorted(i for i, _ in done) == [1, 2, 3]  # the others finished, not abandoned
+    assert all(n == 1 for _, n in done)  # one intra-op thread per worker
+    assert all(n.startswith("member") for n in names)
