@@ -9,6 +9,7 @@ defect (as the N(0, 0.1) RNN embedding was); the gap is printed beside the seed-
 
     python benchmarks/parity.py [--preset quick] [--seeds 2] [--real-bytes N] [--out FILE.json]
     python benchmarks/parity.py --family gpt --seeds 1 --real-bytes 262144 --project-models
+    python benchmarks/parity.py --real-bytes 262144 --set "train.precision='bf16'"  # ours in bf16
 """
 
 from __future__ import annotations
@@ -155,15 +156,19 @@ def main() -> None:
     parser.add_argument("--family", action="append", help="only these families")
     parser.add_argument("--project-models", action="store_true",
                         help="the plain loop trains the project's models (locates a gap)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a preset override, e.g. train.precision='bf16' "
+                             "(the plain loop stays fp32)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = config_files.load(preset=args.preset)
+    cfg = config_files.load(preset=args.preset, overrides=args.set)
     N = args.real_bytes or cfg.train.real_bytes
     splits = load_splits(resolve(cfg.data.corpus))
     dev = np.asarray(splits["valid"][: cfg.train.dev_bytes])
     print(f"preset {args.preset}: {N:,} real bytes, batch {cfg.train.batch_size} x "
           f"{cfg.context}, {cfg.train.sampling}, {cfg.train.schedule}; dev slice "
-          f"{len(dev):,} bytes; torch {torch.__version__}, 1 thread", flush=True)
+          f"{len(dev):,} bytes; torch {torch.__version__}, 1 thread"
+          + (f"; ours with {', '.join(args.set)}" if args.set else ""), flush=True)
     print(f"{'family':>7} {'seed':>5} {'plain dev':>10} {'ours dev':>9} {'ours-plain':>11}",
           flush=True)
     rows = []

@@ -4,9 +4,12 @@ Both sides train the same model (quick preset sizes) on the same batches with th
 gradient clipping; they are timed alternately in one run, best of several repeats. Prints bytes/s,
 the ratio (target >= 0.95), and the achieved FLOP/s against a matmul peak measured in this run.
 
-The last row is the whole quick population (K = 4, its logit channel and trust): every member's
-bytes per second of one `Population.step`, against the same four members stepped one after
-another by the plain loop (no channel). Target for that row (issue 25): >= 2x on 2 cores.
+The population rows: the quick population (K = 4, its logit channel and trust by fitness) and
+two K = 8 cells of the scaling studies, every member's bytes per second of one
+`Population.step` against the same members stepped one after another by the plain loop (no
+channel), for each way the population can step: one after another, side by side (one thread
+per member, the default on a CPU), side by side in bf16 autocast (`train.precision`). Target
+(issue 25): >= 2x on 2 cores.
 
     python benchmarks/throughput.py [--steps 20] [--repeats 3]
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +30,7 @@ from multitudes.population.member import Member
 from multitudes.population.population import Population
 from multitudes.population.schedule import make_optimizer, set_lr
 from multitudes.runs.distributed import resolve_device
+from multitudes.study import plan
 
 
 def main() -> None:
@@ -52,18 +57,42 @@ def main() -> None:
         achieved = ours_bps * genome.flops_per_byte
         print(f"{genome.family:>7} {genome.n_params:>9,} {plain_bps:>10,.0f} {ours_bps:>10,.0f} "
               f"{ours_bps / plain_bps:>6.3f} {achieved / 1e9:>7.2f}G {achieved / peak:>7.1%}")
-    cfg = quick_config()
-    members = [Member.create(f"m{i}", g, device) for i, g in enumerate(cfg.members)]
-    pop = Population(members, cfg.social, train, 10**6, device)
-    plain = plain_loop(members, data, train.grad_clip, device)
-    k = len(members)  # bytes/s of all members together: K x the batch per step
-    ours_bps, plain_bps = (k * nbytes / t for t in timed(pop_loop(pop, data), plain,
-                                                          args.repeats))
-    flops = sum(g.flops_per_byte for g in cfg.members) / k
-    print(f"{'K=' + str(k):>7} {sum(g.n_params for g in cfg.members):>9,} {plain_bps:>10,.0f} "
-          f"{ours_bps:>10,.0f} {ours_bps / plain_bps:>6.3f} {ours_bps * flops / 1e9:>7.2f}G "
-          f"{ours_bps * flops / peak:>7.1%}   (population: {cfg.social.channel} channel, "
-          f"members one after another in the plain loop)")
+    print()
+    print("populations: every member's bytes/s of one step (K x the batch), against the same")
+    print("members stepped one after another by the plain loop (no channel), alternately timed")
+    print(f"{'population':>26} {'K':>2} {'plain B/s':>10} {'ours B/s':>10} {'ratio':>6}   "
+          f"how ours steps")
+    for name, cfg in populations():
+        population_rows(name, cfg, device, args.steps, args.repeats)
+
+
+def populations():
+    """The quick preset (K = 4, four families) and two K = 8 cells of the scaling studies: the
+    stream study's transformer mix (no dropout) and the data-limited study's GRUs (dropout 0.1,
+    whose forwards take the generator lock side by side)."""
+    yield "quick (hetero)", quick_config()
+    for study, cell in (("cpu", "transformer-M-K8-logit-s1"), ("limited", "gru-M-K8-logit-s1")):
+        doc = plan.load(study, None)
+        yield f"{study}: {cell[:-9]}", next(c.cfg for c in plan.cells(doc) if c.name == cell)
+
+
+def population_rows(name: str, cfg, device, steps: int, repeats: int) -> None:
+    """One row per way of stepping the population: one after another (the previous default),
+    side by side, side by side in bf16 autocast; each against the plain loop timed beside it."""
+    train = cfg.train
+    data = batches(steps, train.batch_size, cfg.members[0].context, sampling=train.sampling)
+    k = len(cfg.members)
+    nbytes = k * steps * data[0][0][:, 1:].numel()
+    ways = [("one after another", dict(side_by_side=False)),
+            ("side by side", dict(side_by_side=True)),
+            ("side by side, bf16", dict(side_by_side=True, precision="bf16"))]
+    for how, switches in ways:
+        members = [Member.create(f"m{i}", g, device) for i, g in enumerate(cfg.members)]
+        pop = Population(members, cfg.social, replace(train, **switches), 10**6, device)
+        plain = plain_loop(members, data, train.grad_clip, device)
+        ours_bps, plain_bps = (nbytes / t for t in timed(pop_loop(pop, data), plain, repeats))
+        print(f"{name:>26} {k:>2} {plain_bps:>10,.0f} {ours_bps:>10,.0f} "
+              f"{ours_bps / plain_bps:>6.3f}   {how}", flush=True)
 
 
 def pop_loop(pop: Population, data):

@@ -65,6 +65,10 @@ class TrainConfig:
     """Seed of the batch stream (member seeds live in their genomes)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto` (cuda when present), `cpu` or `cuda`."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """The members' training steps: `auto` (bf16 autocast on CUDA, fp32 on the CPU), `fp32`,
+    or `bf16` (autocast on either; BENCHMARKS.md measures what it buys on a CPU). Scoring on
+    the dev slice, valid and test keeps `auto`'s choice (fp32 on the CPU) whatever this says."""
     side_by_side: bool = True
     """On the CPU, step the members concurrently, one thread each, up to the process's thread
     count (population/side_by_side.py); false: one after another, each on every thread."""

@@ -157,7 +157,7 @@ class Population:
                 and self.real_bytes >= self.social.listen_after)
 
     def autocast(self):
-        return autocast_for(self.device)
+        return autocast_for(self.device, self.train.precision)
 
     def step(self, batch: torch.Tensor, continues: bool = False) -> StepStats:
         """One training step of every member on the same batch (B, T+1) of real bytes.

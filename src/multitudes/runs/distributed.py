@@ -245,11 +245,13 @@ def device_for_rank(name: str) -> str:
     return name
 
 
-def autocast_for(device):
-    """bf16 autocast on CUDA; on the CPU every op runs in fp32 as written."""
-    if torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+def autocast_for(device, precision: str = "auto"):
+    """The autocast context of `train.precision`: `auto` is bf16 autocast on CUDA and fp32 as
+    written on the CPU; `bf16` autocasts on either (the CPU's native bf16 matmuls, where it has
+    them); `fp32` nowhere. Weights, optimizer moments and the losses stay fp32 throughout."""
+    kind = torch.device(device).type
+    bf16 = precision == "bf16" or (precision == "auto" and kind == "cuda")
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16)
 
 
 def resolve_device(name: str) -> torch.device:
