@@ -137,3 +137,19 @@ def test_wsd_cools_down_at_its_horizon_only():
     assert cooldown_factor(85, 100, 0.2) == pytest.approx(1 - 0.5)
     assert 0 < cooldown_factor(99, 100, 0.2) < 0.23
     assert cooldown_factor(100, 100, 0.2) == 0.0
+
+
+@pytest.mark.parametrize("precision, dtype", [("auto", torch.float32), ("fp32", torch.float32),
+                                              ("bf16", torch.bfloat16)])
+def test_train_precision_sets_the_members_matmuls_on_the_cpu(precision, dtype):
+    member = Member.create("m0", tiny("gru"), torch.device("cpu"))
+    pop = Population([member], SocialConfig(channel="none"), TrainConfig(precision=precision),
+                     100, torch.device("cpu"), torch.Generator().manual_seed(0))
+    seen = []
+    member.model.head.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    before = [p.detach().clone() for p in member.model.parameters()]
+    stats = pop.step(batches(1)[0])
+    assert seen == [dtype]  # what the head computed in
+    assert all(p.dtype == torch.float32 for p in member.model.parameters())  # fp32 weights
+    assert np.isfinite(stats.data_loss[0])
+    assert not all(torch.equal(a, b) for a, b in zip(before, member.model.parameters()))
