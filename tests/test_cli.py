@@ -234,6 +234,41 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
                        "--out", tmp_path / "stream", check=False), "at least 2")
 
 
+def test_the_reference_record_keeps_the_points_beyond_U_and_a_second_run_reads_them(tmp_path):
+    """compare.reference_record: the first data-limited compare trains the reference on 2U and
+    4U and records them; a second one reads them (same numbers, same placement, no training);
+    another recipe's points are trained and added beside them; a damaged record, a folder and
+    the stream regime are one line each."""
+    record = tmp_path / "reference.json"
+    args = ["--preset", "debug", "--set", "regime='data-limited'", "--set",
+            "data.unique_bytes=4096", "--set", "evolution.every=0", "--set",
+            "train.real_bytes=8192", "--set", f"compare.reference_record='{record}'", "--quiet"]
+    cli("compare", *args, "--out", tmp_path / "first")
+    first = json.loads((tmp_path / "first" / "results.json").read_text())
+    points = json.loads(record.read_text())["points"]
+    assert sorted(p["config"]["unique_multiple"] for p in points.values()) == [2, 4]
+    assert not any("from_record" in a for a in first["arms"].values())
+    second_run = cli("compare", *args, "--out", tmp_path / "second")
+    second = json.loads((tmp_path / "second" / "results.json").read_text())
+    assert "isolated-2U: read from the reference record" in second_run.stdout
+    assert second["data_limited"] == first["data_limited"]
+    for arm in ("isolated-2U", "isolated-4U"):
+        assert second["arms"][arm]["from_record"] == str(record)
+        assert second["arms"][arm]["members"] == first["arms"][arm]["members"]
+        assert not (tmp_path / "second" / "checkpoints" / arm).exists()  # not trained
+    assert numbers(second)["social"] == numbers(first)["social"]
+    cli("compare", *args, "--set", "members.0.lr=0.02", "--out", tmp_path / "other")
+    assert len(json.loads(record.read_text())["points"]) == 4
+    record.write_text('{"format": "multitudes reference record", "version": 1, "points": 3}')
+    one_line_error(cli("compare", *args, "--out", tmp_path / "damaged", check=False),
+                   "is damaged or not a reference record")
+    folder = ["--set", f"compare.reference_record='{tmp_path}'"]
+    one_line_error(cli("compare", *args, *folder, "--out", tmp_path / "folder", check=False),
+                   "not a regular file")
+    one_line_error(cli("compare", "--preset", "debug", *folder, "--out", tmp_path / "stream",
+                       check=False), "data-limited regime")
+
+
 DISK_FULL = """
 import errno, os, sys
 from multitudes.runs import checkpoint as checkpoint

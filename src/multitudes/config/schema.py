@@ -181,6 +181,10 @@ class CompareConfig:
     """Data-limited: a reference arm on k x U reads at least this many epochs of it (more real
     bytes than the other arms when k x U x epochs > N), so that each point of the data-scaling
     curve is trained to its own best rather than cut short (0: every arm reads N)."""
+    reference_record: str = ""
+    """Data-limited: a JSON file that keeps the reference's points beyond U, computed once
+    (training/reference_record.py): a point found there with the same corpus, members, recipe,
+    U, k and epoch floor is read, not trained; a point trained is added. "": train them all."""
 
     def __post_init__(self) -> None:
         check_fields(self, "compare.")
@@ -263,6 +267,9 @@ class RunConfig:
             if getattr(self.compare, arm) and self.regime != "data-limited":
                 raise UserError(f"compare.{arm} is an arm of the data-limited regime (set "
                                 f"regime = \"data-limited\" and data.unique_bytes)")
+        if self.compare.reference_record and self.regime != "data-limited":
+            raise UserError("compare.reference_record keeps the data-limited regime's reference "
+                            "curve (set regime = \"data-limited\" and data.unique_bytes)")
         if self.compare.generations and self.compare.evolution_ablation:
             raise UserError("compare.generations and compare.evolution_ablation: one at a time")
         if self.evolution.every and self.evolution.every % self.train.eval_every:

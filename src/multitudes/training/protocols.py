@@ -36,6 +36,7 @@ from multitudes.runs.results import SCHEMA
 from multitudes.population.elders import Elders
 from multitudes.runs.distributed import Group
 from multitudes.training import taught
+from multitudes.training.reference_record import ReferenceRecord, corpus_digest, point_config
 from multitudes.training.loop import ArmRunner, isolated
 
 
@@ -185,16 +186,23 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     branching = cfg.regime == "stream" and cfg.train.schedule == "wsd"
     students = [p for p in plans if p.role == "student"]  # built once their teachers finish
     plans = [p for p in plans if p.role != "student"]
+    record, point_configs, recorded = _reference_record(cfg, splits, plans)
+    trained = [p for p in plans if p.name not in recorded]
     runners = [runner_for(p, cfg, splits, files, replay, branching and p.role == "reference")
-               for p in plans]
-    measured = [r for r, p in zip(runners, plans) if p.role == "measured"]
+               for p in trained]
+    measured = [r for r, p in zip(runners, trained) if p.role == "measured"]
     if resume:
         for runner in runners:
             runner.try_resume()
     files.rewrite_logs([r for runner in runners for r in runner.history],
                        [e for runner in runners for e in runner.events])
-    arms = {}
-    for runner, plan in zip(runners, plans):
+    arms, runner_of = {}, {r.name: r for r in runners}
+    for plan in plans:
+        if plan.name in recorded:  # a reference point read from the record, not trained
+            files.say(f"{plan.name}: read from the reference record {record.path}")
+            arms[plan.name] = {**recorded[plan.name], "from_record": str(record.path)}
+            continue
+        runner = runner_of[plan.name]
         if runner.branching:  # scored at the end of its cooldown, before it returns to the trunk
             runner.finish_branch(N, at_end=ArmRunner.milestone)
         else:  # N, or a data-limited reference's own budget
@@ -219,6 +227,9 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
         _add_curves(arms[runner.name], runner)
         if runner.finished:
             arms[runner.name]["finished"] = [p.to_json() for p in runner.finished]
+        if runner.name in point_configs and runner.name not in recorded:  # trained: kept
+            files.for_writer(lambda: record.add(point_configs[runner.name], arms[runner.name],
+                                                str(runner.pop.device)))
 
     references = [p for p in plans if p.role == "reference"]
 
@@ -235,6 +246,20 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
                "yardsticks": _yardsticks(runners[0], N), "arms": arms}
     files.write_results(results)
     return results
+
+
+def _reference_record(cfg: RunConfig, splits: dict, plans: list[ArmPlan]
+                      ) -> tuple[ReferenceRecord | None, dict[str, dict], dict[str, dict]]:
+    """Data-limited with `compare.reference_record`: the record, the config of each reference
+    point beyond U (arm name -> config) and those of them it holds (arm name -> result)."""
+    if cfg.regime != "data-limited" or not cfg.compare.reference_record:
+        return None, {}, {}
+    record = ReferenceRecord.open(cfg.compare.reference_record)
+    corpus = corpus_digest(splits)
+    configs = {p.name: point_config(cfg, corpus, p.unique_bytes // cfg.data.unique_bytes)
+               for p in plans if p.role == "reference" and p.unique_bytes > cfg.data.unique_bytes}
+    found = {name: record.find(c) for name, c in configs.items()}
+    return record, configs, {name: res for name, res in found.items() if res is not None}
 
 
 def _equal_bytes_gap(arms: dict, valid_bytes: int) -> dict:
