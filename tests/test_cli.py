@@ -257,6 +257,11 @@ def test_the_reference_record_keeps_the_points_beyond_U_and_a_second_run_reads_t
         assert second["arms"][arm]["members"] == first["arms"][arm]["members"]
         assert not (tmp_path / "second" / "checkpoints" / arm).exists()  # not trained
     assert numbers(second)["social"] == numbers(first)["social"]
+    # the social arm's alpha and tau tuned against the same reference: read, not trained
+    tuned = cli("compare", *args, "--set", "members.*.alpha=0.9", "--set", "members.*.tau=2.0",
+                "--out", tmp_path / "tuned")
+    assert "isolated-4U: read from the reference record" in tuned.stdout
+    assert len(json.loads(record.read_text())["points"]) == 2
     cli("compare", *args, "--set", "members.0.lr=0.02", "--out", tmp_path / "other")
     assert len(json.loads(record.read_text())["points"]) == 4
     record.write_text('{"format": "multitudes reference record", "version": 1, "points": 3}')

@@ -43,7 +43,12 @@ def corpus_digest(splits: dict) -> str:
 def point_config(cfg: RunConfig, corpus: str, k: int) -> dict:
     """What sets the numbers of the reference's point on k x U (its key is their digest)."""
     train = {key: v for key, v in cfg.to_dict()["train"].items() if key != "checkpoint_every"}
-    return {"corpus_sha256": corpus, "members": cfg.to_dict()["members"], "train": train,
+    # A member alone hears no one: alpha (how much it listens) and tau (the temperature of
+    # what it hears) do not touch its numbers, so the social arm's alpha and tau can be tuned
+    # against one recorded reference.
+    members = [{key: v for key, v in m.items() if key not in ("alpha", "tau")}
+               for m in cfg.to_dict()["members"]]
+    return {"corpus_sha256": corpus, "members": members, "train": train,
             "data": cfg.to_dict()["data"], "regime": cfg.regime, "unique_multiple": k,
             "reference_min_epochs": cfg.compare.reference_min_epochs}
 
