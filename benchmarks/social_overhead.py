@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from common import batches, best_time, env_line, quick_config, quick_genomes
 from multitudes.config.schema import SocialConfig
 from multitudes.population.member import Member

@@ -4,7 +4,6 @@ import json
 import zlib
 
 import numpy as np
-import pytest
 
 from multitudes.evaluation import yardsticks
 
