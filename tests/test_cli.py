@@ -251,6 +251,8 @@ def test_the_reference_record_keeps_the_points_beyond_U_and_a_second_run_reads_t
     second_run = cli("compare", *args, "--out", tmp_path / "second")
     second = json.loads((tmp_path / "second" / "results.json").read_text())
     assert "isolated-2U: read from the reference record" in second_run.stdout
+    assert (f"read from the reference record {record}, not trained here: isolated-2U, "
+            f"isolated-4U") in second_run.stdout  # the result table says so too
     assert second["data_limited"] == first["data_limited"]
     for arm in ("isolated-2U", "isolated-4U"):
         assert second["arms"][arm]["from_record"] == str(record)

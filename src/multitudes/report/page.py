@@ -53,6 +53,10 @@ def table(results: dict) -> str:
     if limited:
         lines.append("epochs read per arm: " + ", ".join(
             f"{arm} {res['epochs']:.2f}" for arm, res in results["arms"].items()))
+    recorded = [arm for arm, res in results["arms"].items() if res.get("from_record")]
+    if recorded:
+        lines.append(f"read from the reference record {results['arms'][recorded[0]]['from_record']}"
+                     f", not trained here: {', '.join(recorded)}")
     if "data_limited" in results:
         lines += data_limited_lines(results["data_limited"])
     if "equal_bytes_gap" in results:
