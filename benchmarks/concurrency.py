@@ -18,6 +18,7 @@ import time
 import torch
 
 from common import batches, env_line, quick_config
+from multitudes.models import detach_state
 from multitudes.population.member import Member
 from multitudes.population.schedule import set_lr
 from multitudes.population.social import data_loss
@@ -35,8 +36,7 @@ def trainer(genome, device, data):
             x, y = b[:, :-1], b[:, 1:]
             if m.stateful:
                 z, state = m.model.decode(x, m.state if continues else None)
-                m.state = tuple(s.detach() for s in state) if isinstance(state, tuple) \
-                    else state.detach()
+                m.state = detach_state(state)
             else:
                 z = m.model(x)
             m.optimizer.zero_grad(set_to_none=True)
