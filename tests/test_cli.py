@@ -269,6 +269,11 @@ def test_the_reference_record_keeps_the_points_beyond_U_and_a_second_run_reads_t
     record.write_text('{"format": "multitudes reference record", "version": 1, "points": 3}')
     one_line_error(cli("compare", *args, "--out", tmp_path / "damaged", check=False),
                    "is damaged or not a reference record")
+    link = tmp_path / "link.json"  # never written through: the record is refused up front
+    link.symlink_to(tmp_path / "elsewhere.json")
+    one_line_error(cli("compare", *args, "--set", f"compare.reference_record='{link}'",
+                       "--out", tmp_path / "linked", check=False), "not a regular file")
+    assert not (tmp_path / "elsewhere.json").exists()
     folder = ["--set", f"compare.reference_record='{tmp_path}'"]
     one_line_error(cli("compare", *args, *folder, "--out", tmp_path / "folder", check=False),
                    "not a regular file")
