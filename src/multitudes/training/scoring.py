@@ -105,7 +105,12 @@ class Scoring:
         if "dev" not in logps:
             return {}
         weights = fit_mixture(logps["dev"])
-        return {"mixture_weights": dict(zip(ids, [round(float(w), 6) for w in weights])),
+        # On the dev slice itself (what a sweep of the social arm selects by): the uniform
+        # consensus of the kept weights, and the mixture scored on the bytes its weights were
+        # fit to (in-sample: K weights on the whole slice, the same optimism for every arm).
+        return {"consensus_dev_bpb": consensus_bpb(logps["dev"]),
+                "mixture_dev_bpb": mixture_bpb(logps["dev"], weights),
+                "mixture_weights": dict(zip(ids, [round(float(w), 6) for w in weights])),
                 "mixture_valid_bpb": mixture_bpb(logps["valid"], weights),
                 "mixture_test_bpb": mixture_bpb(logps["test"], weights)}
 
