@@ -13,8 +13,13 @@ The dev slice is the head of valid: the test split is never read here.
 In the data-limited regime a row also says at which epoch of U the dev bpb was best (the member's
 kept weights) and where it ended: a best epoch before the end means the curve has turned.
 
-`--set` sweeps genome fields, `--train` fields of [train] (batch size, cooldown): every
-combination is run (a grid), `--jobs` at a time, one thread each.
+`--set` sweeps genome fields, `--train` fields of [train] (batch size, cooldown), `--data` fields
+of [data] (a data-limited reference point's k x U, to find its own epoch budget for
+`compare.reference_epochs`): every combination is run (a grid), `--jobs` at a time, one thread
+each.
+
+    python benchmarks/sweep.py --preset limited --family gru --data unique_bytes=524288 \
+        --train real_bytes=2097152,4194304
 """
 
 from __future__ import annotations
@@ -41,13 +46,14 @@ def _values(specs: list[str]) -> dict[str, list]:
 
 
 def one(args: tuple) -> dict:
-    preset, family, genome_changes, train_changes, real_bytes = args
+    preset, family, genome_changes, train_changes, data_changes, real_bytes = args
     torch.set_num_threads(1)
     cfg = config_files.load(preset=preset)
-    cfg = replace(cfg, train=replace(cfg.train, **train_changes))
+    cfg = replace(cfg, train=replace(cfg.train, **train_changes),
+                  data=replace(cfg.data, **data_changes))
     member = next(g for g in cfg.members if g.family == family).replace(**genome_changes)
     curve = alone_dev_curve(cfg, member, real_bytes or cfg.train.real_bytes)
-    row = {"family": family, **genome_changes, **train_changes}
+    row = {"family": family, **genome_changes, **train_changes, **data_changes}
     if cfg.regime != "data-limited":
         return row | {"dev_bpb": curve[-1][1]}
     # Data-limited: the arm keeps the member's best dev weights, so its score is the curve's
@@ -63,14 +69,17 @@ def main() -> None:
     parser.add_argument("--family", required=True, action="append")
     parser.add_argument("--set", dest="genome", action="append", default=[])
     parser.add_argument("--train", action="append", default=[])
+    parser.add_argument("--data", action="append", default=[])
     parser.add_argument("--real-bytes", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    genome, train = _values(args.genome), _values(args.train)
-    grid = [(args.preset, family, dict(zip(genome, g)), dict(zip(train, t)), args.real_bytes)
+    genome, train, data = _values(args.genome), _values(args.train), _values(args.data)
+    grid = [(args.preset, family, dict(zip(genome, g)), dict(zip(train, t)),
+             dict(zip(data, d)), args.real_bytes)
             for family in args.family
             for g in itertools.product(*genome.values())
-            for t in itertools.product(*train.values())]
+            for t in itertools.product(*train.values())
+            for d in itertools.product(*data.values())]
     with ProcessPoolExecutor(args.jobs) as pool:
         for row in pool.map(one, grid):
             print(json.dumps(row), flush=True)

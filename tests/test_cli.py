@@ -431,6 +431,8 @@ def one_line_error(result, needle):
       "data.unique_bytes=4096", "--set", "compare.unique_multiples=[1, 4, 2]"], "increasing"),
     (["compare", "--preset", "debug", "--set", "compare.reference_min_epochs=-1"],
      "compare.reference_min_epochs=-1"),
+    (["compare", "--preset", "limited", "--set", "compare.reference_epochs=[16, 8]"],
+     "one positive number of epochs per reference point beyond U (3 for"),
     (["compare", "--preset", "limited", "--set", "compare.elder_weight=2"],
      "compare.elder_weight=2"),
     (["compare", "--preset", "limited", "--set", "compare.generations=-3"],

@@ -39,10 +39,34 @@ def test_overrides():
     ("members.5.lr=3", "no member 5"),
     ("members.1.context=32", "must agree"),
     ("train", "expected key=value"),
+    ("compare.reference_epochs=[4]", "compare.reference_epochs=[4]: expected [] or one positive "
+                                     "number of epochs per reference point beyond U (2 for"),
+    ("compare.reference_epochs=[4, 0]", "compare.reference_epochs=[4, 0]"),
+    ("compare.reference_epochs=[4, 'x']", "compare.reference_epochs"),
+    ("compare.reference_epochs=4", "compare.reference_epochs"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):
         config_files.load(preset="debug", overrides=[override])
+
+
+def test_a_reference_point_reads_its_own_epoch_budget():
+    """compare.reference_epochs: the point on k x U reads exactly its epochs of k x U (its own
+    planned schedule), U itself still reads N; and the record keys the budget, so a point
+    trained to another budget is never read for this one."""
+    from multitudes.training.protocols import plan_compare
+    from multitudes.training.reference_record import point_config
+    base = ["regime='data-limited'", "data.unique_bytes=4096", "evolution.every=0",
+            "train.real_bytes=16384", "compare.unique_multiples=[1, 2, 4]"]
+    before = config_files.load(preset="debug", overrides=base)
+    own = config_files.load(preset="debug", overrides=base + [
+        "compare.reference_epochs=[3, 1.5]"])
+    read = {p.name: p.total_bytes for p in plan_compare(own) if p.role == "reference"}
+    assert read == {"isolated": 16384, "isolated-2U": 2 * 4096 * 3, "isolated-4U": 4 * 4096 * 1.5}
+    assert {p.name: p.total_bytes for p in plan_compare(before) if p.role == "reference"} == {
+        "isolated": 16384, "isolated-2U": 16384, "isolated-4U": 16384}
+    assert point_config(own, "c", 2)["epochs"] == 3 and "epochs" not in point_config(before, "c", 2)
+    assert point_config(own, "c", 4) != point_config(before, "c", 4)
 
 
 def test_config_files(tmp_path):

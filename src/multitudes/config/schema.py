@@ -181,6 +181,11 @@ class CompareConfig:
     """Data-limited: a reference arm on k x U reads at least this many epochs of it (more real
     bytes than the other arms when k x U x epochs > N), so that each point of the data-scaling
     curve is trained to its own best rather than cut short (0: every arm reads N)."""
+    reference_epochs: list[float] = field(default_factory=list)
+    """Data-limited: one epoch budget per reference point beyond U (for k = unique_multiples[1:]
+    in order): the point on k x U reads exactly that many passes over it, its own planned
+    schedule, as a sweep on the dev slice chose for it (`benchmarks/sweep.py --data`); [] (the
+    default): each reads N real bytes, or `reference_min_epochs` passes where that is more."""
     reference_record: str = ""
     """Data-limited: a JSON file that keeps the reference's points beyond U, computed once
     (training/reference_record.py): a point found there with the same corpus, members, recipe,
@@ -206,6 +211,12 @@ class CompareConfig:
         if not 0 <= self.reference_min_epochs < math.inf:
             raise UserError(f"compare.reference_min_epochs={self.reference_min_epochs}: must "
                             f"be a finite number >= 0")
+        e = self.reference_epochs
+        if not isinstance(e, list) or (e and len(e) != len(k) - 1) or not all(
+                type(x) in (int, float) and 0 < x < math.inf for x in e):
+            raise UserError(f"compare.reference_epochs={e!r}: expected [] or one positive "
+                            f"number of epochs per reference point beyond U ({len(k) - 1} for "
+                            f"compare.unique_multiples={k!r})")
 
 
 @dataclass

@@ -81,9 +81,7 @@ def plan_compare(cfg: RunConfig) -> list[ArmPlan]:
     if cfg.regime == "stream":
         return measured + [ArmPlan("isolated", alone, int(N * cfg.compare.multiplier),
                                    role="reference")]
-    U, epochs = cfg.data.unique_bytes, cfg.compare.reference_min_epochs
-    # Each point of the data-scaling curve reads N real bytes, or more where N is fewer than
-    # `reference_min_epochs` passes over its k x U: trained to its own best, not cut short.
+    U = cfg.data.unique_bytes
     students = [ArmPlan(name, cfg.social, N, role="student", unique_bytes=U, teacher=teacher)
                 for name, teacher in (("distilled", "social"), ("distilled-ensemble",
                                                                 "isolated"))
@@ -92,9 +90,19 @@ def plan_compare(cfg: RunConfig) -> list[ArmPlan]:
                          teacher="social" if g == 2 else f"generation-{g - 1}")
                  for g in range(2, cfg.compare.generations + 1)]
     return [replace(p, unique_bytes=U) for p in measured] + [
-        ArmPlan(f"isolated{f'-{k}U' if k > 1 else ''}", alone, max(N, int(k * U * epochs)),
+        ArmPlan(f"isolated{f'-{k}U' if k > 1 else ''}", alone, reference_bytes(cfg, k),
                 role="reference", unique_bytes=k * U) for k in cfg.compare.unique_multiples
     ] + students
+
+
+def reference_bytes(cfg: RunConfig, k: int) -> int:
+    """The real bytes the reference point on k x U reads: N on U itself (the isolated arm reads
+    what the social arm reads); beyond U its own epoch budget when `compare.reference_epochs`
+    gives one, else N, or `reference_min_epochs` passes over k x U where that is more."""
+    N, U, compare = cfg.train.real_bytes, cfg.data.unique_bytes, cfg.compare
+    if k > 1 and compare.reference_epochs:
+        return round(k * U * compare.reference_epochs[compare.unique_multiples.index(k) - 1])
+    return max(N, int(k * U * compare.reference_min_epochs))
 
 
 def largest_multiple(cfg: RunConfig, command: str) -> int:

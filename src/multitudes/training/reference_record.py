@@ -50,7 +50,10 @@ def point_config(cfg: RunConfig, corpus: str, k: int) -> dict:
                for m in cfg.to_dict()["members"]]
     return {"corpus_sha256": corpus, "members": members, "train": train,
             "data": cfg.to_dict()["data"], "regime": cfg.regime, "unique_multiple": k,
-            "reference_min_epochs": cfg.compare.reference_min_epochs}
+            "reference_min_epochs": cfg.compare.reference_min_epochs,
+            # its own budget, when it has one (absent otherwise: older records still match)
+            **({"epochs": cfg.compare.reference_epochs[cfg.compare.unique_multiples.index(k) - 1]}
+               if k > 1 and cfg.compare.reference_epochs else {})}
 
 
 @dataclass
