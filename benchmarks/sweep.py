@@ -19,7 +19,9 @@ of [data] (a data-limited reference point's k x U, to find its own epoch budget 
 each.
 
     python benchmarks/sweep.py --preset limited --family gru --data unique_bytes=524288 \
-        --train real_bytes=2097152,4194304
+        --epochs 4,8
+
+`--epochs` (data-limited) sets the real bytes to that many passes over the point's unique bytes.
 """
 
 from __future__ import annotations
@@ -46,14 +48,17 @@ def _values(specs: list[str]) -> dict[str, list]:
 
 
 def one(args: tuple) -> dict:
-    preset, family, genome_changes, train_changes, data_changes, real_bytes = args
+    preset, family, genome_changes, train_changes, data_changes, real_bytes, epochs = args
     torch.set_num_threads(1)
     cfg = config_files.load(preset=preset)
     cfg = replace(cfg, train=replace(cfg.train, **train_changes),
                   data=replace(cfg.data, **data_changes))
     member = next(g for g in cfg.members if g.family == family).replace(**genome_changes)
+    if epochs:
+        real_bytes = round(epochs * cfg.data.unique_bytes)
     curve = alone_dev_curve(cfg, member, real_bytes or cfg.train.real_bytes)
-    row = {"family": family, **genome_changes, **train_changes, **data_changes}
+    row = {"family": family, **genome_changes, **train_changes, **data_changes,
+           **({"epochs": epochs} if epochs else {})}
     if cfg.regime != "data-limited":
         return row | {"dev_bpb": curve[-1][1]}
     # Data-limited: the arm keeps the member's best dev weights, so its score is the curve's
@@ -71,15 +76,18 @@ def main() -> None:
     parser.add_argument("--train", action="append", default=[])
     parser.add_argument("--data", action="append", default=[])
     parser.add_argument("--real-bytes", type=int, default=0)
+    parser.add_argument("--epochs", type=lambda t: [float(v) for v in t.split(",")],
+                        default=[0.0], help="data-limited: passes over the unique bytes")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     genome, train, data = _values(args.genome), _values(args.train), _values(args.data)
     grid = [(args.preset, family, dict(zip(genome, g)), dict(zip(train, t)),
-             dict(zip(data, d)), args.real_bytes)
+             dict(zip(data, d)), args.real_bytes, e)
             for family in args.family
             for g in itertools.product(*genome.values())
             for t in itertools.product(*train.values())
-            for d in itertools.product(*data.values())]
+            for d in itertools.product(*data.values())
+            for e in args.epochs]
     with ProcessPoolExecutor(args.jobs) as pool:
         for row in pool.map(one, grid):
             print(json.dumps(row), flush=True)
