@@ -9,6 +9,7 @@ ensemble of the isolated members, and the paired differences the verdict reads.
 
     python benchmarks/data_limited.py --preset limited --seeds 1,2,3 --out runs/limited-seeds
     python benchmarks/data_limited.py --out runs/limited-seeds --table-only
+    python benchmarks/data_limited.py --out runs/tuned --table-only --against runs/untuned
 """
 
 from __future__ import annotations
@@ -111,6 +112,24 @@ def verdict_lines(runs: list[dict]) -> list[str]:
     return [paired(runs, a, b) for a, b in pairs]
 
 
+def against_lines(runs: list[dict], before: list[dict], label: str) -> list[str]:
+    """The same seeds of another set (`--against`, e.g. before a tuning): each arm's lead here
+    over there, paired by seed (positive: this set codes test in fewer bits)."""
+    lines = []
+    for arm in runs[0]["arms"]:
+        if arm not in before[0]["arms"]:
+            continue
+        for what in WHATS:
+            diffs = [b["arms"][arm][f"{what}_test_bpb"] - r["arms"][arm][f"{what}_test_bpb"]
+                     for r, b in zip(runs, before)]
+            if any(diffs):  # an arm that did not change (the isolated ones) says nothing
+                wins = sum(d > 0 for d in diffs)
+                lines.append(f"{arm} {what} vs {label}: {statistics.mean(diffs):+.4f} bpb (per "
+                             f"seed {', '.join(f'{d:+.4f}' for d in diffs)}; better in "
+                             f"{wins}/{len(diffs)})")
+    return lines
+
+
 def seed_list(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",")]
@@ -137,6 +156,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], help="passed to every seed's run")
     parser.add_argument("--table-only", action="store_true", help="read the finished seeds")
+    parser.add_argument("--against", type=Path, help="another set of the same seeds (e.g. "
+                        "before a tuning): each arm's paired lead over it")
     return parser.parse_args()
 
 
@@ -155,6 +176,10 @@ def report(args: argparse.Namespace) -> None:
     text = "\n".join([f"{len(runs)} seeds ({', '.join(d.name for d in dirs)}), test bpb mean ± "
                       f"std; U'/U a mean over seeds ('>' or '<=': a bound in some seed)", "",
                       table(runs), "", *verdict_lines(runs)])
+    if args.against:
+        before = [read_results(args.against / d.name / "results.json",
+                               f"{args.against / d.name}'s results") for d in dirs]
+        text += "\n\n" + "\n".join(against_lines(runs, before, str(args.against)))
     write_bytes_atomic(args.out / "table.md", (text + "\n").encode())
     print(text)
 
