@@ -90,12 +90,15 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def paired(runs: list[dict], a: tuple[str, str], b: tuple[str, str]) -> str:
-    """b's lead over a in test bpb (a - b, positive: b better), per seed and its mean."""
-    diffs = [r["arms"][a[0]][f"{a[1]}_test_bpb"] - r["arms"][b[0]][f"{b[1]}_test_bpb"]
+def paired(runs: list[dict], a: tuple[str, str], b: tuple[str, str], split: str = "test"
+           ) -> str:
+    """b's lead over a in test bpb (a - b, positive: b better), per seed and its mean; on
+    `split` = "valid": the rest of valid beyond the dev slice, which no decision read either."""
+    diffs = [r["arms"][a[0]][f"{a[1]}_{split}_bpb"] - r["arms"][b[0]][f"{b[1]}_{split}_bpb"]
              for r in runs]
     wins = sum(d > 0 for d in diffs)
-    return (f"{b[0]} {b[1]} vs {a[0]} {a[1]}: {statistics.mean(diffs):+.4f} bpb "
+    where = "" if split == "test" else " (valid beyond the dev slice)"
+    return (f"{b[0]} {b[1]} vs {a[0]} {a[1]}{where}: {statistics.mean(diffs):+.4f} bpb "
             f"(per seed {', '.join(f'{d:+.4f}' for d in diffs)}; better in {wins}/{len(diffs)})")
 
 
@@ -109,7 +112,8 @@ def verdict_lines(runs: list[dict]) -> list[str]:
     if "distilled" in arms:
         pairs += [(("isolated", "best"), ("distilled", "best")),
                   (("distilled-ensemble", "best"), ("distilled", "best"))]
-    return [paired(runs, a, b) for a, b in pairs]
+    return [paired(runs, a, b) for a, b in pairs] + [
+        paired(runs, ("isolated", "mixture"), ("social", "mixture"), split="valid")]
 
 
 def against_lines(runs: list[dict], before: list[dict], label: str) -> list[str]:
