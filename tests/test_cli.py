@@ -223,6 +223,24 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
             f"{social['mixture_test_bpb']:.4f} ± 0.0000 |") in table
     lead = a["arms"]["isolated"]["mixture_test_bpb"] - social["mixture_test_bpb"]
     assert f"social mixture vs isolated mixture: {lead:+.4f} bpb" in table
+    # --against: the same seeds of another set (before a tuning), each changed arm's lead
+    before = json.loads(json.dumps(a))
+    before["arms"]["social"]["mixture_test_bpb"] += 0.01
+    for seed in (1, 2):
+        (tmp_path / "before" / f"seed-{seed}").mkdir(parents=True)
+        (tmp_path / "before" / f"seed-{seed}" / "results.json").write_text(json.dumps(before))
+    against = subprocess.run([sys.executable, BENCHMARKS / "data_limited.py", "--out",
+                              tmp_path / "seeds", "--table-only", "--against",
+                              tmp_path / "before"], capture_output=True, text=True,
+                             check=True).stdout
+    changed = [x for x in against.splitlines() if f"vs {tmp_path / 'before'}" in x]
+    assert changed == [f"social mixture vs {tmp_path / 'before'}: +0.0100 bpb (per seed "
+                       f"+0.0100, +0.0100; better in 2/2)"], changed
+    missing = subprocess.run([sys.executable, BENCHMARKS / "data_limited.py", "--out",
+                              tmp_path / "seeds", "--table-only", "--against",
+                              tmp_path / "nowhere"], capture_output=True, text=True)
+    assert missing.returncode != 0 and missing.stderr.count("\n") == 1, missing.stderr
+    assert "Traceback" not in missing.stderr
     (tmp_path / "seeds" / "seed-2" / "results.json").write_text('{"arms": ')  # truncated
     damaged = subprocess.run([sys.executable, BENCHMARKS / "data_limited.py", "--out",
                               tmp_path / "seeds", "--table-only"], capture_output=True, text=True)
@@ -527,6 +545,8 @@ def test_the_data_limited_regime_end_to_end(tmp_path):
         # the ensemble with a held-out prior: weights fit on the dev slice, a distribution
         assert sum(arm["mixture_weights"].values()) == pytest.approx(1, abs=1e-4)
         assert arm["mixture_valid_bpb"] <= arm["consensus_valid_bpb"] + 0.05
+        # on the dev slice it was fit to, EM from uniform weights can only do better than them
+        assert arm["mixture_dev_bpb"] <= arm["consensus_dev_bpb"] + 1e-9
         for m in arm["members"]:  # each member scored with its best dev weights
             assert m["best_step"] <= arm["steps"] and m["epochs_to_best"] <= arm["epochs"]
     limited = results["data_limited"]
