@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from multitudes.evaluation.target import load_member
 from multitudes.training.protocols import numbers
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
@@ -189,7 +190,7 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
     args = ["--preset", "debug", "--set", "regime='data-limited'", "--set",
             "data.unique_bytes=4096", "--set", "evolution.every=0", "--set",
             "compare.distill=true", "--set", "compare.generations=2", "--set",
-            "train.real_bytes=8192", "--quiet"]
+            "train.real_bytes=8192", "--set", "compare.student_alpha=0.75", "--quiet"]
     reference, out = tmp_path / "reference", tmp_path / "killed"
     cli("compare", *args, "--out", reference)
     a = json.loads((reference / "results.json").read_text())
@@ -197,6 +198,12 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
     born = a["arms"]["generation-2"]["members"]
     assert len(born) == len(a["arms"]["social"]["members"])
     assert "generation-2" in a["data_limited"]["placed"]
+    # every student listens with compare.student_alpha, the social arm with its genomes' own
+    alpha = {arm: {load_member(reference / m["checkpoint"])[0].alpha
+                   for m in a["arms"][arm]["members"]}
+             for arm in ("social", "distilled", "distilled-ensemble", "generation-2")}
+    assert alpha["distilled"] == alpha["distilled-ensemble"] == alpha["generation-2"] == {0.75}
+    assert 0.75 not in alpha["social"]
     isolated = a["arms"]["isolated"]["members"]
     ranked = min(isolated, key=lambda m: m["best_dev_bpb"])
     for student in ("distilled", "distilled-ensemble"):
@@ -453,6 +460,8 @@ def one_line_error(result, needle):
      "one positive number of epochs per reference point beyond U (3 for"),
     (["compare", "--preset", "limited", "--set", "compare.elder_weight=2"],
      "compare.elder_weight=2"),
+    (["compare", "--preset", "limited", "--set", "compare.student_alpha=-1"],
+     "compare.student_alpha=-1"),
     (["compare", "--preset", "limited", "--set", "compare.generations=-3"],
      "compare.generations=-3"),
     (["compare", "--preset", "limited", "--set", "compare.evolution_ablation=true"],

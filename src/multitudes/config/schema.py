@@ -177,6 +177,10 @@ class CompareConfig:
     bytes, its peers and the frozen dev-fit mixture of its elders (0: none)."""
     elder_weight: float = 0.5
     """Generations: the elders' share of a listener's target beside its living peers."""
+    student_alpha: float = 0.0
+    """Data-limited: the listen weight of every taught arm's members (the distilled students,
+    generations 2..G); 0: their genome's alpha, the social arm's. A student wants to hear its
+    teacher more than a social member its peers (docs/results.md, "Where data binds")."""
     reference_min_epochs: float = 0.0
     """Data-limited: a reference arm on k x U reads at least this many epochs of it (more real
     bytes than the other arms when k x U x epochs > N), so that each point of the data-scaling
@@ -208,6 +212,9 @@ class CompareConfig:
             raise UserError(f"compare.generations={self.generations}: 0 (none) or at least 2 "
                             f"(generation 1 is the social arm)")
         within(self, "compare.", "elder_weight", 0, 1)
+        if not 0 <= self.student_alpha < math.inf:
+            raise UserError(f"compare.student_alpha={self.student_alpha}: must be a finite "
+                            f"number >= 0 (0: the students' genome's alpha)")
         if not 0 <= self.reference_min_epochs < math.inf:
             raise UserError(f"compare.reference_min_epochs={self.reference_min_epochs}: must "
                             f"be a finite number >= 0")

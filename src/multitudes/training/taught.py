@@ -34,6 +34,8 @@ def runner(plan, cfg: RunConfig, splits: dict, files: RunFiles, arms: dict,
     else:
         ranked = min(arms["isolated"]["members"], key=lambda m: m["best_dev_bpb"])
         members = [load_member(files.out / ranked["checkpoint"])[0]]
+    if cfg.compare.student_alpha:  # how hard a student listens is a choice of its own
+        members = [g.replace(alpha=cfg.compare.student_alpha) for g in members]
     device = resolve_device(cfg.train.device)
     elders = Elders([model.to(device) for _, model, _ in saved],
                     [teacher["mixture_weights"][m["id"]] for m in teacher["members"]])
