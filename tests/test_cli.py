@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from multitudes.errors import UserError
 from multitudes.evaluation.target import load_member
 from multitudes.training.protocols import numbers
+from multitudes.training.reference_record import ReferenceRecord
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
@@ -257,6 +259,18 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
                        "--out", tmp_path / "stream", check=False), "data-limited regime")
     one_line_error(cli("compare", "--preset", "debug", "--set", "compare.generations=1",
                        "--out", tmp_path / "stream", check=False), "at least 2")
+
+
+def test_a_reference_record_in_a_new_folder_has_it_made_before_any_training(tmp_path):
+    """The record's folder is made when the record opens, not when the first point is written
+    hours later; a folder that cannot be made is one line, up front."""
+    record = ReferenceRecord.open(str(tmp_path / "refs" / "deeper" / "limited.json"))
+    assert (tmp_path / "refs" / "deeper").is_dir() and record.points == {}
+    record.add({"k": 2}, {"best_test_bpb": 3.0}, "cpu")
+    assert ReferenceRecord.open(str(record.path)).find({"k": 2}) == {"best_test_bpb": 3.0}
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UserError, match="cannot make its folder"):
+        ReferenceRecord.open(str(tmp_path / "a-file" / "limited.json"))
 
 
 def test_the_reference_record_keeps_the_points_beyond_U_and_a_second_run_reads_them(tmp_path):

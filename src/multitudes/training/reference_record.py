@@ -69,6 +69,12 @@ class ReferenceRecord:
         if p.is_symlink() or (p.exists() and not p.is_file()):
             raise UserError(f"compare.reference_record={path!r}: not a regular file")
         if not p.exists():
+            # its folder now, not after hours of training when the first point is written
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UserError(f"compare.reference_record={path!r}: cannot make its folder "
+                                f"({e.strerror or e})") from None
             return cls(p)
         doc = read_json(p, "the reference record")
         points = doc.get("points") if isinstance(doc, dict) else None
