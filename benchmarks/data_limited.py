@@ -96,10 +96,15 @@ def paired(runs: list[dict], a: tuple[str, str], b: tuple[str, str], split: str 
     `split` = "valid": the rest of valid beyond the dev slice, which no decision read either."""
     diffs = [r["arms"][a[0]][f"{a[1]}_{split}_bpb"] - r["arms"][b[0]][f"{b[1]}_{split}_bpb"]
              for r in runs]
-    wins = sum(d > 0 for d in diffs)
     where = "" if split == "test" else " (valid beyond the dev slice)"
-    return (f"{b[0]} {b[1]} vs {a[0]} {a[1]}{where}: {statistics.mean(diffs):+.4f} bpb "
-            f"(per seed {', '.join(f'{d:+.4f}' for d in diffs)}; better in {wins}/{len(diffs)})")
+    return lead_line(f"{b[0]} {b[1]} vs {a[0]} {a[1]}{where}", diffs)
+
+
+def lead_line(label: str, diffs: list[float]) -> str:
+    """A paired lead: its mean, each seed's, and in how many seeds it is a lead."""
+    wins = sum(d > 0 for d in diffs)
+    return (f"{label}: {statistics.mean(diffs):+.4f} bpb (per seed "
+            f"{', '.join(f'{d:+.4f}' for d in diffs)}; better in {wins}/{len(diffs)})")
 
 
 def verdict_lines(runs: list[dict]) -> list[str]:
@@ -127,10 +132,7 @@ def against_lines(runs: list[dict], before: list[dict], label: str) -> list[str]
             diffs = [b["arms"][arm][f"{what}_test_bpb"] - r["arms"][arm][f"{what}_test_bpb"]
                      for r, b in zip(runs, before)]
             if any(diffs):  # an arm that did not change (the isolated ones) says nothing
-                wins = sum(d > 0 for d in diffs)
-                lines.append(f"{arm} {what} vs {label}: {statistics.mean(diffs):+.4f} bpb (per "
-                             f"seed {', '.join(f'{d:+.4f}' for d in diffs)}; better in "
-                             f"{wins}/{len(diffs)})")
+                lines.append(lead_line(f"{arm} {what} vs {label}", diffs))
     return lines
 
 

@@ -195,6 +195,12 @@ class CompareConfig:
     (training/reference_record.py): a point found there with the same corpus, members, recipe,
     U, k and epoch floor is read, not trained; a point trained is added. "": train them all."""
 
+    def own_epochs(self, k: int) -> float:
+        """The epoch budget `reference_epochs` gives the reference point on k x U (0: none)."""
+        if k == 1 or not self.reference_epochs:
+            return 0.0
+        return self.reference_epochs[self.unique_multiples.index(k) - 1]
+
     def __post_init__(self) -> None:
         check_fields(self, "compare.")
         if not self.multiplier >= 1:

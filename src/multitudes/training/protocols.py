@@ -99,10 +99,10 @@ def reference_bytes(cfg: RunConfig, k: int) -> int:
     """The real bytes the reference point on k x U reads: N on U itself (the isolated arm reads
     what the social arm reads); beyond U its own epoch budget when `compare.reference_epochs`
     gives one, else N, or `reference_min_epochs` passes over k x U where that is more."""
-    N, U, compare = cfg.train.real_bytes, cfg.data.unique_bytes, cfg.compare
-    if k > 1 and compare.reference_epochs:
-        return round(k * U * compare.reference_epochs[compare.unique_multiples.index(k) - 1])
-    return max(N, int(k * U * compare.reference_min_epochs))
+    N, U, own = cfg.train.real_bytes, cfg.data.unique_bytes, cfg.compare.own_epochs(k)
+    if own:
+        return round(k * U * own)
+    return max(N, int(k * U * cfg.compare.reference_min_epochs))
 
 
 def largest_multiple(cfg: RunConfig, command: str) -> int:

@@ -52,8 +52,7 @@ def point_config(cfg: RunConfig, corpus: str, k: int) -> dict:
             "data": cfg.to_dict()["data"], "regime": cfg.regime, "unique_multiple": k,
             "reference_min_epochs": cfg.compare.reference_min_epochs,
             # its own budget, when it has one (absent otherwise: older records still match)
-            **({"epochs": cfg.compare.reference_epochs[cfg.compare.unique_multiples.index(k) - 1]}
-               if k > 1 and cfg.compare.reference_epochs else {})}
+            **({"epochs": cfg.compare.own_epochs(k)} if cfg.compare.own_epochs(k) else {})}
 
 
 @dataclass
