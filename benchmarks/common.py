@@ -46,9 +46,11 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
-def matmul_peak(device: torch.device, n: int = 1024, reps: int = 20) -> float:
-    """FLOP/s of a square matmul measured now, on this device: the roof we compare with."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+def matmul_peak(device: torch.device, n: int = 1024, reps: int = 20,
+                dtype: torch.dtype | None = None) -> float:
+    """FLOP/s of a square matmul measured now, on this device: the roof we compare with
+    (bf16 on CUDA, fp32 on the CPU, unless `dtype` says otherwise)."""
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device,
                                                                          dtype=dtype)
     def run():

@@ -123,3 +123,23 @@ def test_a_small_rnn_leaves_the_unigram_plateau(family):
         batch = stream.next()
         pop.step(batch, stream.continues)
     assert bpb(byte_log2probs(member.model, valid, 32, carry_state=True)) < unigram - 0.75
+
+
+def test_attention_stays_fp32_under_the_cpus_bf16_autocast():
+    """The CPU's bf16 attention backward was 3-4x slower than fp32's at these contexts, so
+    under CPU autocast `attend` computes in fp32 (BENCHMARKS.md); outside it, the plain call."""
+    from multitudes.models.blocks import attend
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 32, 16, generator=g, requires_grad=True) for _ in range(3))
+    plain = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.equal(attend(q, k, v, is_causal=True), plain)  # fp32: the very same call
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), is_causal=True)
+        y_bf16 = F.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(),
+                                                is_causal=True)
+    assert y.dtype == torch.float32 and y_bf16.dtype == torch.bfloat16
+    exact = F.scaled_dot_product_attention(*(t.bfloat16().float() for t in (q, k, v)),
+                                           is_causal=True)
+    assert torch.equal(y, exact)  # the bf16 inputs attended in fp32
+    y.sum().backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v))

@@ -13,6 +13,17 @@ import torch.nn.functional as F
 KVCache = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, n_head, T_seen, d_head)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs) -> torch.Tensor:
+    """`scaled_dot_product_attention`, kept in fp32 under the CPU's bf16 autocast: there the
+    CPU's bf16 attention backward took 3-4x the fp32 one at these short contexts and ate most
+    of what bf16 matmuls save (BENCHMARKS.md, "The ceiling"). In fp32, and on CUDA, it is the
+    plain call."""
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kwargs)
+    return F.scaled_dot_product_attention(q, k, v, **kwargs)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, d_model: int, n_head: int, dropout: float):
         super().__init__()
@@ -34,8 +45,8 @@ class CausalSelfAttention(nn.Module):
             past = k.shape[2] - T
             mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(past)
             causal = False
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = attend(q, k, v, attn_mask=mask, is_causal=causal,
+                   dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.proj(y), (k, v)
 
