@@ -212,6 +212,23 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
         [member] = a["arms"][student]["members"]
         assert member["family"] == ranked["family"] and member["params"] == ranked["params"]
         assert student in a["data_limited"]["placed"]
+    # benchmarks/sweep_students.py trains the students again from the run's frozen teachers: at
+    # the run's own listen weight it reproduces the run's student exactly, at another it differs
+    rows = tmp_path / "students.jsonl"
+    subprocess.run([sys.executable, BENCHMARKS / "sweep_students.py", "--run", reference,
+                    "--alpha", "0.75,0", "--out", rows], capture_output=True, text=True,
+                   check=True)
+    swept = {r["student_alpha"]: r for r in map(json.loads, rows.read_text().splitlines())}
+    in_run = a["arms"]["distilled"]["members"][0]["best_dev_bpb"]
+    assert swept[0.75]["best"] == in_run and swept[0.0]["best"] != in_run
+    for bad, says in ((["--run", reference, "--alpha", "1", "--arm", "social-2"], "social-2"),
+                      (["--run", tmp_path / "nowhere", "--alpha", "1"], "nowhere"),
+                      (["--run", reference, "--alpha", "-1"], "--alpha"),
+                      (["--run", reference, "--alpha", "0.5,x"], "--alpha")):
+        refused = subprocess.run([sys.executable, BENCHMARKS / "sweep_students.py", *bad],
+                                 capture_output=True, text=True)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert says in refused.stderr.strip().splitlines()[-1]
     delay = kill_at_a_random_moment(["compare", *args, "--out", out],
                                     out / "checkpoints" / "distilled" / "manifest.json", 1)
     assert not (out / "results.json").exists(), f"finished before the kill at +{delay:.2f}s"
