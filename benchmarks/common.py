@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import tempfile
 import time
 from dataclasses import replace
@@ -14,6 +16,17 @@ from multitudes.training import protocols
 from multitudes.config.files import load
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import load_splits, make_stream
+
+
+def numbers(text: str) -> list[float]:
+    """An argparse type: comma-separated finite numbers >= 0 (a sweep's grid of one value)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: expected numbers, comma-separated") from None
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text}: expected finite numbers >= 0")
+    return values
 
 
 def quick_config():

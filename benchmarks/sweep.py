@@ -35,7 +35,7 @@ from dataclasses import replace
 
 import torch
 
-from common import alone_dev_curve
+from common import alone_dev_curve, numbers
 from multitudes.config import files as config_files
 
 
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--train", action="append", default=[])
     parser.add_argument("--data", action="append", default=[])
     parser.add_argument("--real-bytes", type=int, default=0)
-    parser.add_argument("--epochs", type=lambda t: [float(v) for v in t.split(",")],
+    parser.add_argument("--epochs", type=numbers,
                         default=[0.0], help="data-limited: passes over the unique bytes")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()

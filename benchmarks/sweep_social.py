@@ -31,12 +31,9 @@ from pathlib import Path
 
 import torch
 
+from common import numbers
 from multitudes.config import files as config_files
 from multitudes.training import protocols
-
-
-def floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",")]
 
 
 def one(args: tuple) -> dict:
@@ -64,8 +61,8 @@ def one(args: tuple) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="limited")
-    parser.add_argument("--alpha", type=floats, default=[0.125, 0.25, 0.5, 1.0])
-    parser.add_argument("--tau", type=floats, default=[1.0, 2.0])
+    parser.add_argument("--alpha", type=numbers, default=[0.125, 0.25, 0.5, 1.0])
+    parser.add_argument("--tau", type=numbers, default=[1.0, 2.0])
     parser.add_argument("--trust", type=lambda t: t.split(","), default=["uniform"],
                         help="how a listener weighs its peers (social.trust)")
     parser.add_argument("--no-control", action="store_true", help="skip the channel-closed row")

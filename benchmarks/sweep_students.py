@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from common import numbers
 from multitudes.config.files import from_dict
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import load_splits
@@ -73,18 +73,14 @@ def refuse(why: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a finished data-limited compare")
-    parser.add_argument("--alpha", required=True, help="listen weights, comma-separated")
+    parser.add_argument("--alpha", type=numbers, required=True,
+                        help="listen weights, comma-separated (0: the genome's)")
     parser.add_argument("--arm", action="append", help="distilled (default), distilled-ensemble, "
                         "generation-2, ...")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, help="append each row here as a JSON line")
     args = parser.parse_args()
-    try:
-        alphas = [float(v) for v in args.alpha.split(",")]
-    except ValueError:
-        refuse(f"--alpha {args.alpha}: expected numbers, comma-separated")
-    if not all(math.isfinite(a) and a >= 0 for a in alphas):
-        refuse(f"--alpha {args.alpha}: a listen weight is a finite number >= 0")
+    alphas = args.alpha
     try:
         results = read_results(args.run / "results.json")["arms"]
         json.loads((args.run / "config.json").read_text())["config"]
