@@ -15,49 +15,22 @@ stepping (side by side, batching, compiling) can gain over this plain loop in th
 from __future__ import annotations
 
 import argparse
-import copy
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch.profiler import profile, ProfilerActivity
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import batches, best_time, env_line, matmul_peak, quick_genomes
-from multitudes.models import detach_state
+from common import batches, best_time, env_line, matmul_peak, plain_loop, quick_genomes
 from multitudes.population.member import Member
-from multitudes.population.schedule import make_optimizer, set_lr
 
 MATRIX_KERNELS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
                   "aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward")
 
 
-def plain_steps(member: Member, data, bf16: bool):
-    """A function running the plain loop over `data` on a copy of `member`, fp32 or bf16."""
-    model = copy.deepcopy(member.model)
-    opt = make_optimizer(model, member.genome)
-    set_lr(opt, member.genome.lr)
-    cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else nullcontext
-
-    def run():
-        state = None
-        for b, continues in data:
-            with cast():
-                if member.stateful:
-                    logits, state = model.decode(b[:, :-1], state if continues else None)
-                    state = detach_state(state)
-                else:
-                    logits = model(b[:, :-1])
-                loss = F.cross_entropy(logits.float().reshape(-1, 256), b[:, 1:].reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-    return run, model
-
-
-def counted_flops(member: Member, model, batch) -> tuple[float, bool]:
+def counted_flops(member: Member, batch) -> tuple[float, bool]:
     """FLOPs of one forward + backward; the genome's estimate where the counter sees < half."""
+    model = member.model  # never trained here: the timed runs step copies of it
     with FlopCounterMode(display=False) as counter:
         logits = model(batch[:, :-1])
         F.cross_entropy(logits.reshape(-1, 256), batch[:, 1:].reshape(-1)).backward()
@@ -96,8 +69,8 @@ def main() -> None:
     for g in genomes:
         member = Member.create("m", g, device)
         for precision in peaks:
-            run, model = plain_steps(member, data, precision == "bf16")
-            flops, estimated = counted_flops(member, model, data[0][0])
+            run = plain_loop([member], data, 1.0, device, bf16=precision == "bf16")
+            flops, estimated = counted_flops(member, data[0][0])
             flops *= args.steps
             run()  # warm-up
             seconds = best_time(run, args.repeats)

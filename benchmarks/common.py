@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import tempfile
 import time
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from multitudes.models import detach_state
+from multitudes.population.schedule import make_optimizer, set_lr
 from multitudes.training import protocols
 from multitudes.config.files import load
 from multitudes.data.corpora import resolve
@@ -57,6 +61,37 @@ def best_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def plain_loop(members, data, grad_clip: float, device, bf16: bool = False):
+    """The plain PyTorch loop for copies of `members`, stepped one after another (their
+    forward passes under bf16 autocast where `bf16`): the reference the benchmarks time."""
+    models = [copy.deepcopy(m.model) for m in members]
+    opts = [make_optimizer(model, m.genome) for model, m in zip(models, members)]
+    for opt, m in zip(opts, members):
+        set_lr(opt, m.genome.lr)
+    stateful = [m.stateful for m in members]
+    cast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    def plain():
+        states = [None] * len(models)
+        for b, continues in data:
+            b = b.to(device)
+            for i, (model, opt) in enumerate(zip(models, opts)):
+                with cast:
+                    if stateful[i]:  # truncated BPTT, as the population does
+                        logits, state = model.decode(b[:, :-1],
+                                                     states[i] if continues else None)
+                        states[i] = detach_state(state)
+                    else:
+                        logits = model(b[:, :-1])
+                    loss = F.cross_entropy(logits.float().reshape(-1, 256),
+                                           b[:, 1:].reshape(-1))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                opt.step()
+    return plain
 
 
 def matmul_peak(device: torch.device, n: int = 1024, reps: int = 20,

@@ -80,7 +80,6 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, help="append each row here as a JSON line")
     args = parser.parse_args()
-    alphas = args.alpha
     try:
         results = read_results(args.run / "results.json")["arms"]
         json.loads((args.run / "config.json").read_text())["config"]
@@ -90,8 +89,8 @@ def main() -> None:
     missing = [a for a in arms if a not in results]
     if missing:
         refuse(f"--arm {', '.join(missing)}: not an arm of {args.run} "
-                     f"(it has {', '.join(results)})")
-    grid = [(args.run, arm, alpha) for arm in arms for alpha in alphas]
+               f"(it has {', '.join(results)})")
+    grid = [(args.run, arm, alpha) for arm in arms for alpha in args.alpha]
     print(f"{'arm':>20} {'alpha':>7} {'best':>8} {'consensus':>10} {'mixture':>8}   (dev slice)")
     with ProcessPoolExecutor(args.jobs) as pool:
         for row in pool.map(one, grid):

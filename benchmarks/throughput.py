@@ -17,18 +17,13 @@ per member, the default on a CPU), side by side in bf16 autocast (`train.precisi
 from __future__ import annotations
 
 import argparse
-import copy
 from dataclasses import replace
 
-import torch
-import torch.nn.functional as F
-
-from common import (batches, best_time, env_line, matmul_peak, quick_config,
+from common import (batches, best_time, env_line, matmul_peak, plain_loop, quick_config,
                     quick_genomes)
 from multitudes.config.schema import SocialConfig
 from multitudes.population.member import Member
 from multitudes.population.population import Population
-from multitudes.population.schedule import make_optimizer, set_lr
 from multitudes.runs.distributed import resolve_device
 from multitudes.study import plan
 
@@ -100,33 +95,6 @@ def pop_loop(pop: Population, data):
         for b, continues in data:
             pop.step(b, continues)
     return ours
-
-
-def plain_loop(members: list[Member], data, grad_clip: float, device):
-    """The plain PyTorch loop for copies of `members`, stepped one after another."""
-    models = [copy.deepcopy(m.model) for m in members]
-    opts = [make_optimizer(model, m.genome) for model, m in zip(models, members)]
-    for opt, m in zip(opts, members):
-        set_lr(opt, m.genome.lr)
-    stateful = [m.stateful for m in members]
-
-    def plain():
-        states = [None] * len(models)
-        for b, continues in data:
-            b = b.to(device)
-            for i, (model, opt) in enumerate(zip(models, opts)):
-                if stateful[i]:  # truncated BPTT, as the population does
-                    logits, state = model.decode(b[:, :-1], states[i] if continues else None)
-                    states[i] = tuple(s.detach() for s in state) if isinstance(state, tuple) \
-                        else state.detach()
-                else:
-                    logits = model(b[:, :-1])
-                loss = F.cross_entropy(logits.reshape(-1, 256), b[:, 1:].reshape(-1))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                opt.step()
-    return plain
 
 
 def timed(ours, plain, repeats: int) -> tuple[float, float]:
