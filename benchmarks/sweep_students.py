@@ -85,6 +85,8 @@ def main() -> None:
         json.loads((args.run / "config.json").read_text())["config"]
     except (UserError, OSError, ValueError, KeyError, TypeError) as e:
         refuse(f"--run {args.run}: not a finished compare ({e})")
+    if args.out and (args.out.is_symlink() or (args.out.exists() and not args.out.is_file())):
+        refuse(f"--out {args.out}: not a regular file (rows are appended, never through a link)")
     arms = args.arm or ["distilled"]
     missing = [a for a in arms if a not in results]
     if missing:

@@ -221,14 +221,20 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
     swept = {r["student_alpha"]: r for r in map(json.loads, rows.read_text().splitlines())}
     in_run = a["arms"]["distilled"]["members"][0]["best_dev_bpb"]
     assert swept[0.75]["best"] == in_run and swept[0.0]["best"] != in_run
+    (tmp_path / "link").symlink_to(rows)  # --out through a link: refused, rows untouched
+    (tmp_path / "truncated").mkdir()
+    (tmp_path / "truncated" / "results.json").write_text('{"arms": ')
     for bad, says in ((["--run", reference, "--alpha", "1", "--arm", "social-2"], "social-2"),
                       (["--run", tmp_path / "nowhere", "--alpha", "1"], "nowhere"),
                       (["--run", reference, "--alpha", "-1"], "--alpha"),
-                      (["--run", reference, "--alpha", "0.5,x"], "--alpha")):
+                      (["--run", reference, "--alpha", "0.5,x"], "--alpha"),
+                      (["--run", reference, "--alpha", "1", "--out", tmp_path / "link"], "--out"),
+                      (["--run", tmp_path / "truncated", "--alpha", "1"], "truncated")):
         refused = subprocess.run([sys.executable, BENCHMARKS / "sweep_students.py", *bad],
                                  capture_output=True, text=True)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
         assert says in refused.stderr.strip().splitlines()[-1]
+    assert len(rows.read_text().splitlines()) == 2  # the finished rows, as they were
     delay = kill_at_a_random_moment(["compare", *args, "--out", out],
                                     out / "checkpoints" / "distilled" / "manifest.json", 1)
     assert not (out / "results.json").exists(), f"finished before the kill at +{delay:.2f}s"
