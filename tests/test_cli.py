@@ -235,12 +235,21 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
         assert says in refused.stderr.strip().splitlines()[-1]
     assert len(rows.read_text().splitlines()) == 2  # the finished rows, as they were
-    delay = kill_at_a_random_moment(["compare", *args, "--out", out],
+    # killed while a student trains: the reference points, finished before it, are in the
+    # record already (each is written as it finishes), and the resumed run reads them there
+    kept = tmp_path / "kept.json"
+    recording = ["--set", f"compare.reference_record='{kept}'"]
+    delay = kill_at_a_random_moment(["compare", *args, *recording, "--out", out],
                                     out / "checkpoints" / "distilled" / "manifest.json", 1)
     assert not (out / "results.json").exists(), f"finished before the kill at +{delay:.2f}s"
+    points = json.loads(kept.read_text())["points"].values()
+    assert sorted(p["config"]["unique_multiple"] for p in points) == [2, 4]
+    assert [p["result"]["members"] for p in points] == [
+        a["arms"][arm]["members"] for arm in ("isolated-2U", "isolated-4U")]
     cli("compare", "--resume", out, "--quiet")
     b = json.loads((out / "results.json").read_text())
     assert numbers(a) == numbers(b) and a["data_limited"] == b["data_limited"]
+    assert b["arms"]["isolated-4U"]["from_record"] == str(kept)
     # benchmarks/data_limited.py tables finished seeds: two copies of this run give its
     # numbers with a spread of zero, and the paired differences the verdict reads
     for seed in (1, 2):

@@ -216,6 +216,10 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
         else:  # N, or a data-limited reference's own budget
             runner.run_until(N if cfg.regime == "stream" else plan.total_bytes)
         arms[runner.name] = runner.milestone()
+        if plan.name in point_configs:  # recorded as it finishes: a later stop loses none
+            _add_curves(arms[plan.name], runner)
+            files.for_writer(lambda: record.add(point_configs[plan.name], arms[plan.name],
+                                                str(runner.pop.device)))
     for plan in students:
         runner = taught.runner(plan, cfg, splits, files, arms, replay, runner_for)
         if resume:
@@ -235,9 +239,6 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
         _add_curves(arms[runner.name], runner)
         if runner.finished:
             arms[runner.name]["finished"] = [p.to_json() for p in runner.finished]
-        if runner.name in point_configs and runner.name not in recorded:  # trained: kept
-            files.for_writer(lambda: record.add(point_configs[runner.name], arms[runner.name],
-                                                str(runner.pop.device)))
 
     references = [p for p in plans if p.role == "reference"]
 

@@ -4,7 +4,8 @@ In the data-limited regime every arm is placed on the isolated recipe's curve ov
 bytes (protocols.plan_compare). The points beyond U (k > 1) are the expensive part of a
 comparison and do not depend on anything the other arms do, so `compare.reference_record` names
 a JSON file that keeps them: a point found there (same corpus, members, recipe, U, k and epoch
-floor) is read instead of trained, and a point trained is added to it. The isolated arm on U
+floor) is read instead of trained, and a point trained is added to it as soon as it
+finishes (a comparison stopped later, in its students, keeps it). The isolated arm on U
 itself is always trained: it is the ensemble control and the equal-bytes baseline.
 
 A point's key is a digest of everything that sets its numbers: the corpus's bytes, the
