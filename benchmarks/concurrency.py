@@ -17,32 +17,19 @@ import time
 
 import torch
 
-from common import batches, env_line, quick_config
-from multitudes.models import detach_state
+from common import batches, env_line, plain_loop, quick_config
 from multitudes.population.member import Member
-from multitudes.population.schedule import set_lr
-from multitudes.population.social import data_loss
 from multitudes.runs.distributed import resolve_device
 
 
-def trainer(genome, device, data):
-    """A fresh member and a function that trains it over `data`, returning its seconds."""
-    m = Member.create("m", genome, device)
-    set_lr(m.optimizer, genome.lr)
+def trainer(genome, device, data, grad_clip: float):
+    """A fresh member and a function that trains a copy of it over `data` with the benchmarks'
+    one plain loop (common.plain_loop), returning its seconds."""
+    step_all = plain_loop([Member.create("m", genome, device)], data, grad_clip, device)
 
     def run() -> float:
         start = time.perf_counter()
-        for b, continues in data:
-            x, y = b[:, :-1], b[:, 1:]
-            if m.stateful:
-                z, state = m.model.decode(x, m.state if continues else None)
-                m.state = detach_state(state)
-            else:
-                z = m.model(x)
-            m.optimizer.zero_grad(set_to_none=True)
-            data_loss(z, y).backward()
-            torch.nn.utils.clip_grad_norm_(m.model.parameters(), 1.0)
-            m.optimizer.step()
+        step_all()
         return time.perf_counter() - start
     return run
 
@@ -78,9 +65,9 @@ def main() -> None:
           f"{'slowdown':>9}")
     one, every = [], []
     for g in cfg.members:
-        alone = on_threads([trainer(g, device, data)])[0]
-        wide = on_threads([trainer(g, device, data)], threads)[0]
-        pair = max(on_threads([trainer(g, device, data), trainer(g, device, data)]))
+        alone = on_threads([trainer(g, device, data, cfg.train.grad_clip)])[0]
+        wide = on_threads([trainer(g, device, data, cfg.train.grad_clip)], threads)[0]
+        pair = max(on_threads([trainer(g, device, data, cfg.train.grad_clip), trainer(g, device, data, cfg.train.grad_clip)]))
         one.append(alone)
         every.append(wide)
         print(f"{g.family:>7} {alone:>9.3f} {wide:>10.3f} {pair:>10.3f} {pair / alone:>8.2f}x")
