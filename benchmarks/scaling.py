@@ -91,8 +91,9 @@ def main() -> None:
     runs += [launch(n, args.steps, t, args.top_k) for n in args.ranks if n > 1
              for t in args.thoughts]
     print(runs[0]["env"])
-    print(f"quick population (K=4, B=32, T=128, V=256), {args.steps} timed steps, "
-          f"{os.cpu_count()} cores shared by the ranks")
+    genomes, train = quick_genomes(), quick_config().train
+    print(f"quick population (K={len(genomes)}, B={train.batch_size}, T={genomes[0].context}, "
+          f"V=256), {args.steps} timed steps, {os.cpu_count()} cores shared by the ranks")
     base = runs[0]["ms_per_step"]
     print(f"{'ranks':>5} {'thoughts':>9} {'threads':>7} {'ms/step':>8} {'speed-up':>8} "
           f"{'comm share':>10} {'MB sent/step':>12}")

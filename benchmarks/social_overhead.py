@@ -36,7 +36,9 @@ def main() -> None:
         "isolated (sum of members)": SocialConfig(channel="none"),
         "logit channel, uniform": SocialConfig(channel="logit"),
         "logit channel, fitness": SocialConfig(channel="logit", trust="fitness"),
-        "logit + language (E=8, 4x64 B)": SocialConfig(channel="logit", language_every=8),
+        # the scaling study's language channel: the quick members' context is 32 bytes
+        "logit + language (E=16, 4x16 B)": SocialConfig(
+            channel="logit", language_every=16, language_prompt_length=16, language_length=16),
     }
     pops = {name: population(cfg, device) for name, cfg in arms.items()}
     times = {name: [] for name in arms}

@@ -1,0 +1,51 @@
+"""The cheaper benchmarks still run (one step each, no timing asserted: speed is measured in
+`benchmarks/`, not tested), so that a change to the package cannot silently break them; the
+compressors' bad input is one line and exit 2."""
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+FAMILIES = ("gpt", "looped", "lstm", "gru")
+
+
+def bench(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=BENCHMARKS, capture_output=True,
+                          text=True, check=check, timeout=300)
+
+
+def numbers_after(label: str, text: str) -> list[float]:
+    """The numbers on the output line that starts with `label`."""
+    [line] = [x for x in text.splitlines() if x.strip().startswith(label)]
+    return [float(v) for v in re.findall(r"[-+]?\d+\.\d+", line[len(label) + 1:])]
+
+
+def test_the_concurrency_benchmark_times_every_family_and_the_ceiling():
+    out = bench("concurrency.py", "--steps", "1").stdout
+    for family in FAMILIES:
+        seconds = numbers_after(family, out)
+        assert len(seconds) == 4 and all(s > 0 and math.isfinite(s) for s in seconds), out
+    assert re.search(r"side by side can gain at most \d+\.\d+x", out), out
+
+
+def test_the_social_overhead_benchmark_times_every_channel():
+    out = bench("social_overhead.py", "--steps", "1", "--repeats", "1").stdout
+    for arm in ("isolated (sum of members)", "logit channel, uniform",
+                "logit channel, fitness", "logit + language"):
+        assert numbers_after(arm, out)[0] > 0, out
+
+
+def test_the_compressors_benchmark_codes_a_file_and_refuses_bad_ones_in_one_line(tmp_path):
+    text = tmp_path / "text"
+    text.write_bytes(b"the members learn from each other " * 200)
+    out = bench("compressors.py", str(text)).stdout
+    assert 0 < numbers_after("gzip -9", out)[0] < 8 and "PPMd order 8" in out
+    (tmp_path / "empty").write_bytes(b"")
+    for bad, says in ((tmp_path / "nowhere", "cannot read it"), (tmp_path / "empty", "empty"),
+                      (tmp_path, "cannot read it")):
+        refused = bench("compressors.py", str(text), str(bad), check=False)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert says in refused.stderr.strip().splitlines()[-1] and not refused.stdout
