@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -20,6 +21,7 @@ from multitudes.training import protocols
 from multitudes.config.files import load
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import load_splits, make_stream
+from multitudes.errors import UserError
 
 
 def numbers(text: str) -> list[float]:
@@ -31,6 +33,20 @@ def numbers(text: str) -> list[float]:
     if not all(math.isfinite(v) and v >= 0 for v in values):
         raise argparse.ArgumentTypeError(f"{text}: expected finite numbers >= 0")
     return values
+
+
+def refuse(why: str):
+    """Bad input to a benchmark: one line on stderr, exit 2, before any work."""
+    print(f"{Path(sys.argv[0]).name}: error: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def load_or_refuse(preset: str, overrides: list[str] = ()):
+    """A preset's config with `overrides` (KEY=VALUE), or `refuse` with the config's own line."""
+    try:
+        return load(preset=preset, overrides=list(overrides))
+    except UserError as e:
+        refuse(str(e))
 
 
 def quick_config():

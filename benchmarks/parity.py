@@ -26,8 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import alone_dev_bpb
-from multitudes.config import files as config_files
+from common import alone_dev_bpb, load_or_refuse, refuse
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import load_splits
 from multitudes.models import build
@@ -161,7 +160,13 @@ def main() -> None:
                              "(the plain loop stays fp32)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = config_files.load(preset=args.preset, overrides=args.set)
+    cfg = load_or_refuse(args.preset, args.set)
+    families = sorted({g.family for g in cfg.members})
+    for family in args.family or []:
+        if family not in families:
+            refuse(f"--family {family}: the preset {args.preset} has {', '.join(families)}")
+    if args.seeds < 1 or args.real_bytes < 0:
+        refuse("--seeds must be at least 1 and --real-bytes at least 0")
     N = args.real_bytes or cfg.train.real_bytes
     splits = load_splits(resolve(cfg.data.corpus))
     dev = np.asarray(splits["valid"][: cfg.train.dev_bytes])

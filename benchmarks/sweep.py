@@ -31,29 +31,62 @@ import itertools
 import json
 import tomllib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import torch
 
-from common import alone_dev_curve, numbers
+from common import alone_dev_curve, load_or_refuse, numbers, refuse
 from multitudes.config import files as config_files
+from multitudes.errors import UserError
 
 
-def _values(specs: list[str]) -> dict[str, list]:
+def _values(specs: list[str], option: str) -> dict[str, list]:
     out = {}
     for spec in specs:
-        key, raw = spec.split("=", 1)
-        out[key] = [tomllib.loads(f"v = {v}")["v"] for v in raw.split(",")]
+        key, sep, raw = spec.partition("=")
+        if not sep or not key or not raw:
+            refuse(f"{option} {spec!r}: expected FIELD=V1,V2,...")
+        try:
+            out[key] = [tomllib.loads(f"v = {v}")["v"] for v in raw.split(",")]
+        except tomllib.TOMLDecodeError:
+            refuse(f"{option} {spec!r}: each value must be a TOML value (strings quoted)")
     return out
+
+
+def point(preset: str, family: str, genome_changes: dict, train_changes: dict,
+          data_changes: dict):
+    """The config and the member one grid point trains."""
+    cfg = config_files.load(preset=preset)
+    cfg = replace(cfg, train=replace(cfg.train, **train_changes),
+                  data=replace(cfg.data, **data_changes))
+    return cfg, next(g for g in cfg.members if g.family == family).replace(**genome_changes)
+
+
+def check(grid: list[tuple]) -> None:
+    """Every point of the grid built before any is trained: a family the preset lacks, an
+    unknown field or a bad value is one line and exit 2."""
+    cfg = load_or_refuse(grid[0][0])
+    families = sorted({g.family for g in cfg.members})
+    for preset, family, genome_changes, train_changes, data_changes, _, _ in grid:
+        if family not in families:
+            refuse(f"--family {family}: the preset {preset} has {', '.join(families)}")
+        for option, changes, section in (("--set", genome_changes, cfg.members[0]),
+                                         ("--train", train_changes, cfg.train),
+                                         ("--data", data_changes, cfg.data)):
+            known = {f.name for f in fields(section)}
+            for key in changes:
+                if key not in known:
+                    refuse(f"{option} {key}: no such field (known: {', '.join(sorted(known))})")
+        try:
+            point(preset, family, genome_changes, train_changes, data_changes)
+        except UserError as e:
+            refuse(str(e))
 
 
 def one(args: tuple) -> dict:
     preset, family, genome_changes, train_changes, data_changes, real_bytes, epochs = args
     torch.set_num_threads(1)
-    cfg = config_files.load(preset=preset)
-    cfg = replace(cfg, train=replace(cfg.train, **train_changes),
-                  data=replace(cfg.data, **data_changes))
-    member = next(g for g in cfg.members if g.family == family).replace(**genome_changes)
+    cfg, member = point(preset, family, genome_changes, train_changes, data_changes)
     if epochs:
         real_bytes = round(epochs * cfg.data.unique_bytes)
     curve = alone_dev_curve(cfg, member, real_bytes or cfg.train.real_bytes)
@@ -80,7 +113,8 @@ def main() -> None:
                         default=[0.0], help="data-limited: passes over the unique bytes")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    genome, train, data = _values(args.genome), _values(args.train), _values(args.data)
+    genome, train, data = (_values(args.genome, "--set"), _values(args.train, "--train"),
+                           _values(args.data, "--data"))
     grid = [(args.preset, family, dict(zip(genome, g)), dict(zip(train, t)),
              dict(zip(data, d)), args.real_bytes, e)
             for family in args.family
@@ -88,6 +122,9 @@ def main() -> None:
             for t in itertools.product(*train.values())
             for d in itertools.product(*data.values())
             for e in args.epochs]
+    if args.jobs < 1:
+        refuse(f"--jobs {args.jobs}: at least 1")
+    check(grid)
     with ProcessPoolExecutor(args.jobs) as pool:
         for row in pool.map(one, grid):
             print(json.dumps(row), flush=True)

@@ -2,6 +2,7 @@
 `benchmarks/`, not tested), so that a change to the package cannot silently break them; the
 compressors' bad input is one line and exit 2."""
 
+import json
 import math
 import re
 import subprocess
@@ -47,5 +48,29 @@ def test_the_compressors_benchmark_codes_a_file_and_refuses_bad_ones_in_one_line
     for bad, says in ((tmp_path / "nowhere", "cannot read it"), (tmp_path / "empty", "empty"),
                       (tmp_path, "cannot read it")):
         refused = bench("compressors.py", str(text), str(bad), check=False)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert says in refused.stderr.strip().splitlines()[-1] and not refused.stdout
+
+
+def test_the_sweep_trains_a_point_and_refuses_a_bad_grid_before_any_work():
+    out = bench("sweep.py", "--preset", "debug", "--family", "gpt", "--set", "lr=0.01",
+                "--real-bytes", "4096", "--jobs", "1").stdout
+    [row] = [json.loads(line) for line in out.splitlines()]
+    assert row["family"] == "gpt" and row["lr"] == 0.01 and 0 < row["dev_bpb"] < 9
+    debug = ["sweep.py", "--preset", "debug"]
+    for bad, says in ((["--family", "gru"], "--family gru"),
+                      (["--family", "gpt", "--set", "lr"], "--set 'lr'"),
+                      (["--family", "gpt", "--set", "lr=x"], "TOML value"),
+                      (["--family", "gpt", "--set", "nope=1"], "--set nope: no such field"),
+                      (["--family", "gpt", "--train", "batch_size=0"], "batch_size"),
+                      (["--family", "gpt", "--set", "lr=-1"], "lr"),
+                      (["--family", "gpt", "--jobs", "0"], "--jobs")):
+        refused = bench(*debug, *bad, check=False)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert says in refused.stderr.strip().splitlines()[-1] and not refused.stdout
+    for bad, says in ((["--preset", "debug", "--family", "gru"], "--family gru"),
+                      (["--preset", "nope"], "unknown preset"),
+                      (["--preset", "debug", "--set", "train.nope=1"], "train.nope")):
+        refused = bench("parity.py", *bad, check=False)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
         assert says in refused.stderr.strip().splitlines()[-1] and not refused.stdout
