@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch.profiler import profile, ProfilerActivity
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import batches, best_time, env_line, matmul_peak, plain_loop, quick_genomes
+from common import (batches, best_time, env_line, matmul_peak, plain_loop, positive_int,
+                    quick_genomes)
 from multitudes.population.member import Member
 
 MATRIX_KERNELS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
@@ -51,8 +52,8 @@ def matrix_share(run) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=positive_int, default=10)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     args = parser.parse_args()
     device = torch.device("cpu")
     print(env_line(device))

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import env_line
+from common import env_line, positive_int, refuse
 from multitudes.coding import range_coder as coding
 from multitudes.coding.archive import members_of, steppers
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import load_splits
+from multitudes.errors import UserError
 
 
 def models_only(data: bytes, paths, lanes: int) -> float:
@@ -40,14 +41,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path)
     parser.add_argument("--arm", default="social")
-    parser.add_argument("--bytes", type=int, default=65536)
-    parser.add_argument("--lanes", type=int, default=64)
+    parser.add_argument("--bytes", type=positive_int, default=65536)
+    parser.add_argument("--lanes", type=positive_int, default=64)
     args = parser.parse_args()
+    try:  # a run that is not there, or has no such arm: one line, before any work
+        everyone = members_of(args.run, args.arm, None)
+    except UserError as e:
+        refuse(str(e))
     data = bytes(load_splits(resolve("sample"))["test"][:args.bytes])
     print(env_line(torch.device("cpu")))
     print(f"{len(data):,} bytes of the sample's test split, {args.lanes} lanes")
     print(f"{'coder':>16} {'bpb':>7} {'B/s':>9} {'models B/s':>11} {'coder share':>11}")
-    everyone = members_of(args.run, args.arm, None)
     for name, paths in [(p.name, [p]) for p in everyone] + [("consensus", everyone)]:
         start = time.perf_counter()
         words, bits = coding.encode(data, steppers(paths, torch.device("cpu")), args.lanes,

@@ -35,6 +35,28 @@ def numbers(text: str) -> list[float]:
     return values
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (steps, repeats, bytes, lanes, ranks)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: expected a whole number >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a whole number >= 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: expected a number > 0") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text}: expected a finite number > 0")
+    return value
+
+
 def refuse(why: str):
     """Bad input to a benchmark: one line on stderr, exit 2, before any work."""
     print(f"{Path(sys.argv[0]).name}: error: {why}", file=sys.stderr)

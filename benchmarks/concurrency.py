@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from common import batches, env_line, plain_loop, quick_config
+from common import batches, env_line, plain_loop, positive_int, quick_config
 from multitudes.population.member import Member
 from multitudes.runs.distributed import resolve_device
 
@@ -52,7 +52,7 @@ def on_threads(runs, threads: int = 1) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=positive_int, default=20)
     args = parser.parse_args()
     device = resolve_device("auto")
     cfg = quick_config()

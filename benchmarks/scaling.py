@@ -26,7 +26,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import batches, env_line, quick_config, quick_genomes  # noqa: E402
+from common import batches, env_line, positive_int, quick_config, quick_genomes  # noqa: E402
 from multitudes.runs import distributed  # noqa: E402
 from multitudes.config.schema import SocialConfig  # noqa: E402
 from multitudes.population.member import Member  # noqa: E402
@@ -78,10 +78,10 @@ def launch(ranks: int, steps: int, thoughts: str, top_k: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=positive_int, default=12)
+    parser.add_argument("--ranks", type=positive_int, nargs="+", default=[1, 2])
     parser.add_argument("--thoughts", nargs="+", default=["float32", "bfloat16", "topk"])
-    parser.add_argument("--top-k", type=int, default=32)
+    parser.add_argument("--top-k", type=positive_int, default=32)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import batches, best_time, env_line, quick_config, quick_genomes
+from common import batches, best_time, env_line, positive_int, quick_config, quick_genomes
 from multitudes.config.schema import SocialConfig
 from multitudes.population.member import Member
 from multitudes.population.population import Population
@@ -25,8 +25,8 @@ def population(social: SocialConfig, device) -> Population:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=positive_int, default=16)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     args = parser.parse_args()
     device = resolve_device("auto")
     train = quick_config().train

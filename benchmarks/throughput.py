@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from common import (batches, best_time, env_line, matmul_peak, plain_loop, quick_config,
-                    quick_genomes)
+from common import (batches, best_time, env_line, matmul_peak, plain_loop, positive_int,
+                    quick_config, quick_genomes)
 from multitudes.config.schema import SocialConfig
 from multitudes.population.member import Member
 from multitudes.population.population import Population
@@ -30,8 +30,8 @@ from multitudes.study import plan
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=positive_int, default=20)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     args = parser.parse_args()
     device = resolve_device("auto")
     train = quick_config().train  # the recipe's batch shape, lanes and carried state

@@ -74,3 +74,19 @@ def test_the_sweep_trains_a_point_and_refuses_a_bad_grid_before_any_work():
         refused = bench("parity.py", *bad, check=False)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
         assert says in refused.stderr.strip().splitlines()[-1] and not refused.stdout
+
+
+def test_every_benchmark_refuses_a_bad_count_or_run_in_one_line(tmp_path):
+    """A count of 0 used to divide by zero or time nothing; a run that is not there was a
+    traceback."""
+    for script, bad, says in (("throughput.py", ["--steps", "0"], "--steps"),
+                              ("ceiling.py", ["--repeats", "0"], "--repeats"),
+                              ("concurrency.py", ["--steps", "-1"], "--steps"),
+                              ("social_overhead.py", ["--repeats", "x"], "--repeats"),
+                              ("scaling.py", ["--ranks", "0"], "--ranks"),
+                              ("coding.py", ["--run", str(tmp_path / "nowhere")], "nowhere"),
+                              ("soak.py", ["--kill-every", "0"], "--kill-every")):
+        refused = bench(script, *bad, check=False)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, (script, refused)
+        assert says in refused.stderr.strip().splitlines()[-1] and not refused.stdout, script
+    assert not any(tmp_path.iterdir())  # nothing written
