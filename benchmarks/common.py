@@ -35,26 +35,25 @@ def numbers(text: str) -> list[float]:
     return values
 
 
+def _positive(text: str, convert, expected: str):
+    """`text` converted, or the argparse error saying what was expected."""
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text}: expected {expected}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1 (steps, repeats, bytes, lanes, ranks)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: expected a whole number >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: expected a whole number >= 1")
-    return value
+    return _positive(text, int, "a whole number >= 1")
 
 
 def positive_float(text: str) -> float:
     """An argparse type: a finite number > 0 (seconds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: expected a number > 0") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text}: expected a finite number > 0")
-    return value
+    return _positive(text, float, "a finite number > 0")
 
 
 def refuse(why: str):
@@ -69,6 +68,14 @@ def load_or_refuse(preset: str, overrides: list[str] = ()):
         return load(preset=preset, overrides=list(overrides))
     except UserError as e:
         refuse(str(e))
+
+
+def refuse_missing_families(cfg, preset: str, wanted) -> None:
+    """`refuse` a --family the preset's members do not have."""
+    families = sorted({g.family for g in cfg.members})
+    for family in wanted:
+        if family not in families:
+            refuse(f"--family {family}: the preset {preset} has {', '.join(families)}")
 
 
 def quick_config():

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import alone_dev_bpb, load_or_refuse, refuse
+from common import alone_dev_bpb, load_or_refuse, refuse, refuse_missing_families
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import load_splits
 from multitudes.models import build
@@ -161,10 +161,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = load_or_refuse(args.preset, args.set)
-    families = sorted({g.family for g in cfg.members})
-    for family in args.family or []:
-        if family not in families:
-            refuse(f"--family {family}: the preset {args.preset} has {', '.join(families)}")
+    refuse_missing_families(cfg, args.preset, args.family or [])
     if args.seeds < 1 or args.real_bytes < 0:
         refuse("--seeds must be at least 1 and --real-bytes at least 0")
     N = args.real_bytes or cfg.train.real_bytes

@@ -35,7 +35,7 @@ from dataclasses import fields, replace
 
 import torch
 
-from common import alone_dev_curve, load_or_refuse, numbers, refuse
+from common import alone_dev_curve, load_or_refuse, numbers, refuse, refuse_missing_families
 from multitudes.config import files as config_files
 from multitudes.errors import UserError
 
@@ -66,10 +66,8 @@ def check(grid: list[tuple]) -> None:
     """Every point of the grid built before any is trained: a family the preset lacks, an
     unknown field or a bad value is one line and exit 2."""
     cfg = load_or_refuse(grid[0][0])
-    families = sorted({g.family for g in cfg.members})
+    refuse_missing_families(cfg, grid[0][0], dict.fromkeys(point[1] for point in grid))
     for preset, family, genome_changes, train_changes, data_changes, _, _ in grid:
-        if family not in families:
-            refuse(f"--family {family}: the preset {preset} has {', '.join(families)}")
         for option, changes, section in (("--set", genome_changes, cfg.members[0]),
                                          ("--train", train_changes, cfg.train),
                                          ("--data", data_changes, cfg.data)):
