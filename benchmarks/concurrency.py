@@ -67,7 +67,7 @@ def main() -> None:
     for g in cfg.members:
         alone = on_threads([trainer(g, device, data, cfg.train.grad_clip)])[0]
         wide = on_threads([trainer(g, device, data, cfg.train.grad_clip)], threads)[0]
-        pair = max(on_threads([trainer(g, device, data, cfg.train.grad_clip), trainer(g, device, data, cfg.train.grad_clip)]))
+        pair = max(on_threads([trainer(g, device, data, cfg.train.grad_clip) for _ in range(2)]))
         one.append(alone)
         every.append(wide)
         print(f"{g.family:>7} {alone:>9.3f} {wide:>10.3f} {pair:>10.3f} {pair / alone:>8.2f}x")

@@ -85,9 +85,12 @@ def main() -> None:
     ap.add_argument("--target", choices=["compare", "scale", "online"], default="compare")
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--file", type=Path, help="online: the file to compress")
-    ap.add_argument("--kill-every", type=positive_float, default=120.0, help="seconds, jittered +-50%%")
-    ap.add_argument("--kills", type=positive_int, default=5, help="online: kills before one run finishes")
-    ap.add_argument("--duration", type=positive_float, default=3600.0, help="give up after this long")
+    ap.add_argument("--kill-every", type=positive_float, default=120.0,
+                    help="seconds, jittered +-50%%")
+    ap.add_argument("--kills", type=positive_int, default=5,
+                    help="online: kills before one run finishes")
+    ap.add_argument("--duration", type=positive_float, default=3600.0,
+                    help="give up after this long")
     ap.add_argument("--out", type=Path, default=Path("runs/soak"))
     ap.add_argument("--reference", type=Path, help="compare: a finished uninterrupted run")
     ap.add_argument("--seed", type=int, default=0)
