@@ -176,11 +176,20 @@ def test_a_killed_compare_resumes_to_the_same_numbers(tmp_path):
     delay = kill_at_a_random_moment(["compare", "--preset", "debug", "--out", out, "--quiet"],
                                     out / "checkpoints" / "isolated" / "manifest.json", 2)
     assert not (out / "results.json").exists(), f"finished before the kill at +{delay:.2f}s"
-    cli("compare", "--resume", out, "--quiet")
+    printed = cli("compare", "--resume", out, "--quiet").stdout
     a = json.loads((reference / "results.json").read_text())
     b = json.loads((out / "results.json").read_text())
     assert numbers(a) == numbers(b) and a["data_efficiency"] == b["data_efficiency"]
     assert (out / "report.html").is_file()
+    # where the time went: the uninterrupted run's every phase, the resumed run's own share
+    whole, resumed = (json.loads((d / "timings.json").read_text()) for d in (reference, out))
+    assert not whole["resumed"] and resumed["resumed"]
+    for phase in ("training steps", "dev scoring", "held-out scoring", "checkpoints"):
+        assert whole["arms"]["social"][phase] > 0 and whole["arms"]["isolated"][phase] > 0
+    assert whole["other_seconds"] >= 0 and sum(whole["phases"].values()) <= whole["total_seconds"]
+    assert "social" not in resumed["arms"] or "training steps" not in resumed["arms"]["social"]
+    assert re.search(r"^time: \d+m\d\ds \(training steps \d+%, .*other \d+%; timings\.json\)$",
+                     printed, re.M), printed
 
 
 def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):

@@ -117,6 +117,8 @@ def _run(command: str, preset, config_file, overrides, out, resume_dir, force, q
     from multitudes.training import protocols
     from multitudes.config import genome
     from multitudes.report import page as report
+    from multitudes.runs import stopwatch
+    from multitudes.runs.checkpoint import read_json
     from multitudes.runs.files import RunFiles
 
     out, cfg, resume, group = _open_run(command, preset, config_file, overrides, out,
@@ -125,6 +127,8 @@ def _run(command: str, preset, config_file, overrides, out, resume_dir, force, q
     files.say(genome.describe(cfg.members))
     results = protocols.run(command, cfg, out, resume, progress=not quiet, group=group)
     files.say(report.table(results))
+    files.say(files.for_writer(lambda: stopwatch.line(read_json(out / "timings.json",
+                                                                "the run's timings"))))
     if command == "compare":
         files.say(f"report: {files.on_main(lambda: report.write_html(out))}")
     else:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from multitudes.runs.checkpoint import read_json, write_bytes_atomic, write_json_atomic
 from multitudes.runs.distributed import Group
+from multitudes.runs.stopwatch import Stopwatch
 from multitudes.errors import UserError
 
 
@@ -23,6 +24,7 @@ class RunFiles:
         self.writes = self.group.main  # the rule, decided once
         self.progress = progress and self.writes  # progress bars: the writer's only
         self._tensorboard = None
+        self.clock = Stopwatch()  # where this process's time goes: timings.json
 
     def say(self, text: str, bar=None) -> None:
         """A line for the user (through the progress bar when one is drawn)."""
@@ -91,6 +93,10 @@ class RunFiles:
     def write_results(self, results: dict) -> None:
         if self.writes:
             write_json_atomic(self.out / "results.json", results)
+
+    def write_timings(self, resumed: bool) -> None:
+        if self.writes:
+            write_json_atomic(self.out / "timings.json", self.clock.summary(resumed))
 
 
 _HELD: list = []  # (directory, open lock file) of this process (closed when it exits)

@@ -77,7 +77,8 @@ class ArmRunner:
         bar = tqdm(total=target, initial=self.pop.steps, desc=f"{self.name:>9}", unit="step",
                    disable=None if self.files.progress else True, dynamic_ncols=True)
         while self.pop.steps < target:
-            stats = self.pop.step(self.stream.next(), self.stream.continues)
+            with self.files.clock.phase(self.name, "training steps"):
+                stats = self.pop.step(self.stream.next(), self.stream.continues)
             bar.update(1)
             if self.pop.events_ready:
                 self._record_events(bar)
@@ -99,7 +100,8 @@ class ArmRunner:
                **({"branch": self.pop.horizon} if self.in_branch else {}),
                "generated_bytes": self.pop.generated_bytes,
                "epochs": round(self.stream.epochs_done, 4), "members": {}}
-        self.history.append(self.scoring.dev_row(self.pop, row))
+        with self.files.clock.phase(self.name, "dev scoring"):
+            self.history.append(self.scoring.dev_row(self.pop, row))
         self._record_events(bar)
         self.files.append_metrics(row)
         if bar is not None:
@@ -115,8 +117,11 @@ class ArmRunner:
 
     def milestone(self) -> dict:
         """Valid and test scores of every member (read back when scored before a kill)."""
-        return self.files.milestone(self.name, lambda: self.scoring.milestone(
-            self.pop, self.name, self.name, self.files, self.stream.epochs_done))
+        def score() -> dict:
+            with self.files.clock.phase(self.name, "held-out scoring"):
+                return self.scoring.milestone(self.pop, self.name, self.name, self.files,
+                                              self.stream.epochs_done)
+        return self.files.milestone(self.name, score)
 
     # -- finished runs under `wsd` -------------------------------------------------------------
     def cooldown_start(self, real_bytes: int) -> int:
@@ -155,9 +160,11 @@ class ArmRunner:
         self._record_events(bar)
         if self.in_branch:
             return
-        self.checkpoints.save(self.pop.steps, lambda path: runstate.save_arm(
-            path, self.pop, self.stream, self.history, self.scoring.best, self.events,
-            self.cfg.members, {**self.births.state(), "finished": [p.to_json() for p in self.finished]}))
+        with self.files.clock.phase(self.name, "checkpoints"):
+            self.checkpoints.save(self.pop.steps, lambda path: runstate.save_arm(
+                path, self.pop, self.stream, self.history, self.scoring.best, self.events,
+                self.cfg.members, {**self.births.state(),
+                                   "finished": [p.to_json() for p in self.finished]}))
         self.files.for_writer(lambda: drop_shorter(self.files.out))
 
     def try_resume(self) -> bool:

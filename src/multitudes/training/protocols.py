@@ -161,6 +161,7 @@ def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
                "yardsticks": _yardsticks(runner, result["real_bytes"]),
                "arms": {plan.name: result}}
     files.write_results(results)
+    files.write_timings(resume)
     return results
 
 
@@ -168,8 +169,9 @@ def _yardsticks(runner: ArmRunner, real_bytes: int) -> dict:
     """The classical compressors on the dev slice, valid (beyond it) and test, given the bytes
     this arm's stream dealt (every arm of a comparison reads the same)."""
     targets = {"dev": runner.scoring.dev, **runner.scoring.held_out}
-    return runner.files.for_writer(
-        lambda: yardsticks.for_splits(runner.stream.dealt_bytes(real_bytes), targets))
+    with runner.files.clock.phase("all", "yardsticks"):
+        return runner.files.for_writer(
+            lambda: yardsticks.for_splits(runner.stream.dealt_bytes(real_bytes), targets))
 
 
 def _add_curves(result: dict, runner: ArmRunner) -> None:
@@ -254,6 +256,7 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
                **_equal_bytes_gap(arms, len(runners[0].scoring.held_out["valid"])),
                "yardsticks": _yardsticks(runners[0], N), "arms": arms}
     files.write_results(results)
+    files.write_timings(resume)
     return results
 
 
