@@ -32,6 +32,16 @@ def test_the_concurrency_benchmark_times_every_family_and_the_ceiling():
     assert re.search(r"side by side can gain at most \d+\.\d+x", out), out
 
 
+def test_the_scoring_benchmark_scores_both_ways_alike_and_refuses_bad_counts():
+    out = bench("scoring.py", "--bytes", "2048", "--repeats", "1").stdout
+    assert numbers_after("one after another", out)[0] > 0, out
+    assert "log2 probabilities identical both ways: True" in out
+    for bad in (["--bytes", "0"], ["--bytes", "10"], ["--repeats", "0"]):
+        refused = bench("scoring.py", *bad, check=False)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) <= 2, refused.stderr
+
+
 def test_the_social_overhead_benchmark_times_every_channel():
     out = bench("social_overhead.py", "--steps", "1", "--repeats", "1").stdout
     for arm in ("isolated (sum of members)", "logit channel, uniform",

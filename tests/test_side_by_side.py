@@ -85,3 +85,36 @@ def test_each_keeps_order_runs_on_one_thread_and_waits_for_all_before_raising():
     assert sorted(i for i, _ in done) == [1, 2, 3]  # the others finished, not abandoned
     assert all(n == 1 for _, n in done)  # one intra-op thread per worker
     assert all(n.startswith("member") for n in names)
+
+
+def scored(threads: int, side: bool, tmp_path) -> tuple[dict, dict]:
+    """A trained population's dev row and milestone, scored on `threads` threads."""
+    from multitudes.config.schema import DataConfig, RunConfig
+    from multitudes.runs.files import RunFiles
+    from multitudes.training.scoring import Scoring
+
+    pop = trained(threads=1, side=False)
+    pop.train = TrainConfig(side_by_side=side)
+    cfg = RunConfig(regime="data-limited", data=DataConfig(unique_bytes=4096),
+                    train=TrainConfig(dev_bytes=2048, sampling="contiguous", side_by_side=side),
+                    members=genomes())
+    data = torch.arange(8192, dtype=torch.uint8).numpy() * 13 % 241
+    splits = {"train": data, "valid": data[:6000], "test": data[2000:7000]}
+    scoring = Scoring(cfg, splits, torch.device("cpu"), keep_best=True)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert pop.scoring_workers(4) == (threads if side else 1)
+        row = scoring.dev_row(pop, {"epochs": 1.0})
+        milestone = scoring.milestone(pop, "arm", "arm", RunFiles(tmp_path / f"{threads}"), 1.0)
+    finally:
+        torch.set_num_threads(previous)
+    for entry in milestone["members"]:
+        entry.pop("checkpoint")
+    return row, milestone
+
+
+def test_members_scored_side_by_side_score_what_one_thread_scores(tmp_path):
+    """Scoring (the dev slice, and valid and test at a milestone) maps the members over the
+    same workers as the step; each member's numbers are those of one thread, bit for bit."""
+    assert scored(2, True, tmp_path) == scored(1, False, tmp_path)

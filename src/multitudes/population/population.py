@@ -145,6 +145,17 @@ class Population:
         self.events = sorted(events, key=lambda e: (e["step"], index.get(e["member"], -1)))
         return merged
 
+    def each_owned(self, fn) -> dict[int, object]:
+        """{index: fn(member)} for every member this rank owns, side by side where the step
+        is (scoring: one thread per member gives the same numbers as two threads on one)."""
+        mine = [i for i, m in enumerate(self.members) if self.owns(m)]
+        return dict(zip(mine, side_by_side.each(lambda i: fn(self.members[i]), mine,
+                                                self.scoring_workers(len(mine)))))
+
+    def scoring_workers(self, members: int) -> int:
+        """Threads to score `members` members on (no draws: the language channel is no bar)."""
+        return side_by_side.workers_for(members, self.device, self.train.side_by_side)
+
     @property
     def events_ready(self) -> bool:
         """Resets to report now: in one process at once; under torchrun they are gathered

@@ -48,8 +48,7 @@ class Scoring:
     def dev_row(self, pop: Population, row: dict) -> dict:
         """Score every member on the dev slice (each rank its own, then shared) into `row`;
         sets each member's fitness and keeps its best weights when asked to."""
-        scored = pop.sync({i: self.log2probs(m.model, self.dev)
-                           for i, m in enumerate(pop.members) if pop.owns(m)})
+        scored = pop.sync(pop.each_owned(lambda m: self.log2probs(m.model, self.dev)))
         logps = [scored[i] for i in range(len(pop.members))]
         row["members"] = {}
         for m, lp in zip(pop.members, logps):
@@ -72,9 +71,11 @@ class Scoring:
 
         Each rank scores and saves the members it owns; the scores are then shared.
         """
-        # One sync brings both the scores and every member's counters (train FLOPs).
-        scored = pop.sync({i: self._score(m, arm, label, files, pop.real_bytes)
-                           for i, m in enumerate(pop.members) if pop.owns(m)})
+        # One sync brings both the scores and every member's counters (train FLOPs). Members
+        # scored side by side draw no progress bars (they would overwrite each other's).
+        bars = self.progress and pop.scoring_workers(len(pop.members)) == 1
+        scored = pop.sync(pop.each_owned(
+            lambda m: self._score(m, arm, label, files, pop.real_bytes, bars)))
         members = [scored[i][0] for i in range(len(pop.members))]
         logps = {split: [scored[i][1][split] for i in range(len(pop.members))]
                  for split in scored[0][1]}
@@ -114,8 +115,8 @@ class Scoring:
                 "mixture_valid_bpb": mixture_bpb(logps["valid"], weights),
                 "mixture_test_bpb": mixture_bpb(logps["test"], weights)}
 
-    def _score(self, m: Member, arm: str, label: str, files: RunFiles, real_bytes: int
-               ) -> tuple[dict, dict]:
+    def _score(self, m: Member, arm: str, label: str, files: RunFiles, real_bytes: int,
+               progress: bool) -> tuple[dict, dict]:
         """One member's entry of a milestone and its per-byte log2 probabilities per split."""
         weights = self.best[m.id]["weights"] if m.id in self.best else m.model.state_dict()
         current = {k: v.detach().clone() for k, v in m.model.state_dict().items()}
@@ -124,7 +125,7 @@ class Scoring:
                  "flops_per_byte": m.genome.flops_per_byte, "train_flops": m.flops}
         logps = {}
         for split in ("valid", "test"):
-            logps[split] = self.log2probs(m.model, self.held_out[split], self.progress)
+            logps[split] = self.log2probs(m.model, self.held_out[split], progress)
             entry[f"{split}_bpb"] = bpb(logps[split])
         path = files.member_dir(label, m.id)
         info = {"arm": arm, "label": label, "real_bytes": real_bytes,
