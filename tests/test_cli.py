@@ -466,6 +466,19 @@ def test_compare_writes_results_and_report(tmp_path):
     page = (out / "report.html").read_text()
     cli("report", out)
     assert (out / "report.html").read_text() == page
+    # where the time went (timings.json): each arm's seconds per phase; a run from before
+    # timings were kept has no such section, a damaged file is one line
+    assert "Where the time went" in page
+    assert "<td>social</td>" in page and "<td>isolated</td>" in page
+    timings = (out / "timings.json").read_text()
+    (out / "timings.json").unlink()
+    cli("report", out)
+    assert "Where the time went" not in (out / "report.html").read_text()
+    for damaged, says in (('{"arms": ', "unreadable"), ('{"arms": {"social": {}}}', "damaged"),
+                          (timings.replace('"training steps": ', '"training steps": "x", "y": '),
+                           "damaged")):
+        (out / "timings.json").write_text(damaged)
+        one_line_error(cli("report", out, check=False), says)
     (out / "results.json").write_text(json.dumps({**results, "schema": 3}))
     one_line_error(cli("report", out, check=False), "schema 3")
 

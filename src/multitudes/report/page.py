@@ -14,7 +14,8 @@ from pathlib import Path
 from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
 from multitudes.report.figures import efficiency_text, figures, gap_text
-from multitudes.runs.checkpoint import write_bytes_atomic
+from multitudes.runs.checkpoint import damaged, read_json, write_bytes_atomic
+from multitudes.runs.stopwatch import PHASES, line as time_line
 
 def _yardstick_rows(results: dict) -> list[tuple[str, float, float]]:
     """(label, valid bpb, test bpb) of each classical compressor given the bytes the run read."""
@@ -116,6 +117,7 @@ def write_html(run_dir: Path, figures_dir: Path | None = None) -> Path:
         parts.append(f"<figure><img src='data:image/png;base64,{png}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("<h2>Text summary</h2><pre>" + html.escape(table(results)) + "</pre>")
+    parts.append(_timings_html(run_dir))
     if results.get("lineage"):
         from multitudes.evolution.lineage import tree
         parts.append("<h2>Lineage</h2><pre>" + html.escape(tree(results["lineage"])) + "</pre>")
@@ -128,6 +130,25 @@ def write_html(run_dir: Path, figures_dir: Path | None = None) -> Path:
     out = run_dir / "report.html"
     write_bytes_atomic(out, page.encode())  # replaces a link there, never writes through it
     return out
+
+
+def _timings_html(run_dir: Path) -> str:
+    """Where the run's time went (timings.json), seconds per arm and phase; nothing for a run
+    written before timings were kept."""
+    path = run_dir / "timings.json"
+    if not path.is_file():
+        return ""
+    timings = read_json(path, "the run's timings")
+    with damaged(path, "the run's timings"):
+        cells = lambda by: "".join(f"<td>{float(by.get(p, 0.0)):,.1f}</td>" for p in PHASES)
+        rows = [f"<tr><td>{html.escape(str(arm))}</td>{cells(by)}</tr>"
+                for arm, by in timings["arms"].items()]
+        rows.append(f"<tr><th>total</th>{cells(timings['phases'])}</tr>")
+        summary = time_line(timings)
+    head = "".join(f"<th>{p}</th>" for p in PHASES)
+    return (f"<h2>Where the time went</h2><p>{html.escape(summary)}<br><small>"
+            f"{html.escape(str(timings.get('basis', '')))}; seconds:</small></p>"
+            f"<table><tr><th>arm</th>{head}</tr>{''.join(rows)}</table>")
 
 
 def _html_table(results: dict) -> str:

@@ -24,7 +24,7 @@ class Stopwatch:
 
     @contextmanager
     def phase(self, arm: str, phase: str):
-        """Time the block as `phase` of `arm` (the yardsticks: arm "all")."""
+        """Time the block as `phase` of `arm` (the yardsticks, given once: arm "run")."""
         assert phase in PHASES, phase
         start = time.perf_counter()
         try:

@@ -169,7 +169,7 @@ def _yardsticks(runner: ArmRunner, real_bytes: int) -> dict:
     """The classical compressors on the dev slice, valid (beyond it) and test, given the bytes
     this arm's stream dealt (every arm of a comparison reads the same)."""
     targets = {"dev": runner.scoring.dev, **runner.scoring.held_out}
-    with runner.files.clock.phase("all", "yardsticks"):
+    with runner.files.clock.phase("run", "yardsticks"):
         return runner.files.for_writer(
             lambda: yardsticks.for_splits(runner.stream.dealt_bytes(real_bytes), targets))
 
