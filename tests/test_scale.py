@@ -204,6 +204,13 @@ def test_a_report_merges_another_run_of_the_same_study(debug_study, tmp_path):
         assert by_line[("U", mix, 2)]["social_best_test_bpb"] == \
             by_line[("T", mix, 2)]["social_best_test_bpb"]
         assert by_line[("T", mix, 2)]["seeds"] == [1]
+    # does a gain grow with size: T -> U paired by seed, the same cells under both names
+    effects = {(e["mix"], e["metric"]): e for e in merged["size_effects"]}
+    assert set(effects) == {(mix, "best_gain_test_bpb") for mix in ("hetero", "transformer")}
+    for e in effects.values():
+        assert e["sizes"] == ["T", "U"] and e["seeds"] == [1] and e["K"] == 2
+        assert e["change"]["mean"] == 0.0 and e["T"]["mean"] == e["U"]["mean"]
+    assert "size T -> U hetero logit K=2: test gain of the best" in result.stdout
     assert json.loads((out / "scale.json").read_text()) == own  # the study's own untouched
     assert (out / "scale-merged.html").read_text().count("<img") >= 3
 
@@ -287,6 +294,30 @@ def test_the_trend_recovers_a_known_slope_and_the_spread_over_seeds():
     assert fits["multiplier"]["slope_per_doubling"] == pytest.approx(0.25)
     assert fits["best_gain_test_bpb"]["slope_per_doubling"] == pytest.approx(0.01)
     assert max(abs(r["residual"]) for r in fits["multiplier"]["residuals"]) < 1e-12
+
+
+def test_size_effects_pair_the_seeds_a_gain_was_measured_at_both_sizes():
+    from multitudes.study.summary import size_effects
+
+    def cell(size, K, seed, gain, mixture=None):
+        return {"kind": "population", "mix": "gru", "size": size, "channel": "logit", "K": K,
+                "seed": seed, "best_gain_test_bpb": gain,
+                **({"mixture_gain_test_bpb": mixture} if mixture is not None else {})}
+    rows = [cell("S", 2, 1, 0.03, 0.01), cell("S", 2, 2, 0.05, 0.02), cell("S", 2, 3, 0.04, 0.0),
+            cell("M", 2, 1, 0.01, 0.00), cell("M", 2, 2, 0.02, 0.01),  # seed 3 not run at M
+            cell("M", 4, 1, 0.02, 0.01),  # no K = 4 at S: nothing to pair
+            {**cell("S", 1, 1, 0.0), "kind": "single"}]
+    effects = size_effects(rows, ["S", "M", "L"])
+    assert [(e["K"], e["metric"]) for e in effects] == [(2, "best_gain_test_bpb"),
+                                                        (2, "mixture_gain_test_bpb")]
+    best, mixture = effects
+    assert best["sizes"] == ["S", "M"] and best["seeds"] == [1, 2]
+    assert best["S"]["mean"] == pytest.approx(0.04) and best["M"]["mean"] == pytest.approx(0.015)
+    assert best["change"]["mean"] == pytest.approx(-0.025)
+    assert best["change"]["std"] == pytest.approx(0.01 / 2 ** 0.5)  # changes -0.02 and -0.03
+    assert mixture["change"]["mean"] == pytest.approx(-0.01) and mixture["change"]["std"] == 0
+    assert size_effects(rows, ["M", "S"])[0]["sizes"] == ["M", "S"]  # the study's order rules
+    assert size_effects([r for r in rows if r["size"] == "S"], ["S", "M"]) == []
 
 
 def test_a_missing_or_damaged_study_is_one_line(tmp_path):

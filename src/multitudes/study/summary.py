@@ -200,6 +200,39 @@ def trends(lines: list[dict]) -> list[dict]:
     return out
 
 
+SIZE_METRICS = {"best_gain_test_bpb": "test gain of the best",
+                "mixture_gain_test_bpb": "test gain of the mixture over the ensemble"}
+
+
+def size_effects(rows: list[dict], sizes: list[str]) -> list[dict]:
+    """Does a gain grow with size? For each (mix, channel, K >= 2) measured at two sizes
+    next to each other in `sizes` (the study's order, smallest first; sizes it does not define,
+    from a merged file, after them in the order met): each gain at both sizes
+    and its change, paired by seed (a seed's cells at both sizes read the same U bytes for the
+    same epochs), with the spread of the paired changes."""
+    populations = [r for r in rows if r["kind"] == "population" and r["K"] > 1]
+    order = [*sizes, *(r["size"] for r in populations)]  # a merged file's own sizes last
+    measured = [s for s in dict.fromkeys(order) if any(r["size"] == s for r in populations)]
+    out = []
+    for small, large in zip(measured, measured[1:]):
+        keys = sorted({(r["mix"], r["channel"], r["K"]) for r in populations})
+        for mix, channel, K in keys:
+            at = {size: {r["seed"]: r for r in populations
+                         if (r["mix"], r["channel"], r["K"], r["size"]) == (mix, channel, K, size)}
+                  for size in (small, large)}
+            seeds = sorted(set(at[small]) & set(at[large]))
+            for metric in SIZE_METRICS:
+                if not seeds or not all(metric in at[z][s] for z in at for s in seeds):
+                    continue
+                pairs = [(at[small][s][metric], at[large][s][metric]) for s in seeds]
+                out.append({"mix": mix, "channel": channel, "K": K, "metric": metric,
+                            "sizes": [small, large], "seeds": seeds,
+                            small: _spread([a for a, _ in pairs]),
+                            large: _spread([b for _, b in pairs]),
+                            "change": _spread([b - a for a, b in pairs])})
+    return out
+
+
 def collect(out: Path, plan: list[Cell]) -> list[dict]:
     rows = []
     for cell in plan:
@@ -289,7 +322,8 @@ def write(out: Path, doc: dict, plan: list[Cell], others: dict[str, dict] | None
                "unique_bytes": base.get("data", {}).get("unique_bytes", 0),
                "real_bytes": real_bytes(doc),
                "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in rows),
-               "lines": lines, "trends": trends(lines), "cells": rows}
+               "lines": lines, "trends": trends(lines),
+               "size_effects": size_effects(rows, list(doc.get("size", {}))), "cells": rows}
     if others:
         summary["merged"] = sorted(others)
         summary["cells_merged"] = len(rows) - finished
@@ -347,6 +381,13 @@ def text_table(summary: dict) -> str:
         lines.append(f"trend {t['mix']} {t['size']} {t['channel']}: {what} "
                      f"{t['intercept']:.4f} {t['slope_per_doubling']:+.4f} (±"
                      f"{t['slope_stderr']:.4f}) per doubling of K")
+    for e in summary.get("size_effects", []):
+        small, large, change = *e["sizes"], e["change"]
+        spread = f" ± {change['std']:.4f}" if change["n"] > 1 else ""
+        lines.append(f"size {small} -> {large} {e['mix']} {e['channel']} K={e['K']}: "
+                     f"{SIZE_METRICS[e['metric']]} {e[small]['mean']:+.4f} -> "
+                     f"{e[large]['mean']:+.4f}, change {change['mean']:+.4f}{spread} over "
+                     f"{len(e['seeds'])} seed(s) paired")
     sticks = next((r["yardsticks_test_given"] for r in summary["cells"]), None)
     if sticks:
         given = (f"the same {summary['unique_bytes']:,} unique bytes"
