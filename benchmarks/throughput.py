@@ -12,6 +12,7 @@ per member, the default on a CPU), side by side in bf16 autocast (`train.precisi
 (issue 25): >= 2x on 2 cores.
 
     python benchmarks/throughput.py [--steps 20] [--repeats 3]
+    python benchmarks/throughput.py --only limited   # one population's rows, no family table
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=positive_int, default=20)
     parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--only", metavar="TEXT", default=None,
+                        help="only the populations whose name contains TEXT, without the "
+                        "per-family table")
     args = parser.parse_args()
+    chosen = [(name, cfg) for name, cfg in populations()
+              if args.only is None or args.only in name]
+    if not chosen:
+        parser.error(f"--only {args.only!r}: no population's name contains it (names: "
+                     f"{', '.join(name for name, _ in populations())})")
     device = resolve_device("auto")
     train = quick_config().train  # the recipe's batch shape, lanes and carried state
     data = batches(args.steps, train.batch_size, quick_genomes()[0].context,
@@ -40,31 +49,33 @@ def main() -> None:
     peak = matmul_peak(device)
     print(env_line(device))
     print(f"matmul peak measured now: {peak / 1e9:.1f} GFLOP/s")
-    print(f"{'family':>7} {'params':>9} {'plain B/s':>10} {'ours B/s':>10} {'ratio':>6} "
-          f"{'achieved':>9} {'of peak':>7}")
-    nbytes = args.steps * data[0][0][:, 1:].numel()
-    for genome in quick_genomes():
-        member = Member.create("m", genome, device)
-        pop = Population([member], SocialConfig(channel="none"), train, 10**6, device)
-        plain = plain_loop([member], data, train.grad_clip, device)
-        ours_bps, plain_bps = (nbytes / t for t in timed(pop_loop(pop, data), plain,
-                                                          args.repeats))
-        achieved = ours_bps * genome.flops_per_byte
-        print(f"{genome.family:>7} {genome.n_params:>9,} {plain_bps:>10,.0f} {ours_bps:>10,.0f} "
-              f"{ours_bps / plain_bps:>6.3f} {achieved / 1e9:>7.2f}G {achieved / peak:>7.1%}")
-    print()
+    if args.only is None:  # the per-family table
+        print(f"{'family':>7} {'params':>9} {'plain B/s':>10} {'ours B/s':>10} {'ratio':>6} "
+              f"{'achieved':>9} {'of peak':>7}")
+        nbytes = args.steps * data[0][0][:, 1:].numel()
+        for genome in quick_genomes():
+            member = Member.create("m", genome, device)
+            pop = Population([member], SocialConfig(channel="none"), train, 10**6, device)
+            plain = plain_loop([member], data, train.grad_clip, device)
+            ours_bps, plain_bps = (nbytes / t for t in timed(pop_loop(pop, data), plain,
+                                                              args.repeats))
+            achieved = ours_bps * genome.flops_per_byte
+            print(f"{genome.family:>7} {genome.n_params:>9,} {plain_bps:>10,.0f} "
+                  f"{ours_bps:>10,.0f} {ours_bps / plain_bps:>6.3f} {achieved / 1e9:>7.2f}G "
+                  f"{achieved / peak:>7.1%}")
+        print()
     print("populations: every member's bytes/s of one step (K x the batch), against the same")
     print("members stepped one after another by the plain loop (no channel), alternately timed")
     print(f"{'population':>26} {'K':>2} {'plain B/s':>10} {'ours B/s':>10} {'ratio':>6}   "
           f"how ours steps")
-    for name, cfg in populations():
+    for name, cfg in chosen:
         population_rows(name, cfg, device, args.steps, args.repeats)
 
 
 def populations():
     """The quick preset (K = 4, four families) and two K = 8 cells of the scaling studies: the
     stream study's transformer mix (no dropout) and the data-limited study's GRUs (dropout 0.1,
-    whose forwards take the generator lock side by side)."""
+    drawn from each member's own generator side by side)."""
     yield "quick (hetero)", quick_config()
     for study, cell in (("cpu", "transformer-M-K8-logit-s1"), ("limited", "gru-M-K8-logit-s1")):
         doc = plan.load(study, None)

@@ -90,6 +90,7 @@ def test_every_benchmark_refuses_a_bad_count_or_run_in_one_line(tmp_path):
     """A count of 0 used to divide by zero or time nothing; a run that is not there was a
     traceback."""
     for script, bad, says in (("throughput.py", ["--steps", "0"], "--steps"),
+                              ("throughput.py", ["--only", "nothing-such"], "--only"),
                               ("ceiling.py", ["--repeats", "0"], "--repeats"),
                               ("concurrency.py", ["--steps", "-1"], "--steps"),
                               ("social_overhead.py", ["--repeats", "x"], "--repeats"),

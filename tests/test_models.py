@@ -143,3 +143,36 @@ def test_attention_stays_fp32_under_the_cpus_bf16_autocast():
     assert torch.equal(y, exact)  # the bf16 inputs attended in fp32
     y.sum().backward()
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v))
+
+
+@pytest.mark.parametrize("family", ["gru", "lstm"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_an_rnn_drawing_from_its_own_generator_draws_what_the_global_one_draws(family,
+                                                                             precision):
+    """Dropout from the member's own generator (layer by layer, models/rnn.py) is bit for bit
+    the plain modules' dropout drawn from torch's global generator in the same state: the
+    logits, the carried state, every gradient and the generator's state after."""
+    model = build(tiny(family, n_layer=3, dropout=0.2)).train()
+    idx = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(0))
+    start = torch.Generator().manual_seed(7).get_state()
+
+    def run(own: bool):
+        model.zero_grad()
+        autocast = torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16")
+        with torch.random.fork_rng(devices=[]), autocast:
+            torch.set_rng_state(start if not own else torch.Generator().manual_seed(99)
+                                .get_state())  # the own path must not read the global one
+            generator = torch.Generator()
+            generator.set_state(start)
+            model.generator = generator if own else None
+            z, state = model.decode(idx[:, :8], None)
+            z2, state = model.decode(idx[:, 8:], state)  # a carried state too
+            after = generator.get_state() if own else torch.get_rng_state()
+        model.generator = None
+        (z.float().sum() + z2.float().pow(2).mean()).backward()
+        states = state if isinstance(state, tuple) else (state,)
+        return [z, z2, *states, after] + [p.grad.clone() for p in model.parameters()]
+
+    own, plain = run(own=True), run(own=False)
+    assert all(torch.equal(a, b) for a, b in zip(own, plain))
+    assert not torch.equal(own[-len(list(model.parameters())) - 1], start)  # it did draw

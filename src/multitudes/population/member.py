@@ -6,8 +6,10 @@ does not own (`Population.sync`), a checkpoint saves them, and a rebirth resets 
 `reborn=True` to their defaults. A new counter is one line here.
 
 No parameter and no gradient crosses members. A member's random state is its own: model
-initialisation and dropout run inside `member.rng_scope()`, which swaps the member's generator
-state in and out of torch's default generator, so nothing depends on ambient global state.
+initialisation runs inside `member.rng_scope()`, which swaps the member's generator state in
+and out of torch's default generator, so nothing depends on ambient global state; a training
+forward runs inside `member.draws()`, which hands a model that takes one (the RNNs) its own
+generator instead, so members side by side need no lock to draw their dropout.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from multitudes.config.genome import Genome
 from multitudes.models import build
+from multitudes.population import side_by_side
 from multitudes.population.schedule import make_optimizer
 
 
@@ -114,6 +117,31 @@ class Member:
             torch.set_rng_state(self.rng_state)
             yield
             self.rng_state = torch.get_rng_state()
+
+    @contextmanager
+    def draws(self):
+        """Run a training forward with this member's random stream: nothing to do when it draws
+        nothing (no dropout); its own generator handed to a model that takes one, on the CPU
+        (no global state, no lock); else its state swapped into torch's global generator under
+        `side_by_side.RNG_LOCK`. The draws are the same either way (models/rnn.py)."""
+        if self.genome.dropout == 0:
+            yield
+        elif getattr(self.model, "takes_generator", False) and self.device_type == "cpu":
+            generator = torch.Generator()
+            generator.set_state(self.rng_state)
+            self.model.generator = generator
+            try:
+                yield
+            finally:
+                self.model.generator = None
+            self.rng_state = generator.get_state()
+        else:
+            with side_by_side.RNG_LOCK, self.rng_scope():
+                yield
+
+    @property
+    def device_type(self) -> str:
+        return next(self.model.parameters()).device.type
 
 
 COUNTERS = tuple(f.name for f in fields(Member) if f.metadata.get("counter"))

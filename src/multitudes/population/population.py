@@ -11,7 +11,6 @@ state, and what it hears from its peers is detached.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -226,11 +225,9 @@ class Population:
         def read(i: int) -> torch.Tensor:
             m = self.members[i]
             m.model.train()
-            # A member that draws nothing (no dropout) leaves torch's global generator alone,
-            # so members side by side never race on it; one that draws holds the lock.
-            draws = m.genome.dropout > 0
-            with (side_by_side.RNG_LOCK if draws else nullcontext()), \
-                    (m.rng_scope() if draws else nullcontext()), self.autocast():
+            # Its dropout from its own stream, without racing the members beside it on
+            # torch's global generator (Member.draws).
+            with m.draws(), self.autocast():
                 if m.stateful:  # truncated BPTT: the state flows in, no gradient flows back
                     z, state = m.model.decode(x, m.state if continues else None)
                     m.state = detach_state(state)

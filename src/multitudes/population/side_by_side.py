@@ -11,9 +11,11 @@ backward and optimizer step all run on one thread from start to end.
 Numbers: a member's arithmetic is the same whichever worker runs it (one thread each), so a
 run is reproducible bit for bit. It is not bit-identical to the same run stepped one after
 another on several threads, whose reductions split differently (docs/results.md bounds the
-difference). Randomness: a member whose forward draws (dropout) takes `RNG_LOCK` around it,
-because its `rng_scope` swaps torch's one global CPU generator; the others draw nothing there
-and never touch it.
+difference). Randomness: a member whose forward draws (dropout) draws from its own
+generator where its model takes one (the RNNs, `Member.draws`); otherwise (the transformers,
+whose attention dropout draws inside the attention kernel) it takes `RNG_LOCK` around its
+forward, because its `rng_scope` swaps torch's one global CPU generator. Members that draw
+nothing never touch it.
 """
 
 from __future__ import annotations
