@@ -168,12 +168,14 @@ class ArmRunner:
         self.files.for_writer(lambda: drop_shorter(self.files.out))
 
     def try_resume(self) -> bool:
-        """Restore the latest checkpoint, if there is one."""
+        """Restore the latest checkpoint, if there is one (a resume, or a `wsd` branch's
+        return to its trunk: timed as checkpoints)."""
         path = self.checkpoints.latest()
         if path is None:
             return False
-        self.history, self.scoring.best, self.events, extra = runstate.restore_arm(
-            path, self.pop, self.stream, self.cfg.members)
+        with self.files.clock.phase(self.name, "checkpoints"):
+            self.history, self.scoring.best, self.events, extra = runstate.restore_arm(
+                path, self.pop, self.stream, self.cfg.members)
         self.pop.sync()
         self.births.load_state(extra)
         self.finished = [FinishedRun(**p) for p in extra.get("finished", [])]
