@@ -238,7 +238,8 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
         _read_on(reference, N, cfg.compare, social_bpb)
     files.close()
     for runner in runners:
-        _add_curves(arms[runner.name], runner)
+        if "curve" not in arms[runner.name]:  # a recorded reference point has it already
+            _add_curves(arms[runner.name], runner)
         if runner.finished:
             arms[runner.name]["finished"] = [p.to_json() for p in runner.finished]
 
