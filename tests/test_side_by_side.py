@@ -138,3 +138,20 @@ def test_members_scored_side_by_side_score_what_one_thread_scores(tmp_path):
     """Scoring (the dev slice, and valid and test at a milestone) maps the members over the
     same workers as the step; each member's numbers are those of one thread, bit for bit."""
     assert scored(2, True, tmp_path) == scored(1, False, tmp_path)
+
+
+def test_a_rank_counts_only_the_members_it_owns():
+    """Under torchrun a rank steps and scores only its own members: `mine` lists them, and
+    with one of them there is nothing to put side by side (so the scoring draws its bars)."""
+    pop = trained(threads=1, side=True, steps=1)
+    assert pop.mine() == [0, 1, 2, 3]
+    for m in pop.members[1:]:
+        m.rank = 1  # owned by another rank
+    assert pop.mine() == [0]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert pop.scoring_workers(len(pop.mine())) == 1
+        assert pop.scoring_workers(len(pop.members)) == 2
+    finally:
+        torch.set_num_threads(previous)

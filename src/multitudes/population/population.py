@@ -147,9 +147,13 @@ class Population:
     def each_owned(self, fn) -> dict[int, object]:
         """{index: fn(member)} for every member this rank owns, side by side where the step
         is (scoring: one thread per member gives the same numbers as two threads on one)."""
-        mine = [i for i, m in enumerate(self.members) if self.owns(m)]
+        mine = self.mine()
         return dict(zip(mine, side_by_side.each(lambda i: fn(self.members[i]), mine,
                                                 self.scoring_workers(len(mine)))))
+
+    def mine(self) -> list[int]:
+        """The indices of the members this rank owns (all of them in one process)."""
+        return [i for i, m in enumerate(self.members) if self.owns(m)]
 
     def scoring_workers(self, members: int) -> int:
         """Threads to score `members` members on (no draws: the language channel is no bar)."""
@@ -181,7 +185,7 @@ class Population:
         if self.social.language_every and self.steps % self.social.language_every == 0:
             stats.generated_bytes = self._speak(x)
 
-        mine = [i for i, m in enumerate(self.members) if self.owns(m)]
+        mine = self.mine()
         logits = self._perceive(mine, x, continues)
         # A sick member (non-finite thoughts) is heard by no one and reborn below.
         healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
