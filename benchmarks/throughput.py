@@ -43,13 +43,13 @@ def main() -> None:
         parser.error(f"--only {args.only!r}: no population's name contains it (names: "
                      f"{', '.join(name for name, _ in populations())})")
     device = resolve_device("auto")
-    train = quick_config().train  # the recipe's batch shape, lanes and carried state
-    data = batches(args.steps, train.batch_size, quick_genomes()[0].context,
-                   sampling=train.sampling)
     peak = matmul_peak(device)
     print(env_line(device))
     print(f"matmul peak measured now: {peak / 1e9:.1f} GFLOP/s")
     if args.only is None:  # the per-family table
+        train = quick_config().train  # the recipe's batch shape, lanes and carried state
+        data = batches(args.steps, train.batch_size, quick_genomes()[0].context,
+                       sampling=train.sampling)
         print(f"{'family':>7} {'params':>9} {'plain B/s':>10} {'ours B/s':>10} {'ratio':>6} "
               f"{'achieved':>9} {'of peak':>7}")
         nbytes = args.steps * data[0][0][:, 1:].numel()
