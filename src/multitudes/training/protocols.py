@@ -30,7 +30,8 @@ from multitudes.data.corpora import resolve
 from multitudes.data.splits import check_trainable, load_splits
 from multitudes.errors import UserError
 from multitudes.evaluation.bpb import paired_gap
-from multitudes.evaluation.curves import crossing, data_efficiency, power_law_fit
+from multitudes.evaluation.curves import crossing
+from multitudes.evaluation.placement import place, reference_point
 from multitudes.runs.files import RunFiles
 from multitudes.runs.results import SCHEMA
 from multitudes.population.elders import Elders
@@ -326,39 +327,12 @@ def _stream_efficiency(arms: dict, N: int, M: float, arm: str = "social") -> dic
 
 def _unique_efficiency(arms: dict, U: int, references: list[ArmPlan], arm: str = "social"
                        ) -> dict:
-    """The data-limited read-out, Slowrun's definition: an arm's data efficiency is U'/U, where
-    U' is the unique bytes the isolated recipe needs to reach that arm's test bpb, piecewise
-    linear in log U' between the reference's points ("> K" past its largest, "<= 1" when the
-    isolated arm on U is already as good). Placed on two reference curves: one isolated member
-    (the best of each point's members) and the ensemble of them (their dev-fit mixture); for
-    the arm's best member, its consensus and its dev-fit mixture, and for the ensemble control
-    (the isolated members on U mixed, no extra training). A power law bpb = E + A k^-a is fit to
-    each curve, residuals beside it."""
-    def test(res: dict, what: str) -> float:  # what: best, consensus or (dev-fit) mixture
-        return res[f"{what}_test_bpb"]
-    points = [{"k": p.unique_bytes // U, "unique_bytes": p.unique_bytes,
-               "epochs": arms[p.name]["epochs"], "best_test_bpb": arms[p.name]["best_test_bpb"],
-               "consensus_test_bpb": arms[p.name]["consensus_test_bpb"],
-               "mixture_test_bpb": test(arms[p.name], "mixture")} for p in references]
-    curves = {"single": [(q["k"], q["best_test_bpb"]) for q in points],
-              "ensemble": [(q["k"], q["mixture_test_bpb"]) for q in points]}
-    bound = points[-1]["k"]
-
-    def place(bpb_value: float) -> dict:
-        out = {"test_bpb": bpb_value}
-        for name, curve in curves.items():
-            if bpb_value >= curve[0][1]:
-                out[f"vs_{name}"], out[f"vs_{name}_flag"] = 1.0, "<="
-            else:
-                k = data_efficiency(curve, bpb_value)
-                out[f"vs_{name}"], out[f"vs_{name}_flag"] = (k, "") if k else (bound, ">")
-        return out
-    measured = [a for a in arms if not any(a == p.name for p in references)]
-    placed = {a: {what: place(test(arms[a], what)) for what in ("best", "consensus", "mixture")}
-              for a in measured}
-    placed["ensemble (isolated on U)"] = {what: place(test(arms[references[0].name], what))
-                                          for what in ("consensus", "mixture")}
-    head = placed[arm]["best"]
+    """The data-limited read-out: every arm placed on the isolated recipe's curve over k x U
+    unique bytes (evaluation/placement.py), and the headline, the social arm's best member."""
+    points = [reference_point(p.unique_bytes // U, p.unique_bytes, arms[p.name])
+              for p in references]
+    limited = place(points, arms, [p.name for p in references])
+    head, bound = limited["placed"][arm]["best"], points[-1]["k"]
     return {"data_efficiency": head["vs_single"] if head["vs_single_flag"] != ">" else None,
             "data_efficiency_reached": head["vs_single_flag"] != ">",
             "data_efficiency_bound": bound,
@@ -366,6 +340,4 @@ def _unique_efficiency(arms: dict, U: int, references: list[ArmPlan], arm: str =
             "data_efficiency_basis": "unique training bytes the isolated recipe's best member "
                                      "needs to reach the social arm's best member's test bpb "
                                      "(piecewise linear in log U between measured points), / U",
-            "data_limited": {"reference": points, "fits": {
-                name: power_law_fit(curve) for name, curve in curves.items()},
-                "placed": placed}}
+            "data_limited": limited}

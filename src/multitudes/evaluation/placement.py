@@ -1,0 +1,51 @@
+"""Placing arms on the data-scaling reference: how much unique data each arm's test bpb is worth.
+
+A pure function of numbers already in results.json, so that a comparison can be placed on a
+reference another run measured (benchmarks/data_limited.py --reference) exactly as `compare`
+places it on its own (training/protocols.py).
+"""
+
+from __future__ import annotations
+
+from multitudes.evaluation.curves import data_efficiency, power_law_fit
+
+WHATS = ("best", "consensus", "mixture")  # an arm's read-outs: its best member, uniform, dev-fit
+
+
+def reference_point(k: int, unique_bytes: int, arm: dict) -> dict:
+    """One point of the curve: the isolated recipe on k x U, from its arm's results."""
+    return {"k": k, "unique_bytes": unique_bytes, "epochs": arm["epochs"],
+            "best_test_bpb": arm["best_test_bpb"],
+            "consensus_test_bpb": arm["consensus_test_bpb"],
+            "mixture_test_bpb": arm["mixture_test_bpb"]}
+
+
+def place(points: list[dict], arms: dict, references: list[str]) -> dict:
+    """Slowrun's definition: an arm's data efficiency is U'/U, where U' is the unique bytes the
+    isolated recipe needs to reach that arm's test bpb, piecewise linear in log U' between the
+    reference's points ("> K" past its largest, "<= 1" when the isolated arm on U is already as
+    good). Two curves: one isolated member (the best of each point's members) and the ensemble
+    of them (their dev-fit mixture). Every arm not in `references` (the names of the points'
+    arms, U's first) is placed for its best member, consensus and dev-fit mixture, and so is the
+    ensemble control (the isolated members on U mixed, no extra training). A power law bpb =
+    E + A k^-a is fit to each curve, residuals beside it."""
+    curves = {"single": [(q["k"], q["best_test_bpb"]) for q in points],
+              "ensemble": [(q["k"], q["mixture_test_bpb"]) for q in points]}
+    bound = points[-1]["k"]
+
+    def at(bpb_value: float) -> dict:
+        out = {"test_bpb": bpb_value}
+        for name, curve in curves.items():
+            if bpb_value >= curve[0][1]:
+                out[f"vs_{name}"], out[f"vs_{name}_flag"] = 1.0, "<="
+            else:
+                k = data_efficiency(curve, bpb_value)
+                out[f"vs_{name}"], out[f"vs_{name}_flag"] = (k, "") if k else (bound, ">")
+        return out
+    placed = {a: {what: at(arms[a][f"{what}_test_bpb"]) for what in WHATS}
+              for a in arms if a not in references}
+    placed["ensemble (isolated on U)"] = {what: at(arms[references[0]][f"{what}_test_bpb"])
+                                          for what in ("consensus", "mixture")}
+    return {"reference": points,
+            "fits": {name: power_law_fit(curve) for name, curve in curves.items()},
+            "placed": placed}
