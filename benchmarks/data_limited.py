@@ -10,6 +10,11 @@ ensemble of the isolated members, and the paired differences the verdict reads.
     python benchmarks/data_limited.py --preset limited --seeds 1,2,3 --out runs/limited-seeds
     python benchmarks/data_limited.py --out runs/limited-seeds --table-only
     python benchmarks/data_limited.py --out runs/tuned --table-only --against runs/untuned
+    python benchmarks/data_limited.py --out runs/limited-seeds --table-only --reference runs/longer
+
+`--reference DIR` places every arm on the data-scaling reference of DIR, another set of the same
+seeds (a reference read for more epochs, say) whose isolated arm on U is the same: the points
+are the expensive part and need not be trained again for every set of arms.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 from multitudes.config.files import load
 from multitudes.errors import UserError
+from multitudes.evaluation.placement import place
 from multitudes.runs.checkpoint import write_bytes_atomic
 from multitudes.runs.results import read as read_results
 from multitudes.study.plan import member_seed
@@ -136,6 +142,33 @@ def against_lines(runs: list[dict], before: list[dict], label: str) -> list[str]
     return lines
 
 
+def reference_names(run: dict) -> list[str]:
+    """The arms of a run's data-scaling reference, U's first (training/protocols.py names them)."""
+    return [f"isolated-{q['k']}U" if q["k"] > 1 else "isolated"
+            for q in run["data_limited"]["reference"]]
+
+
+def on_reference(run: dict, ref: dict, where: str) -> dict:
+    """`run` with its arms placed on `ref`'s reference (the same seed's run of another set):
+    its own points beyond U give way to ref's. Refused unless both trained the same isolated
+    arm on U, which only the same seed, U and recipe do."""
+    if "data_limited" not in run or "data_limited" not in ref:
+        raise UserError(f"{where}: not a data-limited run (no data-scaling reference)")
+    if any(run["arms"]["isolated"][f"{w}_test_bpb"] != ref["arms"]["isolated"][f"{w}_test_bpb"]
+           for w in WHATS):
+        raise UserError(f"{where}: its isolated arm on U is not this set's (another seed, U or "
+                        f"recipe), so its curve cannot place these arms")
+    own, theirs = reference_names(run), reference_names(ref)
+    arms = {}
+    for name, arm in run["arms"].items():
+        if name == "isolated":
+            arms.update({n: ref["arms"][n] for n in theirs})
+        elif name not in own:
+            arms[name] = arm
+    return {**run, "arms": arms, "data_limited": place(ref["data_limited"]["reference"], arms,
+                                                      theirs)}
+
+
 def seed_list(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",")]
@@ -164,6 +197,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--table-only", action="store_true", help="read the finished seeds")
     parser.add_argument("--against", type=Path, help="another set of the same seeds (e.g. "
                         "before a tuning): each arm's paired lead over it")
+    parser.add_argument("--reference", type=Path, help="another set of the same seeds whose "
+                        "data-scaling reference places the arms (written to "
+                        "table-on-NAME.md)")
     return parser.parse_args()
 
 
@@ -179,14 +215,21 @@ def report(args: argparse.Namespace) -> None:
     if not dirs:
         sys.exit(f"no finished seed in {args.out}")
     runs = [read_results(d / "results.json", f"{d.name}'s results") for d in dirs]
+    placed_on = ""
+    if args.reference:
+        runs = [on_reference(run, read_results(args.reference / d.name / "results.json",
+                                               f"{args.reference / d.name}'s results"),
+                             str(args.reference / d.name)) for run, d in zip(runs, dirs)]
+        placed_on = f"; placed on the reference of {args.reference}"
     text = "\n".join([f"{len(runs)} seeds ({', '.join(d.name for d in dirs)}), test bpb mean ± "
-                      f"std; U'/U a mean over seeds ('>' or '<=': a bound in some seed)", "",
-                      table(runs), "", *verdict_lines(runs)])
+                      f"std; U'/U a mean over seeds ('>' or '<=': a bound in some seed)"
+                      f"{placed_on}", "", table(runs), "", *verdict_lines(runs)])
     if args.against:
         before = [read_results(args.against / d.name / "results.json",
                                f"{args.against / d.name}'s results") for d in dirs]
         text += "\n\n" + "\n".join(against_lines(runs, before, str(args.against)))
-    write_bytes_atomic(args.out / "table.md", (text + "\n").encode())
+    name = f"table-on-{args.reference.resolve().name}.md" if args.reference else "table.md"
+    write_bytes_atomic(args.out / name, (text + "\n").encode())
     print(text)
 
 

@@ -286,6 +286,45 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
     changed = [x for x in against.splitlines() if f"vs {tmp_path / 'before'}" in x]
     assert changed == [f"social mixture vs {tmp_path / 'before'}: +0.0100 bpb (per seed "
                        f"+0.0100, +0.0100; better in 2/2)"], changed
+    # --reference: the arms placed on another set's curve. On its own, the table it gives;
+    # on a curve whose points beyond U code lower, every arm placed there needs less data
+    def placed_on(reference: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, BENCHMARKS / "data_limited.py", "--out",
+                               tmp_path / "seeds", "--table-only", "--reference", reference],
+                              capture_output=True, text=True)
+    body = table.split("\n", 1)[1]
+    assert placed_on(tmp_path / "seeds").stdout.split("\n", 1)[1] == body
+    assert (tmp_path / "seeds" / "table-on-seeds.md").is_file()
+    longer = json.loads(json.dumps(a))
+    for q, name in zip(longer["data_limited"]["reference"][1:], ("isolated-2U", "isolated-4U")):
+        for what in ("best", "consensus", "mixture"):
+            q[f"{what}_test_bpb"] -= 0.05
+            longer["arms"][name][f"{what}_test_bpb"] -= 0.05
+    for seed in (1, 2):
+        (tmp_path / "longer" / f"seed-{seed}").mkdir(parents=True)
+        (tmp_path / "longer" / f"seed-{seed}" / "results.json").write_text(json.dumps(longer))
+    lower = placed_on(tmp_path / "longer")
+    assert lower.returncode == 0, lower.stderr
+    row = next(x for x in lower.stdout.splitlines() if x.startswith("| isolated-2U |"))
+    assert f"| {a['arms']['isolated-2U']['best_test_bpb'] - 0.05:.4f} ± 0.0000 |" in row
+    ours = {arm: a["data_limited"]["placed"][arm]["mixture"]["vs_single"]
+            for arm in ("social", "generation-2")}
+    there = {}
+    for arm in ours:
+        cells = next(x for x in lower.stdout.splitlines() if x.startswith(f"| {arm} |"))
+        there[arm] = float(cells.split("|")[-2].split("x")[0].strip().lstrip("<=>"))
+    # the lower curve: never more data, and less for an arm placed between its points
+    assert all(there[arm] <= round(k, 2) for arm, k in ours.items()), (ours, there)
+    assert any(there[arm] < round(k, 2) for arm, k in ours.items()), (ours, there)
+    other = json.loads(json.dumps(a))
+    other["arms"]["isolated"]["mixture_test_bpb"] += 0.01  # another seed's isolated arm on U
+    (tmp_path / "other" / "seed-1").mkdir(parents=True)
+    (tmp_path / "other" / "seed-1" / "results.json").write_text(json.dumps(other))
+    for where, says in ((tmp_path / "other", "isolated arm on U is not this set's"),
+                        (tmp_path / "nowhere", "nowhere")):
+        refused = placed_on(where)
+        assert refused.returncode != 0 and refused.stderr.count("\n") == 1, refused.stderr
+        assert says in refused.stderr and "Traceback" not in refused.stderr
     missing = subprocess.run([sys.executable, BENCHMARKS / "data_limited.py", "--out",
                               tmp_path / "seeds", "--table-only", "--against",
                               tmp_path / "nowhere"], capture_output=True, text=True)
