@@ -378,6 +378,13 @@ def test_the_reference_record_keeps_the_points_beyond_U_and_a_second_run_reads_t
         assert second["arms"][arm]["members"] == first["arms"][arm]["members"]
         assert not (tmp_path / "second" / "checkpoints" / arm).exists()  # not trained
     assert numbers(second)["social"] == numbers(first)["social"]
+    # a point's numbers are its own config's, not its grid's (why the key leaves the grid out):
+    # 4U trained in a grid without 2U, and without the record, is the same arm
+    alone = args[:args.index(f"compare.reference_record='{record}'") - 1] + ["--quiet"]
+    cli("compare", *alone, "--set", "compare.unique_multiples=[1, 4]", "--out", tmp_path / "grid")
+    grid = json.loads((tmp_path / "grid" / "results.json").read_text())
+    assert list(grid["arms"]) == ["social", "isolated", "isolated-4U"]
+    assert grid["arms"]["isolated-4U"]["members"] == first["arms"]["isolated-4U"]["members"]
     # the social arm's alpha and tau tuned against the same reference: read, not trained
     tuned = cli("compare", *args, "--set", "members.*.alpha=0.9", "--set", "members.*.tau=2.0",
                 "--out", tmp_path / "tuned")
