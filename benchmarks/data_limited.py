@@ -29,12 +29,10 @@ from pathlib import Path
 
 from multitudes.config.files import load
 from multitudes.errors import UserError
-from multitudes.evaluation.placement import place
+from multitudes.evaluation.placement import WHATS, place, reference_arm
 from multitudes.runs.checkpoint import write_bytes_atomic
 from multitudes.runs.results import read as read_results
 from multitudes.study.plan import member_seed
-
-WHATS = ("best", "consensus", "mixture")
 
 
 def seed_overrides(preset: str, seed: int) -> list[str]:
@@ -143,9 +141,8 @@ def against_lines(runs: list[dict], before: list[dict], label: str) -> list[str]
 
 
 def reference_names(run: dict) -> list[str]:
-    """The arms of a run's data-scaling reference, U's first (training/protocols.py names them)."""
-    return [f"isolated-{q['k']}U" if q["k"] > 1 else "isolated"
-            for q in run["data_limited"]["reference"]]
+    """The arms of a run's data-scaling reference, U's first."""
+    return [reference_arm(q["k"]) for q in run["data_limited"]["reference"]]
 
 
 def on_reference(run: dict, ref: dict, where: str) -> dict:

@@ -12,6 +12,11 @@ from multitudes.evaluation.curves import data_efficiency, power_law_fit
 WHATS = ("best", "consensus", "mixture")  # an arm's read-outs: its best member, uniform, dev-fit
 
 
+def reference_arm(k: int) -> str:
+    """The name of the reference's arm on k x U: the isolated arm itself on U."""
+    return f"isolated-{k}U" if k > 1 else "isolated"
+
+
 def reference_point(k: int, unique_bytes: int, arm: dict) -> dict:
     """One point of the curve: the isolated recipe on k x U, from its arm's results."""
     return {"k": k, "unique_bytes": unique_bytes, "epochs": arm["epochs"],

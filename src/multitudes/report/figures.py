@@ -10,6 +10,7 @@ import io
 import textwrap
 
 from multitudes.config.genome import family_of
+from multitudes.evaluation.placement import reference_arm
 
 FAMILY_COLOURS = {"gpt": "#1f77b4", "looped": "#9467bd", "lstm": "#d62728", "gru": "#2ca02c"}
 YARDSTICK_STYLES = {"gzip": ":", "bzip2": "-.", "xz": "--", "ppmd": (0, (6, 2, 1, 2, 1, 2))}
@@ -156,8 +157,7 @@ def _data_limited_plots(results: dict, plt) -> list[tuple[str, str]]:
     """Dev bpb against epochs for every arm, and the data-scaling curve with every arm on it."""
     d = results["data_limited"]
     U = d["reference"][0]["unique_bytes"]
-    unique = {"isolated" if q["k"] == 1 else f"isolated-{q['k']}U": q["unique_bytes"]
-              for q in d["reference"]}
+    unique = {reference_arm(q["k"]): q["unique_bytes"] for q in d["reference"]}
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for n, (arm, res) in enumerate(results["arms"].items()):
         trunk = [r for r in res.get("curve") or [] if "branch" not in r]

@@ -31,7 +31,7 @@ from multitudes.data.splits import check_trainable, load_splits
 from multitudes.errors import UserError
 from multitudes.evaluation.bpb import paired_gap
 from multitudes.evaluation.curves import crossing
-from multitudes.evaluation.placement import place, reference_point
+from multitudes.evaluation.placement import place, reference_arm, reference_point
 from multitudes.runs.files import RunFiles
 from multitudes.runs.results import SCHEMA
 from multitudes.population.elders import Elders
@@ -91,7 +91,7 @@ def plan_compare(cfg: RunConfig) -> list[ArmPlan]:
                          teacher="social" if g == 2 else f"generation-{g - 1}")
                  for g in range(2, cfg.compare.generations + 1)]
     return [replace(p, unique_bytes=U) for p in measured] + [
-        ArmPlan(f"isolated{f'-{k}U' if k > 1 else ''}", alone, reference_bytes(cfg, k),
+        ArmPlan(reference_arm(k), alone, reference_bytes(cfg, k),
                 role="reference", unique_bytes=k * U) for k in cfg.compare.unique_multiples
     ] + students
 
