@@ -70,6 +70,24 @@ def test_a_sick_member_is_reset_and_the_others_hear_only_the_healthy(poison, rea
     assert sick.steps == 1
 
 
+@pytest.mark.parametrize("poison, reason", [(poison_weights, "non-finite logits"),
+                                            (poison_gradients, "non-finite gradients")])
+def test_a_sick_member_that_hears_no_one_is_reset_and_the_others_step_as_alone(poison, reason):
+    """The channel closed (the isolated arm), each member reads and learns in one go: the sick
+    one is reborn all the same, and the others step exactly as they would without it."""
+    pop, others = make_pop(GENOMES, channel="none"), make_pop(GENOMES[1:], channel="none")
+    poison(pop.members[0])
+    stats = pop.step(batches(1)[0])
+    others.step(batches(1)[0])
+    assert [(e["member"], e["reason"]) for e in pop.events] == [("m0", reason)]
+    assert pop.members[0].resets == 1 and pop.members[0].steps == 0
+    assert np.isnan(stats.data_loss[0]) and np.isfinite(stats.data_loss[1:]).all()
+    for a, b in zip(pop.members[1:], others.members):
+        assert a.last_loss == b.last_loss
+        for p, q in zip(a.model.parameters(), b.model.parameters()):
+            assert torch.equal(p, q)
+
+
 def test_a_sick_speaker_says_nothing():
     pop = make_pop(GENOMES[:2], channel="logit", language_every=1, language_prompts=2,
                    language_prompt_length=8, language_length=8)

@@ -21,13 +21,13 @@ def genomes():
             tiny("gru", dropout=0.1, seed=3), tiny("looped", seed=4)]
 
 
-def trained(threads: int, side: bool, steps: int = 6) -> Population:
+def trained(threads: int, side: bool, steps: int = 6, channel: str = "logit") -> Population:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         members = [Member.create(f"m{i}", g, torch.device("cpu")) for i, g in
                    enumerate(genomes())]
-        pop = Population(members, SocialConfig(channel="logit", trust="fitness"),
+        pop = Population(members, SocialConfig(channel=channel, trust="fitness"),
                          TrainConfig(side_by_side=side), 100, torch.device("cpu"),
                          torch.Generator().manual_seed(0))
         for i, m in enumerate(pop.members):
@@ -42,11 +42,14 @@ def trained(threads: int, side: bool, steps: int = 6) -> Population:
         torch.set_num_threads(previous)
 
 
-def test_side_by_side_is_one_after_another_on_one_thread_bit_for_bit():
+@pytest.mark.parametrize("channel", ["logit", "none"])
+def test_side_by_side_is_one_after_another_on_one_thread_bit_for_bit(channel):
     """Two workers of one thread each do each member's arithmetic exactly as one thread does
-    it member after member, dropout masks included (each member's generator, not a shared one)."""
+    it member after member, dropout masks included (each member's generator, not a shared one).
+    With the channel closed (the isolated arm) a member reads and learns in one task."""
     assert side_by_side.workers_for(4, torch.device("cpu"), True) >= 1
-    side, alone = trained(threads=2, side=True), trained(threads=1, side=False)
+    side = trained(threads=2, side=True, channel=channel)
+    alone = trained(threads=1, side=False, channel=channel)
     for a, b in zip(side.members, alone.members):
         assert torch.equal(a.rng_state, b.rng_state), a.id
         assert a.steps == b.steps == 6 and a.last_loss == b.last_loss

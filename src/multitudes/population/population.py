@@ -186,18 +186,21 @@ class Population:
             stats.generated_bytes = self._speak(x)
 
         mine = self.mine()
-        logits = self._perceive(mine, x, continues)
-        # A sick member (non-finite thoughts) is heard by no one and reborn below.
-        healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
-        targets = self._consensus(logits, healthy) if self.listening else {}
-        if self.elders is not None:
-            targets = self._with_elders(targets, x, continues, mine)
-
-        # Each member learns on its own (side by side when it may); what it reports is
-        # gathered in the members' order, so the stats and resets read the same either way.
-        learned = side_by_side.each(
-            lambda i: self._learn(self.members[i], logits[i], y, targets.get(i), healthy[i]),
-            mine, self._workers(len(mine)))
+        if self.listening or self.elders is not None:
+            logits = self._perceive(mine, x, continues)
+            # A sick member (non-finite thoughts) is heard by no one and reborn below.
+            healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
+            targets = self._consensus(logits, healthy) if self.listening else {}
+            if self.elders is not None:
+                targets = self._with_elders(targets, x, continues, mine)
+            # Each member learns on its own (side by side when it may); what it reports is
+            # gathered in the members' order, so the stats and resets read the same either way.
+            learned = side_by_side.each(
+                lambda i: self._learn(self.members[i], logits[i], y, targets.get(i),
+                                      healthy[i]), mine, self._workers(len(mine)))
+        else:  # nobody to hear: each member reads and learns in one go, one wait per step
+            learned = side_by_side.each(lambda i: self._alone(i, x, y, continues), mine,
+                                        self._workers(len(mine)))
         for i, (losses, problem) in zip(mine, learned):
             m = self.members[i]
             if losses is not None:
@@ -226,18 +229,27 @@ class Population:
     def _perceive(self, mine: list[int], x: torch.Tensor, continues: bool
                   ) -> dict[int, torch.Tensor]:
         """Every member this rank owns reads the real bytes on its own: its logits (B, T, 256)."""
-        def read(i: int) -> torch.Tensor:
-            m = self.members[i]
-            m.model.train()
-            # Its dropout from its own stream, without racing the members beside it on
-            # torch's global generator (Member.draws).
-            with m.draws(), self.autocast():
-                if m.stateful:  # truncated BPTT: the state flows in, no gradient flows back
-                    z, state = m.model.decode(x, m.state if continues else None)
-                    m.state = detach_state(state)
-                    return z
-                return m.model(x)
-        return dict(zip(mine, side_by_side.each(read, mine, self._workers(len(mine)))))
+        return dict(zip(mine, side_by_side.each(lambda i: self._read(i, x, continues), mine,
+                                                self._workers(len(mine)))))
+
+    def _read(self, i: int, x: torch.Tensor, continues: bool) -> torch.Tensor:
+        """Member i's logits (B, T, 256) of the real bytes x."""
+        m = self.members[i]
+        m.model.train()
+        # Its dropout from its own stream, without racing the members beside it on torch's
+        # global generator (Member.draws).
+        with m.draws(), self.autocast():
+            if m.stateful:  # truncated BPTT: the state flows in, no gradient flows back
+                z, state = m.model.decode(x, m.state if continues else None)
+                m.state = detach_state(state)
+                return z
+            return m.model(x)
+
+    def _alone(self, i: int, x: torch.Tensor, y: torch.Tensor, continues: bool
+               ) -> tuple[social.MemberLoss | None, str | None]:
+        """Member i's whole step when it hears no one: `_perceive` and `_learn` for one member."""
+        z = self._read(i, x, continues)
+        return self._learn(self.members[i], z, y, None, bool(torch.isfinite(z).all()))
 
     def _learn(self, m: Member, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
                healthy: bool) -> tuple[social.MemberLoss | None, str | None]:
