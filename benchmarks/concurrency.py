@@ -2,8 +2,8 @@
 
 For each quick-preset member, the seconds of `--steps` training steps (forward, backward,
 clipping, AdamW; the quick recipe's 16 x 32 batches, state carried) three ways, in one run:
-alone on one thread, alone on every thread, and two copies at once in two threads of one
-thread each (the slower of the two). Then the population's ceiling: the members' one-thread
+alone on one thread, alone on every thread (on the main thread, as the plain loop runs), and
+two copies at once in two threads of one thread each (the slower of the two). Then the population's ceiling: the members' one-thread
 times split perfectly over the threads, against their all-thread times one after another.
 
     python benchmarks/concurrency.py [--steps 20]
@@ -32,6 +32,20 @@ def trainer(genome, device, data, grad_clip: float):
         step_all()
         return time.perf_counter() - start
     return run
+
+
+def on_main(run, threads: int) -> float:
+    """`run` on this (the main) thread at `threads` intra-op threads: where the plain loop and
+    a population stepped one after another run. Not in a spawned Python thread: there a member
+    on two intra-op threads ran up to 1.7x slower than on the main thread (BENCHMARKS.md), which
+    made this benchmark's ceiling read 2.1x where the population could gain 1.3x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        run()  # warm-up
+        return run()
+    finally:
+        torch.set_num_threads(before)
 
 
 def on_threads(runs, threads: int = 1) -> list[float]:
@@ -66,7 +80,7 @@ def main() -> None:
     one, every = [], []
     for g in cfg.members:
         alone = on_threads([trainer(g, device, data, cfg.train.grad_clip)])[0]
-        wide = on_threads([trainer(g, device, data, cfg.train.grad_clip)], threads)[0]
+        wide = on_main(trainer(g, device, data, cfg.train.grad_clip), threads)
         pair = max(on_threads([trainer(g, device, data, cfg.train.grad_clip) for _ in range(2)]))
         one.append(alone)
         every.append(wide)

@@ -8,8 +8,9 @@ The population rows: the quick population (K = 4, its logit channel and trust by
 two K = 8 cells of the scaling studies, every member's bytes per second of one
 `Population.step` against the same members stepped one after another by the plain loop (no
 channel), for each way the population can step: one after another, side by side (one thread
-per member, the default on a CPU), side by side in bf16 autocast (`train.precision`). Target
-(issue 25): >= 2x on 2 cores.
+per member, the default on a CPU), side by side with the channel closed (the isolated arm,
+whose members each read and learn in one task), side by side in bf16 autocast
+(`train.precision`). Target (issue 25): >= 2x on 2 cores.
 
     python benchmarks/throughput.py [--steps 20] [--repeats 3]
     python benchmarks/throughput.py --only limited   # one population's rows, no family table
@@ -89,12 +90,14 @@ def population_rows(name: str, cfg, device, steps: int, repeats: int) -> None:
     data = batches(steps, train.batch_size, cfg.members[0].context, sampling=train.sampling)
     k = len(cfg.members)
     nbytes = k * steps * data[0][0][:, 1:].numel()
-    ways = [("one after another", dict(side_by_side=False)),
-            ("side by side", dict(side_by_side=True)),
-            ("side by side, bf16", dict(side_by_side=True, precision="bf16"))]
-    for how, switches in ways:
+    closed = SocialConfig(channel="none")  # the isolated arm: each member reads and learns
+    ways = [("one after another", dict(side_by_side=False), cfg.social),  # in one task
+            ("side by side", dict(side_by_side=True), cfg.social),
+            ("side by side, channel closed", dict(side_by_side=True), closed),
+            ("side by side, bf16", dict(side_by_side=True, precision="bf16"), cfg.social)]
+    for how, switches, social in ways:
         members = [Member.create(f"m{i}", g, device) for i, g in enumerate(cfg.members)]
-        pop = Population(members, cfg.social, replace(train, **switches), 10**6, device)
+        pop = Population(members, social, replace(train, **switches), 10**6, device)
         plain = plain_loop(members, data, train.grad_clip, device)
         ours_bps, plain_bps = (nbytes / t for t in timed(pop_loop(pop, data), plain, repeats))
         print(f"{name:>26} {k:>2} {plain_bps:>10,.0f} {ours_bps:>10,.0f} "
