@@ -1,10 +1,11 @@
 """Members stepped side by side: one CPU thread each, instead of one after another on all.
 
-At the per-byte recipe's batch shape (16 x 32 bytes) a member's step gains little from a second
-intra-op thread, while two members on one thread each keep both cores busy (BENCHMARKS.md,
-"The population row"). The members of a step are independent until the consensus and again
-after it, so the population maps its per-member work over a pool of worker threads, each
-running torch ops on one intra-op thread. PyTorch releases the GIL inside its kernels, and the
+At the per-byte recipe's batch shape (16 x 32 bytes) a member's step gained 1.4-1.6x from a
+second intra-op thread (one day's reading), while two members on one thread each ran at nearly
+twice one's rate: side by side can gain about 1.27x on 2 cores (BENCHMARKS.md, "The population
+rows", `benchmarks/concurrency.py`). The members of a step are independent until the consensus
+and again after it (and throughout when they hear no one), so the population maps its
+per-member work over a pool of worker threads, each running torch ops on one intra-op thread. PyTorch releases the GIL inside its kernels, and the
 CPU autograd engine runs a backward pass on the thread that calls it, so a member's forward,
 backward and optimizer step all run on one thread from start to end.
 
