@@ -151,8 +151,13 @@ def on_reference(run: dict, ref: dict, where: str) -> dict:
     arm on U, which only the same seed, U and recipe do."""
     if "data_limited" not in run or "data_limited" not in ref:
         raise UserError(f"{where}: not a data-limited run (no data-scaling reference)")
-    if any(run["arms"]["isolated"][f"{w}_test_bpb"] != ref["arms"]["isolated"][f"{w}_test_bpb"]
-           for w in WHATS):
+    try:
+        differs = any(run["arms"]["isolated"][f"{w}_test_bpb"]
+                      != ref["arms"]["isolated"][f"{w}_test_bpb"] for w in WHATS)
+    except (KeyError, TypeError) as e:  # hand-edited, or not compare's
+        raise UserError(f"{where}: a results.json without the isolated arm's test scores "
+                        f"(missing {e}); not one that compare wrote") from None
+    if differs:
         raise UserError(f"{where}: its isolated arm on U is not this set's (another seed, U or "
                         f"recipe), so its curve cannot place these arms")
     own, theirs = reference_names(run), reference_names(ref)

@@ -322,8 +322,13 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
     (tmp_path / "other" / "seed-1" / "results.json").write_text(json.dumps(other))
     (tmp_path / "cut" / "seed-1").mkdir(parents=True)  # a truncated results.json there
     (tmp_path / "cut" / "seed-1" / "results.json").write_text('{"arms": ')
+    armless = json.loads(json.dumps(a))
+    del armless["arms"]["isolated"]  # hand-edited: no isolated arm to compare on U
+    (tmp_path / "armless" / "seed-1").mkdir(parents=True)
+    (tmp_path / "armless" / "seed-1" / "results.json").write_text(json.dumps(armless))
     for where, says in ((tmp_path / "other", "isolated arm on U is not this set's"),
-                        (tmp_path / "nowhere", "nowhere"), (tmp_path / "cut", "cut")):
+                        (tmp_path / "nowhere", "nowhere"), (tmp_path / "cut", "cut"),
+                        (tmp_path / "armless", "without the isolated arm")):
         refused = placed_on(where)
         assert refused.returncode != 0 and refused.stderr.count("\n") == 1, refused.stderr
         assert says in refused.stderr and "Traceback" not in refused.stderr
