@@ -21,13 +21,20 @@ def genomes():
             tiny("gru", dropout=0.1, seed=3), tiny("looped", seed=4)]
 
 
-def trained(threads: int, side: bool, steps: int = 6, channel: str = "logit") -> Population:
+# every member speaks every other step and reads 3 of its peers' texts at every step
+LANGUAGE = dict(language_every=2, language_prompts=2, language_prompt_length=8,
+                language_length=8, language_batch=3, beta=0.5)
+
+
+def trained(threads: int, side: bool, steps: int = 6, channel: str = "logit",
+            language: bool = False) -> Population:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         members = [Member.create(f"m{i}", g, torch.device("cpu")) for i, g in
                    enumerate(genomes())]
-        pop = Population(members, SocialConfig(channel=channel, trust="fitness"),
+        pop = Population(members, SocialConfig(channel=channel, trust="fitness",
+                                      **(LANGUAGE if language else {})),
                          TrainConfig(side_by_side=side), 100, torch.device("cpu"),
                          torch.Generator().manual_seed(0))
         for i, m in enumerate(pop.members):
@@ -42,14 +49,18 @@ def trained(threads: int, side: bool, steps: int = 6, channel: str = "logit") ->
         torch.set_num_threads(previous)
 
 
-@pytest.mark.parametrize("channel", ["logit", "none"])
-def test_side_by_side_is_one_after_another_on_one_thread_bit_for_bit(channel):
+@pytest.mark.parametrize("channel, language", [("logit", False), ("none", False),
+                                               ("logit", True), ("none", True)])
+def test_side_by_side_is_one_after_another_on_one_thread_bit_for_bit(channel, language):
     """Two workers of one thread each do each member's arithmetic exactly as one thread does
     it member after member, dropout masks included (each member's generator, not a shared one).
-    With the channel closed (the isolated arm) a member reads and learns in one task."""
+    With the channel closed (the isolated arm) a member reads and learns in one task; with the
+    language channel open the texts each reads are drawn before the members learn."""
     assert side_by_side.workers_for(4, torch.device("cpu"), True) >= 1
-    side = trained(threads=2, side=True, channel=channel)
-    alone = trained(threads=1, side=False, channel=channel)
+    side = trained(threads=2, side=True, channel=channel, language=language)
+    alone = trained(threads=1, side=False, channel=channel, language=language)
+    if language:
+        assert len(side.culture.texts) > 0 and side.generated_bytes == alone.generated_bytes
     for a, b in zip(side.members, alone.members):
         assert torch.equal(a.rng_state, b.rng_state), a.id
         assert a.steps == b.steps == 6 and a.last_loss == b.last_loss

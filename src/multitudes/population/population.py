@@ -186,19 +186,25 @@ class Population:
             stats.generated_bytes = self._speak(x)
 
         mine = self.mine()
-        if self.listening or self.elders is not None:
+        reads_texts = bool(self.social.language_every and self.social.beta > 0)
+        if self.listening or self.elders is not None or reads_texts:
             logits = self._perceive(mine, x, continues)
             # A sick member (non-finite thoughts) is heard by no one and reborn below.
             healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
             targets = self._consensus(logits, healthy) if self.listening else {}
             if self.elders is not None:
                 targets = self._with_elders(targets, x, continues, mine)
+            # The peers' texts each healthy member reads, drawn here from the one shared
+            # generator in the members' order, so that the members may then learn side by side.
+            texts = {i: self.culture.sample(self.members[i].id, self.social.language_batch,
+                                            self.generator) if reads_texts and healthy[i]
+                     else [] for i in mine}
             # Each member learns on its own (side by side when it may); what it reports is
             # gathered in the members' order, so the stats and resets read the same either way.
             learned = side_by_side.each(
                 lambda i: self._learn(self.members[i], logits[i], y, targets.get(i),
-                                      healthy[i]), mine, self._workers(len(mine)))
-        else:  # nobody to hear: each member reads and learns in one go, one wait per step
+                                      healthy[i], texts[i]), mine, self._workers(len(mine)))
+        else:  # nobody to hear or read: each member reads and learns in one go, one wait a step
             learned = side_by_side.each(lambda i: self._alone(i, x, y, continues), mine,
                                         self._workers(len(mine)))
         for i, (losses, problem) in zip(mine, learned):
@@ -220,11 +226,8 @@ class Population:
         return stats
 
     def _workers(self, members: int) -> int:
-        """Threads to step `members` members on: side by side (side_by_side.py) unless the
-        language channel is open, whose texts every listener draws from the one shared
-        generator in the members' order."""
-        return side_by_side.workers_for(
-            members, self.device, self.train.side_by_side and not self.social.language_every)
+        """Threads to step `members` members on: side by side (side_by_side.py) where allowed."""
+        return side_by_side.workers_for(members, self.device, self.train.side_by_side)
 
     def _perceive(self, mine: list[int], x: torch.Tensor, continues: bool
                   ) -> dict[int, torch.Tensor]:
@@ -249,28 +252,27 @@ class Population:
                ) -> tuple[social.MemberLoss | None, str | None]:
         """Member i's whole step when it hears no one: `_perceive` and `_learn` for one member."""
         z = self._read(i, x, continues)
-        return self._learn(self.members[i], z, y, None, bool(torch.isfinite(z).all()))
+        return self._learn(self.members[i], z, y, None, bool(torch.isfinite(z).all()), [])
 
     def _learn(self, m: Member, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
-               healthy: bool) -> tuple[social.MemberLoss | None, str | None]:
+               healthy: bool, texts: list) -> tuple[social.MemberLoss | None, str | None]:
         """Member m's losses and optimizer step; the problem that makes it sick, if any."""
         if not healthy:
             return None, "non-finite logits"
-        losses = self._losses(m, z, y, target)
+        losses = self._losses(m, z, y, target, texts)
         m.flops += m.flops_per_byte * y.numel()
         return losses, self._update(m, losses.total(m.alpha, self.social.beta))
 
     def _losses(self, m: Member, z: torch.Tensor, y: torch.Tensor,
-                target: torch.Tensor | None) -> social.MemberLoss:
+                target: torch.Tensor | None, texts: list) -> social.MemberLoss:
         """What member m learns from this step: the bytes, the consensus it hears (when it
-        listens), and the peers' texts it reads (language channel); social.py's losses."""
+        listens), and the peers' `texts` it reads (language channel); social.py's losses."""
         losses = social.MemberLoss(social.data_loss(z, y))
         if target is not None and m.alpha > 0:
             losses.listen = social.listen_loss(z, target, m.genome.tau)
-        texts = (self.culture.sample(m.id, self.social.language_batch, self.generator)
-                 if self.social.language_every and self.social.beta > 0 else [])
         if texts:
-            with m.rng_scope(), self.autocast():
+            # its dropout from its own stream, as in its forward on the bytes (Member.draws)
+            with m.draws(), self.autocast():
                 losses.language = social.language_loss(m.model, texts, self.device)
             m.flops += m.flops_per_byte * sum(len(t.tokens) - 1 for t in texts)
         return losses
