@@ -5,9 +5,10 @@ second intra-op thread (one day's reading), while two members on one thread each
 twice one's rate: side by side can gain about 1.27x on 2 cores (BENCHMARKS.md, "The population
 rows", `benchmarks/concurrency.py`). The members of a step are independent until the consensus
 and again after it (and throughout when they hear no one), so the population maps its
-per-member work over a pool of worker threads, each running torch ops on one intra-op thread. PyTorch releases the GIL inside its kernels, and the
-CPU autograd engine runs a backward pass on the thread that calls it, so a member's forward,
-backward and optimizer step all run on one thread from start to end.
+per-member work over a pool of worker threads, each running torch ops on one intra-op thread.
+PyTorch releases the GIL inside its kernels, and the CPU autograd engine runs a backward pass on
+the thread that calls it, so a member's forward, backward and optimizer step all run on one
+thread from start to end.
 
 Numbers: a member's arithmetic is the same whichever worker runs it (one thread each), so a
 run is reproducible bit for bit. It is not bit-identical to the same run stepped one after
