@@ -169,3 +169,18 @@ def test_a_rank_counts_only_the_members_it_owns():
         assert pop.scoring_workers(len(pop.members)) == 2
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("channel, waits", [("none", 1), ("logit", 2)])
+def test_a_member_that_hears_no_one_steps_in_one_task(monkeypatch, channel, waits):
+    """The isolated arm's step is one task a member (one wait a step); a listening step waits
+    twice: for every member's thoughts before the consensus, then for their learning."""
+    calls = []
+    real_each = side_by_side.each
+
+    def counted(fn, items, workers):
+        calls.append(len(items))
+        return real_each(fn, items, workers)
+    monkeypatch.setattr(side_by_side, "each", counted)
+    trained(threads=2, side=True, steps=3, channel=channel)
+    assert calls == [4] * (3 * waits)
