@@ -3,8 +3,9 @@
 For each quick-preset member, the seconds of `--steps` training steps (forward, backward,
 clipping, AdamW; the quick recipe's 16 x 32 batches, state carried) three ways, in one run:
 alone on one thread, alone on every thread (on the main thread, as the plain loop runs), and
-two copies at once in two threads of one thread each (the slower of the two). Then the population's ceiling: the members' one-thread
-times split perfectly over the threads, against their all-thread times one after another.
+two copies at once in two threads of one thread each (the slower of the two). Then the
+population's ceiling: the members' one-thread times split perfectly over the threads, against
+their all-thread times one after another.
 
     python benchmarks/concurrency.py [--steps 20]
 """
@@ -37,8 +38,8 @@ def trainer(genome, device, data, grad_clip: float):
 def on_main(run, threads: int) -> float:
     """`run` on this (the main) thread at `threads` intra-op threads: where the plain loop and
     a population stepped one after another run. Not in a spawned Python thread: there a member
-    on two intra-op threads ran up to 1.7x slower than on the main thread (BENCHMARKS.md), which
-    made this benchmark's ceiling read 2.1x where the population could gain 1.3x."""
+    on two intra-op threads ran 1.2-1.8x slower than on the main thread (BENCHMARKS.md), which
+    made this benchmark's ceiling read 1.98-2.13x where, read here, it was 1.27x."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

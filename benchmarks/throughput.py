@@ -90,8 +90,8 @@ def population_rows(name: str, cfg, device, steps: int, repeats: int) -> None:
     data = batches(steps, train.batch_size, cfg.members[0].context, sampling=train.sampling)
     k = len(cfg.members)
     nbytes = k * steps * data[0][0][:, 1:].numel()
-    closed = SocialConfig(channel="none")  # the isolated arm: each member reads and learns
-    ways = [("one after another", dict(side_by_side=False), cfg.social),  # in one task
+    closed = SocialConfig(channel="none")  # the isolated arm: a member's step is one task
+    ways = [("one after another", dict(side_by_side=False), cfg.social),
             ("side by side", dict(side_by_side=True), cfg.social),
             ("side by side, channel closed", dict(side_by_side=True), closed),
             ("side by side, bf16", dict(side_by_side=True, precision="bf16"), cfg.social)]
