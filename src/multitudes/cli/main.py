@@ -283,17 +283,19 @@ def _terminate(signum, frame):
 
 
 
-def _leave_without_teardown(code: int) -> None:
-    """Exit now, after a peer rank was lost and the one line said. With a dead peer, gloo's
-    threads torn down at the interpreter's exit abort the process about one time in ten
-    ("terminate called without an active exception", exit 134, after the line); everything
-    worth keeping is on disk already (checkpoints and milestones are written atomically and
-    closed), so the exit skips the teardown."""
-    from multitudes.runs import distributed
-    distributed.disconnect(wait_for_peers=False)
+def _leave_without_teardown(stopping: BaseException | None) -> None:
+    """A rank that stops unfinished with its one line said (a lost peer, SIGTERM from torchrun,
+    Ctrl-C, an error) exits now, with the code it was exiting with. With a peer dead or
+    stopping, gloo's threads torn down at the interpreter's exit abort the process about one
+    time in ten ("terminate called without an active exception", exit 134, after the line);
+    everything worth keeping is on disk already (checkpoints and milestones are written
+    atomically and closed), so the exit skips the teardown. Anything but a SystemExit (a bug's
+    traceback, still to be printed) goes on as usual."""
+    if not isinstance(stopping, SystemExit):
+        return
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    os._exit(stopping.code if isinstance(stopping.code, int) else 1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -311,8 +313,6 @@ def main(argv: list[str] | None = None) -> None:
         finished = True
     except UserError as e:
         click.echo(f"multitudes: error: {e}", err=True)
-        if type(e).__name__ == "PeerLost":
-            _leave_without_teardown(2)
         sys.exit(2)
     except click.exceptions.Abort:  # click's form of Ctrl-C
         click.echo(f"multitudes: interrupted{resume_hint.kept()}", err=True)
@@ -346,3 +346,5 @@ def main(argv: list[str] | None = None) -> None:
         joined = sys.modules.get("multitudes.runs.distributed")  # imported only by runs that train
         if joined is not None:  # after a failure no peer is waited for: one may be dead
             joined.disconnect(wait_for_peers=finished)
+            if not finished and joined.world_size_from_env() > 1:
+                _leave_without_teardown(sys.exc_info()[1])  # the SystemExit under way
