@@ -138,7 +138,7 @@ def scored(threads: int, side: bool, tmp_path) -> tuple[dict, dict]:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        assert pop.scoring_workers(4) == (threads if side else 1)
+        assert pop.workers(4) == (threads if side else 1)
         row = scoring.dev_row(pop, {"epochs": 1.0})
         milestone = scoring.milestone(pop, "arm", "arm", RunFiles(tmp_path / f"{threads}"), 1.0)
     finally:
@@ -165,8 +165,8 @@ def test_a_rank_counts_only_the_members_it_owns():
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert pop.scoring_workers(len(pop.mine())) == 1
-        assert pop.scoring_workers(len(pop.members)) == 2
+        assert pop.workers(len(pop.mine())) == 1
+        assert pop.workers(len(pop.members)) == 2
     finally:
         torch.set_num_threads(previous)
 

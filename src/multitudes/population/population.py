@@ -145,18 +145,19 @@ class Population:
         return merged
 
     def each_owned(self, fn) -> dict[int, object]:
-        """{index: fn(member)} for every member this rank owns, side by side where the step
-        is (scoring: one thread per member gives the same numbers as two threads on one)."""
+        """{index: fn(member)} for every member this rank owns, side by side where allowed
+        (one thread per member gives the same numbers as one thread for all)."""
         mine = self.mine()
         return dict(zip(mine, side_by_side.each(lambda i: fn(self.members[i]), mine,
-                                                self.scoring_workers(len(mine)))))
+                                                self.workers(len(mine)))))
 
     def mine(self) -> list[int]:
         """The indices of the members this rank owns (all of them in one process)."""
         return [i for i, m in enumerate(self.members) if self.owns(m)]
 
-    def scoring_workers(self, members: int) -> int:
-        """Threads to score `members` members on (no draws: the language channel is no bar)."""
+    def workers(self, members: int) -> int:
+        """Threads to step or score `members` members on: side by side (side_by_side.py) where
+        allowed."""
         return side_by_side.workers_for(members, self.device, self.train.side_by_side)
 
     @property
@@ -188,7 +189,7 @@ class Population:
         mine = self.mine()
         reads_texts = bool(self.social.language_every and self.social.beta > 0)
         if self.listening or self.elders is not None or reads_texts:
-            logits = self._perceive(mine, x, continues)
+            logits = self._perceive(x, continues)
             # A sick member (non-finite thoughts) is heard by no one and reborn below.
             healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
             targets = self._consensus(logits, healthy) if self.listening else {}
@@ -203,10 +204,10 @@ class Population:
             # gathered in the members' order, so the stats and resets read the same either way.
             learned = side_by_side.each(
                 lambda i: self._learn(self.members[i], logits[i], y, targets.get(i),
-                                      healthy[i], texts[i]), mine, self._workers(len(mine)))
+                                      healthy[i], texts[i]), mine, self.workers(len(mine)))
         else:  # nobody to hear or read: each member reads and learns in one go, one wait a step
             learned = side_by_side.each(lambda i: self._alone(i, x, y, continues), mine,
-                                        self._workers(len(mine)))
+                                        self.workers(len(mine)))
         for i, (losses, problem) in zip(mine, learned):
             m = self.members[i]
             if losses is not None:
@@ -225,19 +226,12 @@ class Population:
         self.generated_bytes += stats.generated_bytes
         return stats
 
-    def _workers(self, members: int) -> int:
-        """Threads to step `members` members on: side by side (side_by_side.py) where allowed."""
-        return side_by_side.workers_for(members, self.device, self.train.side_by_side)
-
-    def _perceive(self, mine: list[int], x: torch.Tensor, continues: bool
-                  ) -> dict[int, torch.Tensor]:
+    def _perceive(self, x: torch.Tensor, continues: bool) -> dict[int, torch.Tensor]:
         """Every member this rank owns reads the real bytes on its own: its logits (B, T, 256)."""
-        return dict(zip(mine, side_by_side.each(lambda i: self._read(i, x, continues), mine,
-                                                self._workers(len(mine)))))
+        return self.each_owned(lambda m: self._read(m, x, continues))
 
-    def _read(self, i: int, x: torch.Tensor, continues: bool) -> torch.Tensor:
-        """Member i's logits (B, T, 256) of the real bytes x."""
-        m = self.members[i]
+    def _read(self, m: Member, x: torch.Tensor, continues: bool) -> torch.Tensor:
+        """Member m's logits (B, T, 256) of the real bytes x."""
         m.model.train()
         # Its dropout from its own stream, without racing the members beside it on torch's
         # global generator (Member.draws).
@@ -251,8 +245,9 @@ class Population:
     def _alone(self, i: int, x: torch.Tensor, y: torch.Tensor, continues: bool
                ) -> tuple[social.MemberLoss | None, str | None]:
         """Member i's whole step when it hears no one: `_perceive` and `_learn` for one member."""
-        z = self._read(i, x, continues)
-        return self._learn(self.members[i], z, y, None, bool(torch.isfinite(z).all()), [])
+        m = self.members[i]
+        z = self._read(m, x, continues)
+        return self._learn(m, z, y, None, bool(torch.isfinite(z).all()), [])
 
     def _learn(self, m: Member, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
                healthy: bool, texts: list) -> tuple[social.MemberLoss | None, str | None]:

@@ -73,7 +73,7 @@ class Scoring:
         """
         # One sync brings both the scores and every member's counters (train FLOPs). Members
         # scored side by side draw no progress bars (they would overwrite each other's).
-        bars = self.progress and pop.scoring_workers(len(pop.mine())) == 1
+        bars = self.progress and pop.workers(len(pop.mine())) == 1
         scored = pop.sync(pop.each_owned(
             lambda m: self._score(m, arm, label, files, pop.real_bytes, bars)))
         members = [scored[i][0] for i in range(len(pop.members))]
