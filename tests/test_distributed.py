@@ -213,11 +213,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ranks_stopped_by_sigterm_each_say_one_line_and_exit_143(tmp_path):
-    """torchrun stops its ranks with SIGTERM: each says one line and exits 143, the checkpoint
-    kept. Without `_leave_without_teardown` gloo's teardown aborted one rank of a pair (exit
-    134) in about 1 of 12 runs of these commands by hand, so this catches that only sometimes."""
-    run, port = tmp_path / "run", _free_port()
+def _two_ranks_by_hand(run) -> list[subprocess.Popen]:
+    """Two ranks of a debug train started by hand (as torchrun's agent would, without its
+    clean-up), returned once rank 1 has written its first checkpoint."""
+    port = _free_port()
     args = [sys.executable, "-m", "multitudes", "train", "--preset", "debug", "--quiet",
             "--out", str(run), "--set", "train.real_bytes=262144",
             "--set", "distributed.timeout=30"]
@@ -228,6 +227,15 @@ def test_ranks_stopped_by_sigterm_each_say_one_line_and_exit_143(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not list((run / "checkpoints").glob("*/rank1/step*")):
         time.sleep(0.05)
+    return ranks
+
+
+def test_ranks_stopped_by_sigterm_each_say_one_line_and_exit_143(tmp_path):
+    """torchrun stops its ranks with SIGTERM: each says one line and exits 143, the checkpoint
+    kept. Without `_leave_without_teardown` gloo's teardown aborted one rank of a pair (exit
+    134) in about 1 of 12 runs of these commands by hand, so this catches that only sometimes."""
+    run = tmp_path / "run"
+    ranks = _two_ranks_by_hand(run)
     for rank in ranks:
         rank.send_signal(signal.SIGTERM)
     for rank in ranks:
@@ -241,17 +249,7 @@ def test_ranks_stopped_by_sigterm_each_say_one_line_and_exit_143(tmp_path):
 def test_a_dead_rank_stops_the_others_with_one_line(tmp_path):
     """Ranks started by hand (as torchrun's agent would, without its clean-up): rank 1 is
     killed; rank 0 must stop with one line and a non-zero exit, not hang."""
-    run, port = tmp_path / "run", _free_port()
-    args = [sys.executable, "-m", "multitudes", "train", "--preset", "debug", "--quiet",
-            "--out", str(run), "--set", "train.real_bytes=262144",
-            "--set", "distributed.timeout=30"]
-    ranks = [subprocess.Popen(args, env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
-                                             MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for r in range(2)]
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((run / "checkpoints").glob("*/rank1/step*")):
-        time.sleep(0.05)
+    ranks = _two_ranks_by_hand(tmp_path / "run")
     ranks[1].kill()
     start = time.time()
     _, err = ranks[0].communicate(timeout=90)
