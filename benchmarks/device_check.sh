@@ -3,6 +3,10 @@
 #
 #     bash benchmarks/device_check.sh [OUT_DIR]        # default: $OUT, else runs/device-check
 #
+# 0. what it needs: the package from this checkout (src/ when it is not installed) and the
+#    project's dependencies; a machine without network gets those it lacks from wheels brought
+#    in WHEELS (default .whl/, made here by `bash benchmarks/device_wheels.sh`), installed into a
+#    temporary folder; still missing, it says which in one line and stops (exit 1)
 # 1. the machine: nvidia-smi, torch, CUDA, bf16
 # 2. the CUDA-marked tests (tests/test_cuda.py: device chosen, bf16 autocast, checkpoints and
 #    resume on the GPU, a data-limited compare with every arm)
@@ -32,21 +36,52 @@ part() {  # part NAME SECONDS COMMAND...: run it with a time limit, keep its out
     tail -n 25 "$out/$name.txt"
 }
 
-part machine 60 bash -c 'nvidia-smi || true; python -c "
+python=${PYTHON:-python3}
+missing() {  # the modules of the package and its dependencies that do not import
+    "$python" -c "
+import importlib
+names = ['multitudes', 'torch', 'numpy', 'click', 'tqdm', 'matplotlib', 'safetensors',
+         'tensorboardX', 'pyppmd', 'constriction']
+gone = []
+for name in names:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        gone.append(name)
+print(' '.join(gone))"
+}
+if [[ " $(missing) " == *" multitudes "* ]]; then  # a checkout, not installed: run it from src/
+    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+fi
+wheels=${WHEELS:-.whl}
+if [[ -n "$(missing)" ]] && compgen -G "$wheels/*.whl" > /dev/null; then
+    site=$(mktemp -d)
+    "$python" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheels"/*.whl
+    export PYTHONPATH="$site:$PYTHONPATH"
+fi
+gone=$(missing)
+if [[ -n "$gone" ]]; then
+    echo "dependencies: missing $gone (bring their wheels: bash benchmarks/device_wheels.sh)" \
+        | tee -a "$summary" >&2
+    exit 1
+fi
+echo "dependencies: every one imports" >> "$summary"
+
+part machine 60 bash -c 'nvidia-smi || true; "'"$python"'" -c "
 import torch
 print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"available\", torch.cuda.is_available())
 if torch.cuda.is_available():
     print(torch.cuda.get_device_name(0), \"bf16\", torch.cuda.is_bf16_supported())
 "'
 
-if ! python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+if ! "$python" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "no CUDA device: the GPU parts (tests, throughput, compare) are skipped" | tee -a "$summary"
     exit 0
 fi
 
-part cuda-tests 240 python -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py
-part throughput 120 python benchmarks/throughput.py --steps 30 --repeats 3
-part compare 240 python -m multitudes compare --preset enwik8 --out "$out/compare-run" --force \
+part cuda-tests 240 "$python" -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py
+part throughput 120 "$python" benchmarks/throughput.py --steps 30 --repeats 3
+part compare 240 "$python" -m multitudes compare --preset enwik8 --out "$out/compare-run" --force \
     --quiet --set 'data.corpus="sample"' --set 'regime="data-limited"' \
     --set data.unique_bytes=262144 --set train.real_bytes=2097152 --set train.eval_every=16 \
     --set train.checkpoint_every=32 --set train.dev_bytes=65536 --set 'members.*.warmup=8' \

@@ -1,6 +1,7 @@
 """benchmarks/device_check.sh, as far as a CPU allows: it runs, says what it skips, and the
 enwik8-shaped compare it would start on a GPU is a valid, runnable config."""
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -19,8 +20,26 @@ def test_the_device_check_runs_and_skips_the_gpu_parts_cleanly(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = (tmp_path / "summary.txt").read_text()
     assert "machine: exit 0" in summary
+    assert "dependencies: every one imports" in summary
     if not torch.cuda.is_available():
         assert "the GPU parts (tests, throughput, compare) are skipped" in summary
+
+
+def test_the_device_check_names_a_missing_dependency_in_one_line_and_stops(tmp_path):
+    """A machine whose image lacks a dependency and was brought no wheel for it: one line that
+    names it and the script that brings wheels, exit 1, before any part runs."""
+    shadow = tmp_path / "shadow" / "constriction"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('not on this machine')\n")
+    env = {**os.environ, "PYTHONPATH": str(shadow.parent), "WHEELS": str(tmp_path / "none")}
+    result = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "out")], capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert result.returncode == 1
+    line = "dependencies: missing constriction (bring their wheels: " \
+           "bash benchmarks/device_wheels.sh)"
+    assert result.stderr.strip() == line
+    assert (tmp_path / "out" / "summary.txt").read_text().strip() == line
+    assert not (tmp_path / "out" / "machine.txt").exists()
 
 
 def test_the_device_checks_compare_is_a_valid_enwik8_shaped_config():
@@ -33,3 +52,13 @@ def test_the_device_checks_compare_is_a_valid_enwik8_shaped_config():
     check_runnable(cfg, "compare")
     names = [p.name for p in plan_compare(cfg)]
     assert {"social", "isolated", "distilled", "distilled-ensemble"} <= set(names)
+
+
+def test_the_wheels_script_refuses_a_package_not_installed_here(tmp_path):
+    wheels = Path(__file__).parent.parent / "benchmarks" / "device_wheels.sh"
+    result = subprocess.run(["bash", str(wheels), "3.12", str(tmp_path / "w"), "no-such-pkg"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("device_wheels.sh: no-such-pkg is not installed here "
+                                     "(activate the project venv)")
+    assert not (tmp_path / "w").exists()
