@@ -243,3 +243,55 @@ def test_a_crafted_or_extended_archive_is_one_line_before_decoding(run, tmp_path
         assert lines[0].startswith("multitudes: error:") and "Traceback" not in result.stderr
         assert "checkpoint is kept" not in lines[0], name
     assert not (tmp_path / "x").exists()
+
+
+def test_an_archive_from_another_build_device_thread_count_or_gpu_is_one_line(run, tmp_path):
+    """What the decoder's arithmetic must share with the encoder's, refused up front: the torch
+    build, the device, the thread count, the GPU's model (an archive from before the GPU's model
+    was recorded has none, as a CPU's has)."""
+    src, mtz = tmp_path / "in", tmp_path / "in.mtz"
+    src.write_bytes(b"I am large, I contain multitudes. " * 10)
+    compress_file(src, mtz, run, progress=False, lanes=4)
+    header = _header(mtz)
+    assert header["gpu"] is None and header["device"] == "cpu"
+    changes = {"torch": "0.0.1", "device": "cuda", "threads": header["threads"] + 1,
+               "gpu": "NVIDIA H100 80GB HBM3"}
+    for key, value in changes.items():
+        path = tmp_path / f"{key}.mtz"
+        path.write_bytes(_rewrite(mtz, lambda h, k=key, v=value: {**h, k: v}))
+        result = cli("decompress", path, "-o", tmp_path / "x", "--quiet")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, (key, result.stderr)
+        assert f"was coded with {key} {value}, this process has {header[key]}" in lines[0]
+    assert not (tmp_path / "x").exists()
+    without = tmp_path / "without.mtz"
+    without.write_bytes(_rewrite(mtz, lambda h: {k: v for k, v in h.items() if k != "gpu"}))
+    decompress_file(without, tmp_path / "back", progress=False)
+    assert (tmp_path / "back").read_bytes() == src.read_bytes()
+
+
+def _header(path):
+    import json
+    import struct
+    import zlib
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<I", blob[4:8])
+    return json.loads(zlib.decompress(blob[8:8 + n]))
+
+
+def test_coding_on_cuda_takes_the_deterministic_kernels_and_gives_them_back(monkeypatch):
+    """What `_same_kernels` sets for CUDA (it needs no GPU to set it) and restores after; the
+    CPU's coding runs as it did."""
+    import torch
+    from multitudes.coding.archive import _same_kernels
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    with _same_kernels("cpu"):
+        assert not torch.are_deterministic_algorithms_enabled()
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    with pytest.raises(KeyError):
+        with _same_kernels("cuda"):
+            assert torch.are_deterministic_algorithms_enabled()
+            assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+            raise KeyError("a failure inside gives the kernels back too")
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -63,3 +63,21 @@ def test_a_data_limited_compare_with_every_arm_runs_on_the_gpu(tmp_path):
         "--out", out, "--quiet")
     results = json.loads((out / "results.json").read_text())
     assert {"social", "isolated", "distilled", "distilled-ensemble"} <= set(results["arms"])
+
+
+def test_archives_coded_on_the_gpu_decode_to_the_original(tmp_path):
+    """Offline (a trained member's predictions) and online (a population training as it codes):
+    the decoder must reproduce the encoder's probabilities bit for bit, which on CUDA takes the
+    deterministic kernels (coding/archive.py) and, online, a training replayed exactly."""
+    run = tmp_path / "run"
+    cli("train", "--preset", "debug", "--out", run, "--quiet")
+    src = tmp_path / "page.txt"
+    src.write_bytes(b"<page><title>Anarchism</title><text>Anarchism is a political philosophy "
+                    b"that advocates self-governed societies. " * 40)
+    for name, how in {"offline": ["--run", run],
+                      "online": ["--online", "--preset", "debug", "--set", "train.batch_size=4",
+                                 "--set", "members.*.context=16"]}.items():
+        archive, back = tmp_path / f"{name}.mtz", tmp_path / f"{name}.txt"
+        cli("compress", src, "-o", archive, *how, "--quiet")
+        cli("decompress", archive, "-o", back, "--quiet")
+        assert back.read_bytes() == src.read_bytes(), name

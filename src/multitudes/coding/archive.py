@@ -7,8 +7,9 @@ The archive (`.mtz`) is a proof of a bits-per-byte figure: `MTZ1`, a 4-byte head
 zlib-compressed JSON header, then the range coder's 32-bit words. The header records what
 decoding needs and what must match for the decoder's probabilities to be the encoder's bit for
 bit: the member checkpoints (by path and sha256) or the online config, the lanes, the torch
-build, the device and the thread count; and the original's length and sha256, checked after
-decoding. A mismatch is refused up front in one line rather than discovered as garbage.
+build, the device, the thread count and the GPU's model (on CUDA, coded with deterministic
+kernels); and the original's length and sha256, checked after decoding. A mismatch is refused
+up front in one line rather than discovered as garbage.
 """
 
 from __future__ import annotations
@@ -60,10 +61,32 @@ def members_of(run: Path, arm: str | None, member: str | None) -> list[Path]:
 
 
 def _environment() -> dict:
-    """What the decoder's arithmetic must share with the encoder's."""
+    """What the decoder's arithmetic must share with the encoder's (on a GPU, its model too:
+    another chip may run other kernels)."""
     device = resolve_device("auto")
     return {"torch": torch.__version__, "device": device.type,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+@contextmanager
+def _same_kernels(device_type: str):
+    """On CUDA, the deterministic kernels, for the coding within: several of CUDA's defaults
+    (atomic adds in a backward pass, cuBLAS's split reductions) differ from run to run, and the
+    decoder must compute the encoder's probabilities bit for bit, after the same training when
+    online. cuBLAS reads its workspace setting when it starts, so it is set before the first
+    matrix product of the process (a `compress` or `decompress` is one). The CPU's kernels are
+    deterministic already: nothing changes there."""
+    if device_type != "cuda":
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 def steppers(paths: list[Path], device) -> list[coding.ModelStepper]:
@@ -88,8 +111,9 @@ def compress_file(src: Path, out: Path, run: Path, arm: str | None = None,
         raise UserError(f"--lanes {lanes}: must be at least 1")
     paths = members_of(run, arm, member)
     env = _environment()
-    words, bits = coding.encode(data, steppers(paths, torch.device(env["device"])), lanes,
-                                progress)
+    with _same_kernels(env["device"]):
+        words, bits = coding.encode(data, steppers(paths, torch.device(env["device"])), lanes,
+                                    progress)
     run = Path(run).resolve()
     header = {"format": FORMAT, "mode": "offline", "run": str(run),
               "members": [{"checkpoint": os.path.relpath(p.resolve(), run),
@@ -124,7 +148,8 @@ def compress_online(src: Path, out: Path, cfg: RunConfig, progress: bool = True,
     if mixture not in online.MIXTURES:
         raise UserError(f"--mixture {mixture}: one of {', '.join(online.MIXTURES)}")
     env = _environment()
-    words, coder = online.encode(data, cfg, progress, mixture)
+    with _same_kernels(env["device"]):
+        words, coder = online.encode(data, cfg, progress, mixture)
     header = {"format": FORMAT, "mode": "online", "config": cfg.to_dict(), "mixture": mixture,
               "length": len(data), "sha256": hashlib.sha256(data).hexdigest(), **env}
     return {**_summary(data, _write(out, header, words), words, coder.bits),
@@ -135,7 +160,7 @@ def decompress_file(src: Path, out: Path, run: Path | None = None, progress: boo
                     ) -> dict:
     header, words = _read_archive(src)
     env = _environment()
-    for key in ("torch", "device", "threads"):
+    for key in ("torch", "device", "threads", "gpu"):
         if header.get(key) != env[key]:
             raise UserError(f"{src} was coded with {key} {header.get(key)}, this process has "
                             f"{env[key]}: decoding elsewhere would give garbage"
@@ -152,7 +177,7 @@ def decompress_file(src: Path, out: Path, run: Path | None = None, progress: boo
         if _digest(path) != m["sha256"]:
             raise UserError(f"{src} was coded with other weights than {path} holds")
     n = header["length"]
-    with _decoding(src, n):
+    with _decoding(src, n), _same_kernels(env["device"]):
         data = coding.decode(words, n, steppers(paths, torch.device(env["device"])),
                              header["lanes"], progress)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
@@ -170,7 +195,7 @@ def _decompress_online(src: Path, out: Path, header: dict, words: np.ndarray,
     mixture = header.get("mixture", "bayes")
     if mixture not in online.MIXTURES:
         raise UserError(f"{src} is damaged: unknown mixture {mixture!r}")
-    with _decoding(src, header["length"]):
+    with _decoding(src, header["length"]), _same_kernels(header["device"]):
         data = online.decode(words, header["length"], cfg, progress, mixture)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
         raise UserError(f"{src} is damaged: the decoded bytes fail their sha256")
