@@ -250,8 +250,12 @@ def autocast_for(device, precision: str = "auto"):
     written on the CPU; `bf16` autocasts on either (the CPU's native bf16 matmuls, where it has
     them); `fp32` nowhere. Weights, optimizer moments and the losses stay fp32 throughout."""
     kind = torch.device(device).type
-    bf16 = precision == "bf16" or (precision == "auto" and kind == "cuda")
-    return torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16)
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=uses_bf16(device, precision))
+
+
+def uses_bf16(device, precision: str = "auto") -> bool:
+    """Whether `train.precision` autocasts to bf16 on this device (see `autocast_for`)."""
+    return precision == "bf16" or (precision == "auto" and torch.device(device).type == "cuda")
 
 
 def resolve_device(name: str) -> torch.device:
