@@ -54,6 +54,24 @@ def main() -> None:
     for name in arms:
         t = min(times[name]) / args.steps
         print(f"{name:<32} {t * 1000:>8.1f} {t / base - 1:>+9.1%}")
+    language_split(pops, times, data, args)
+
+
+def language_split(pops: dict, times: dict, data, args) -> None:
+    """How the language channel's cost splits: one speaking turn timed alone (every member
+    sampling its continuations byte by byte), spread over the E steps it serves; the rest of
+    what the language row costs over the logit channel (same trust) is reading the texts. The
+    timed steps hold one turn in every E when --steps is a multiple of E (the default: 16)."""
+    name = next(n for n in pops if "language" in n)
+    pop, every = pops[name], pops[name].social.language_every
+    x = data[0][0][:, :-1]
+    turn = best_time(lambda: pop._speak(x), args.repeats)  # the step's own speaking, alone
+    step = min(times[name]) / args.steps
+    logit = min(times["logit channel, uniform"]) / args.steps
+    speaking, over = turn / every, step - logit
+    print(f"its language channel: a speaking turn {turn * 1000:.1f} ms, every {every} steps "
+          f"{speaking * 1000:.1f} ms a step; reading the texts {(over - speaking) * 1000:.1f} "
+          f"ms a step (the rest of its {over * 1000:.1f} ms over the logit channel)")
 
 
 if __name__ == "__main__":
