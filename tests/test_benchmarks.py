@@ -47,6 +47,9 @@ def test_the_social_overhead_benchmark_times_every_channel():
     for arm in ("isolated (sum of members)", "logit channel, uniform",
                 "logit channel, fitness", "logit + language"):
         assert numbers_after(arm, out)[0] > 0, out
+    turn, per_step, reading, over = numbers_after("its language channel:", out)
+    assert turn > 0 and abs(per_step - turn / 16) <= 0.06, out  # a turn every 16 steps
+    assert abs(reading + per_step - over) <= 0.11, out  # the split adds up, to its rounding
 
 
 def test_the_compressors_benchmark_codes_a_file_and_refuses_bad_ones_in_one_line(tmp_path):
