@@ -51,16 +51,18 @@ for name in names:
         gone.append(name)
 print(' '.join(gone))"
 }
-if [[ " $(missing) " == *" multitudes "* ]]; then  # a checkout, not installed: run it from src/
+gone=$(missing)
+if [[ " $gone " == *" multitudes "* ]]; then  # a checkout, not installed: run it from src/
     export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+    gone=$(missing)
 fi
 wheels=${WHEELS:-.whl}
-if [[ -n "$(missing)" ]] && compgen -G "$wheels/*.whl" > /dev/null; then
+if [[ -n "$gone" ]] && compgen -G "$wheels/*.whl" > /dev/null; then
     site=$(mktemp -d)
     "$python" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheels"/*.whl
     export PYTHONPATH="$site:$PYTHONPATH"
+    gone=$(missing)
 fi
-gone=$(missing)
 if [[ -n "$gone" ]]; then
     echo "dependencies: missing $gone (bring their wheels: bash benchmarks/device_wheels.sh)" \
         | tee -a "$summary" >&2

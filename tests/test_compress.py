@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from multitudes.coding.archive import compress_file, decompress_file
+from multitudes.coding.archive import _read_archive, compress_file, decompress_file
 from multitudes.errors import UserError
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -252,7 +252,7 @@ def test_an_archive_from_another_build_device_thread_count_or_gpu_is_one_line(ru
     src, mtz = tmp_path / "in", tmp_path / "in.mtz"
     src.write_bytes(b"I am large, I contain multitudes. " * 10)
     compress_file(src, mtz, run, progress=False, lanes=4)
-    header = _header(mtz)
+    header, _ = _read_archive(mtz)
     assert header["gpu"] is None and header["device"] == "cpu"
     changes = {"torch": "0.0.1", "device": "cuda", "threads": header["threads"] + 1,
                "gpu": "NVIDIA H100 80GB HBM3"}
@@ -268,15 +268,6 @@ def test_an_archive_from_another_build_device_thread_count_or_gpu_is_one_line(ru
     without.write_bytes(_rewrite(mtz, lambda h: {k: v for k, v in h.items() if k != "gpu"}))
     decompress_file(without, tmp_path / "back", progress=False)
     assert (tmp_path / "back").read_bytes() == src.read_bytes()
-
-
-def _header(path):
-    import json
-    import struct
-    import zlib
-    blob = path.read_bytes()
-    (n,) = struct.unpack("<I", blob[4:8])
-    return json.loads(zlib.decompress(blob[8:8 + n]))
 
 
 def test_coding_on_cuda_takes_the_deterministic_kernels_and_gives_them_back(monkeypatch):
