@@ -54,7 +54,7 @@ def run_seed(preset: str, seed: int, out: Path, extra: list[str]) -> Path:
         done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
                               env=os.environ | {"OMP_NUM_THREADS": "1"})
     if done.returncode:
-        sys.exit(f"seed {seed} failed (exit {done.returncode}); see {log}")
+        raise UserError(f"seed {seed} failed (exit {done.returncode}); see {log}")
     return run
 
 
@@ -171,6 +171,38 @@ def on_reference(run: dict, ref: dict, where: str) -> dict:
                                                       theirs)}
 
 
+def check_set(runs: list[dict], names: list[str], where: str) -> None:
+    """Every seed's results a data-limited compare's, with the same arms and the scores the
+    table reads: a set of another regime or command, or seeds of different configs, is one
+    line, not a KeyError halfway through the table."""
+    arms = None
+    for run, name in zip(runs, names):
+        if run.get("command") != "compare" or "data_limited" not in run or not isinstance(
+                run.get("arms"), dict):
+            raise UserError(f"{where}/{name}: not a data-limited compare's results (stream or "
+                            f"train results have no data-scaling reference)")
+        if arms is not None and list(run["arms"]) != arms:
+            raise UserError(f"{where}: {name} has the arms {', '.join(run['arms'])}, "
+                            f"{names[0]} has {', '.join(arms)}: seeds of one set share a config")
+        arms = list(run["arms"])
+        for arm, res in run["arms"].items():
+            missing = [f"{w}_test_bpb" for w in WHATS if not isinstance(
+                res.get(f"{w}_test_bpb") if isinstance(res, dict) else None, (int, float))]
+            if missing:
+                raise UserError(f"{where}/{name}: its arm {arm} lacks {', '.join(missing)}; "
+                                f"not one that compare wrote")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def seed_list(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",")]
@@ -185,8 +217,9 @@ def seed_list(text: str) -> list[int]:
 def main() -> None:
     try:
         report(parse())
-    except UserError as e:  # a damaged results.json: one line, as the command line says it
-        sys.exit(f"data_limited.py: error: {e}")
+    except UserError as e:  # bad input: one line and exit 2, as the command line says it
+        print(f"data_limited.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def parse() -> argparse.Namespace:
@@ -194,7 +227,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--preset", default="limited")
     parser.add_argument("--seeds", type=seed_list, default=[1, 2, 3])
     parser.add_argument("--out", type=Path, default=Path("runs/limited-seeds"))
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=positive_int, default=2)
     parser.add_argument("--set", action="append", default=[], help="passed to every seed's run")
     parser.add_argument("--table-only", action="store_true", help="read the finished seeds")
     parser.add_argument("--against", type=Path, help="another set of the same seeds (e.g. "
@@ -206,6 +239,10 @@ def parse() -> argparse.Namespace:
 
 
 def report(args: argparse.Namespace) -> None:
+    if args.out.exists() and not args.out.is_dir() or args.out.is_symlink():
+        raise UserError(f"--out {args.out}: not a folder (a set of seeds is a folder of runs)")
+    if args.table_only and not args.out.is_dir():
+        raise UserError(f"--out {args.out}: no such folder to read")
     args.out.mkdir(parents=True, exist_ok=True)
     extra = [a for s in args.set for a in ("--set", s)]
     if args.table_only:
@@ -215,8 +252,9 @@ def report(args: argparse.Namespace) -> None:
             dirs = list(pool.map(lambda s: run_seed(args.preset, s, args.out, extra),
                                  args.seeds))
     if not dirs:
-        sys.exit(f"no finished seed in {args.out}")
+        raise UserError(f"no finished seed in {args.out}")
     runs = [read_results(d / "results.json", f"{d.name}'s results") for d in dirs]
+    check_set(runs, [d.name for d in dirs], str(args.out))
     placed_on = ""
     if args.reference:
         runs = [on_reference(run, read_results(args.reference / d.name / "results.json",
@@ -229,6 +267,7 @@ def report(args: argparse.Namespace) -> None:
     if args.against:
         before = [read_results(args.against / d.name / "results.json",
                                f"{args.against / d.name}'s results") for d in dirs]
+        check_set(before, [d.name for d in dirs], str(args.against))
         text += "\n\n" + "\n".join(against_lines(runs, before, str(args.against)))
     name = f"table-on-{args.reference.resolve().name}.md" if args.reference else "table.md"
     write_bytes_atomic(args.out / name, (text + "\n").encode())

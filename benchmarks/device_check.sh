@@ -23,9 +23,14 @@
 set -u
 cd "$(dirname "$0")/.."
 out="${1:-${OUT:-runs/device-check}}"
-mkdir -p "$out"
+fail() {  # bad input: one line on stderr, exit 2, before any part runs
+    echo "device_check.sh: error: $*" >&2
+    exit 2
+}
+if [[ -L "$out" ]]; then fail "$out is a symbolic link: give a folder of its own"; fi
+mkdir -p "$out" 2> /dev/null || fail "$out: cannot make that folder (a file, or not writable)"
 summary="$out/summary.txt"
-: > "$summary"
+{ : > "$summary"; } 2> /dev/null || fail "$out: cannot write there ($summary)"
 
 part() {  # part NAME SECONDS COMMAND...: run it with a time limit, keep its output and status
     local name=$1 limit=$2
@@ -38,6 +43,7 @@ part() {  # part NAME SECONDS COMMAND...: run it with a time limit, keep its out
 }
 
 python=${PYTHON:-python3}
+"$python" -c "import sys" > /dev/null 2>&1 || fail "PYTHON=$python does not run a Python"
 missing() {  # the modules of the package and its dependencies that do not import
     "$python" -c "
 import importlib
@@ -49,7 +55,7 @@ for name in names:
         importlib.import_module(name)
     except ImportError:
         gone.append(name)
-print(' '.join(gone))"
+print(' '.join(gone))" || echo "python-failed"  # a Python that cannot even ask: not 'none missing'
 }
 gone=$(missing)
 if [[ " $gone " == *" multitudes "* ]]; then  # a checkout, not installed: run it from src/

@@ -245,7 +245,8 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
         assert says in refused.stderr.strip().splitlines()[-1]
     assert len(rows.read_text().splitlines()) == 2  # the finished rows, as they were
     # killed while a student trains: the reference points, finished before it, are in the
-    # record already (each is written as it finishes), and the resumed run reads them there
+    # record already (each is written as it finishes), and the resumed run knows them as its
+    # own (their milestones), so its results are the uninterrupted run's, byte for byte
     kept = tmp_path / "kept.json"
     recording = ["--set", f"compare.reference_record='{kept}'"]
     delay = kill_at_a_random_moment(["compare", *args, *recording, "--out", out],
@@ -258,7 +259,7 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
     cli("compare", "--resume", out, "--quiet")
     b = json.loads((out / "results.json").read_text())
     assert numbers(a) == numbers(b) and a["data_limited"] == b["data_limited"]
-    assert b["arms"]["isolated-4U"]["from_record"] == str(kept)
+    assert (out / "results.json").read_bytes() == (reference / "results.json").read_bytes()
     # benchmarks/data_limited.py tables finished seeds: two copies of this run give its
     # numbers with a spread of zero, and the paired differences the verdict reads
     for seed in (1, 2):
@@ -353,8 +354,12 @@ def test_a_reference_record_in_a_new_folder_has_it_made_before_any_training(tmp_
     hours later; a folder that cannot be made is one line, up front."""
     record = ReferenceRecord.open(str(tmp_path / "refs" / "deeper" / "limited.json"))
     assert (tmp_path / "refs" / "deeper").is_dir() and record.points == {}
-    record.add({"k": 2}, {"best_test_bpb": 3.0}, "cpu")
-    assert ReferenceRecord.open(str(record.path)).find({"k": 2}) == {"best_test_bpb": 3.0}
+    result = {"epochs": 2.0, "best_test_bpb": 3.0, "consensus_test_bpb": 3.0,
+              "mixture_test_bpb": 3.0, "best_valid_bpb": 3.0, "consensus_valid_bpb": 3.0,
+              "best_member": "m0", "curve": [], "members": [
+                  {"id": "m0", "family": "gpt", "params": 1, "valid_bpb": 3.0, "test_bpb": 3.0}]}
+    record.add({"k": 2}, result, "cpu")
+    assert ReferenceRecord.open(str(record.path)).find({"k": 2}) == result
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(UserError, match="cannot make its folder"):
         ReferenceRecord.open(str(tmp_path / "a-file" / "limited.json"))
@@ -380,9 +385,11 @@ def test_the_reference_record_keeps_the_points_beyond_U_and_a_second_run_reads_t
     assert (f"read from the reference record {record}, not trained here: isolated-2U, "
             f"isolated-4U") in second_run.stdout  # the result table says so too
     assert second["data_limited"] == first["data_limited"]
-    for arm in ("isolated-2U", "isolated-4U"):
+    for arm in ("isolated-2U", "isolated-4U"):  # their checkpoints are in the first run
         assert second["arms"][arm]["from_record"] == str(record)
-        assert second["arms"][arm]["members"] == first["arms"][arm]["members"]
+        assert second["arms"][arm]["members"] == [
+            {k: v for k, v in m.items() if k != "checkpoint"}
+            for m in first["arms"][arm]["members"]]
         assert not (tmp_path / "second" / "checkpoints" / arm).exists()  # not trained
     assert numbers(second)["social"] == numbers(first)["social"]
     # a point's numbers are its own config's, not its grid's (why the key leaves the grid out):
@@ -405,7 +412,7 @@ def test_the_reference_record_keeps_the_points_beyond_U_and_a_second_run_reads_t
     link = tmp_path / "link.json"  # never written through: the record is refused up front
     link.symlink_to(tmp_path / "elsewhere.json")
     one_line_error(cli("compare", *args, "--set", f"compare.reference_record='{link}'",
-                       "--out", tmp_path / "linked", check=False), "not a regular file")
+                       "--out", tmp_path / "linked", check=False), "is a symbolic link")
     assert not (tmp_path / "elsewhere.json").exists()
     folder = ["--set", f"compare.reference_record='{tmp_path}'"]
     one_line_error(cli("compare", *args, *folder, "--out", tmp_path / "folder", check=False),
@@ -778,7 +785,7 @@ def test_eval_adaptive_codes_a_file_as_a_compressor_does(debug_run, tmp_path):
 @pytest.mark.parametrize("rate", ["nan", "inf", "-1"])
 def test_a_non_finite_adaptive_rate_is_one_line(debug_run, rate):
     one_line_error(cli("eval", debug_run, f"--adaptive-lr={rate}", check=False),
-                   "must be a finite number, 0 or more")
+                   "must be a number from 0 to 1")
 
 
 def test_eval_on_a_tiny_file_is_one_line(debug_run, tmp_path):
@@ -901,34 +908,6 @@ def test_a_refused_directory_is_left_as_it_was(debug_run, tmp_path):
             one_line_error(cli("scale", "--preset", "debug", "--out", target, *force,
                                check=False), needle)
         assert sorted(p.name for p in target.iterdir()) == before
-
-
-def test_a_typo_that_extends_a_run_loses_nothing_and_can_be_taken_back(debug_run, tmp_path):
-    """`--resume --set train.real_bytes=<typo>`: the finished results are set aside, not
-    deleted, until the longer run's first checkpoint; going back to their length before then
-    restores them as they were. The typo is announced as hours of work."""
-    import shutil
-    run = tmp_path / "run"
-    shutil.copytree(debug_run, run, ignore=shutil.ignore_patterns(".lock"))
-    finished = (run / "results.json").read_bytes()
-    proc = subprocess.Popen([sys.executable, "-m", "multitudes", "train", "--resume", str(run),
-                             "--set", "train.real_bytes=100000000000000", "--set",
-                             "train.checkpoint_every=1000000", "--quiet"], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (run / "shorter").is_dir() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    stderr = proc.communicate(timeout=120)[1]
-    assert "expect hours or days" in stderr
-    assert (run / "shorter" / "results.json").read_bytes() == finished
-    cli("train", "--resume", run, "--set", "train.real_bytes=16384", "--quiet")
-    assert (run / "results.json").read_bytes() == finished and not (run / "shorter").exists()
-    # once the longer run has a checkpoint of its own, going back is refused, as before
-    cli("train", "--resume", run, "--set", "train.real_bytes=24576", "--quiet")
-    one_line_error(cli("train", "--resume", run, "--set", "train.real_bytes=16384",
-                       check=False), "a resume reads on, not back")
 
 
 @pytest.mark.parametrize("case, needle", [

@@ -352,7 +352,7 @@ def test_two_workers_share_a_study_and_run_each_cell_once(debug_study, tmp_path)
 def test_a_study_too_small_for_its_data_is_one_line_and_writes_nothing(tmp_path):
     """The data-limited regime in a study: U too small for a batch (and U larger than the
     split) refused before a cell trains, as `train` refuses it."""
-    for unique, needle in (("100", "its train split holds 100 bytes"),
+    for unique, needle in (("100", "data.unique_bytes=100 is too few"),
                            ("1000000000", "is more than the")):
         one_line_error(cli("scale", "--preset", "debug", "--out", tmp_path / "s", "--set",
                            'base.regime="data-limited"', "--set",

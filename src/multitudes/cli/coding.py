@@ -42,7 +42,9 @@ def compress(file, out, run, arm, member, lanes, online, preset, config_file, ov
     from multitudes.runs.checkpoint import check_output
 
     out = out or f"{file}.mtz"
-    check_output(Path(out), force, [Path(file)])
+    # a file the coder reads is an input, --force or not: the run's results and models too
+    check_output(Path(out), force, [Path(file)] + (
+        mtz.inputs_of(Path(run), arm, member) if run and not online else []))
     if online:
         from multitudes.config import files as config_files
         if run or arm or member:
@@ -74,9 +76,10 @@ def compress(file, out, run, arm, member, lanes, online, preset, config_file, ov
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def decompress(archive, out, run, force, quiet) -> None:
     """The original of a `.mtz` archive, checked against its sha256."""
-    from multitudes.coding.archive import decompress_file
+    from multitudes.coding.archive import archive_inputs, decompress_file
     from multitudes.runs.checkpoint import check_output
 
-    check_output(Path(out), force, [Path(archive)])
+    check_output(Path(out), force, [Path(archive)] + archive_inputs(Path(archive),
+                                                                     run and Path(run)))
     r = decompress_file(Path(archive), Path(out), Path(run) if run else None, not quiet)
     click.echo(f"{archive} -> {out}: {r['bytes']:,} bytes, sha256 verified")

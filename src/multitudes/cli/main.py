@@ -54,20 +54,25 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     from multitudes.runs import directory as rundir
     from multitudes.runs.distributed import resolve_device
     from multitudes.training.protocols import check_runnable
-    from multitudes.runs.files import lock_run_dir
+    from multitudes.training.reference_record import checked_before_run
+    from multitudes.runs.files import check_unlocked, lock_run_dir
 
     if resume_dir:
         if preset or config_file or out:
             raise UserError("--resume takes the run's own config; drop --preset/--config/--out")
         out = Path(resume_dir)
+        if os.environ.get("RANK", "0") == "0":  # the other ranks would see rank 0's own lock
+            check_unlocked(out)
         cfg = rundir.prepare_run_dir(out, command, None, True, False, overrides)
     else:
         cfg = config_files.load(preset, config_file, overrides)
         # a bad corpus, one too small for the config, or no CUDA fails before anything is written
         check_runnable(cfg, command)
         if resolve_device(cfg.train.device).type == "cpu":
-            _warn_if_slow(cfg)
+            _warn_if_slow(cfg, command)
         out = Path(out or f"runs/{command}-{cfg.name}")
+    # every file the run reads is checked before anything is written or replaced (--force)
+    cfg = checked_before_run(cfg, out)
     d = cfg.distributed
     group = distributed.connect(d.thoughts, d.top_k, d.timeout)
     if not resume_dir:  # refused before the lock file is made (`--out /etc` leaves nothing)
@@ -88,15 +93,20 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
 SLOW_MEMBER_STEPS = 1_000_000
 
 
-def _warn_if_slow(cfg) -> None:
+def _warn_if_slow(cfg, command: str = "train") -> None:
+    """A warning before a run of very many member-steps starts: every arm counted (a compare's
+    reference points, which may read many epochs, and its generations too)."""
     from multitudes.data.splits import steps_for
+    from multitudes.training.protocols import planned_bytes
 
-    steps = steps_for(cfg.train.real_bytes, cfg.train.batch_size, cfg.context)
+    arms = planned_bytes(cfg, command)
+    steps = sum(steps_for(n, cfg.train.batch_size, cfg.context) for n in arms)
     member_steps = steps * len(cfg.members)
     if member_steps > SLOW_MEMBER_STEPS:
+        where = "per arm" if len(arms) == 1 else f"in its {len(arms)} arms"
         click.echo(f"multitudes: warning: {len(cfg.members)} members x {steps:,} steps "
-                   f"({member_steps:,} member-steps per arm; the quick preset has 10,240): "
-                   f"expect hours or days on a CPU", err=True)
+                   f"({member_steps:,} member-steps {where}; the quick preset has 10,240 per "
+                   f"arm): expect hours or days on a CPU", err=True)
 
 
 @cli.command()

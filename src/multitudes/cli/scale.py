@@ -110,9 +110,10 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
 def plan_text(doc: dict, rate: float | None = None) -> str:
     """The cells a study would run: members, parameters, the training FLOPs of each cell (both
     arms, the isolated read-on at its longest) and, at an assumed rate, its hours."""
-    from multitudes.study.plan import cells
+    from multitudes.study.plan import cells, check_cells
 
     plan = cells(doc)
+    unchecked = check_cells(plan, fetch=False)  # a cell its corpus cannot hold: one line
     lines = [f"{'cell':<34} {'command':<8} {'members':<40} {'params':>12} {'FLOPs (max)':>12}"
              + (f" {'hours':>7}" if rate else "")]
     total = 0.0
@@ -131,5 +132,7 @@ def plan_text(doc: dict, rate: float | None = None) -> str:
     lines.append(f"{len(plan)} cells, {total:.3g} training FLOPs at most "
                  f"({plan[0].cfg.train.real_bytes:,} real bytes per arm)"
                  + (f", {total / rate / 3600:.1f} hours at an assumed {rate:.3g} FLOP/s"
-                    if rate else ""))
+                    if rate else "")
+                 + (f"; cells not checked against {', '.join(unchecked)} (not downloaded yet: "
+                    f"a run checks every cell before it trains)" if unchecked else ""))
     return "\n".join(lines)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import lzma
 import os
+import stat
 import struct
 import zlib
 from contextlib import contextmanager
@@ -51,6 +52,9 @@ def members_of(run: Path, arm: str | None, member: str | None) -> list[Path]:
     arm = arm or ("social" if "social" in arms else next(iter(arms), None))
     if arm not in arms:
         raise UserError(f"--arm {arm}: {run} has the arms {', '.join(arms) or 'none'}")
+    if arms[arm].get("from_record"):
+        raise UserError(f"--arm {arm}: {run} read that arm from the reference record "
+                        f"{arms[arm]['from_record']}; its members are in the run that trained it")
     entries = arms[arm]["members"]
     if member is not None:
         entries = [m for m in entries if m["id"] == member]
@@ -58,6 +62,23 @@ def members_of(run: Path, arm: str | None, member: str | None) -> list[Path]:
             raise UserError(f"--member {member}: the {arm} arm of {run} has "
                             f"{', '.join(m['id'] for m in arms[arm]['members'])}")
     return [run / m["checkpoint"] for m in entries]
+
+
+def inputs_of(run: Path, arm: str | None, member: str | None) -> list[Path]:
+    """What offline coding with `run` reads, which no output may replace: the run's results.json
+    and config.json, and the member checkpoint folders that code."""
+    run = Path(run)
+    return [run / "results.json", run / "config.json", *members_of(run, arm, member)]
+
+
+def archive_inputs(src: Path, run: Path | None) -> list[Path]:
+    """What decoding `src` reads besides it: the member checkpoint folders its header names
+    (none for an online archive)."""
+    header, _ = _read_archive(src)
+    if header["mode"] == "online":
+        return []
+    base = Path(run) if run is not None else Path(header["run"])
+    return [base / m["checkpoint"] for m in header["members"]]
 
 
 def _environment() -> dict:
@@ -230,7 +251,12 @@ def _summary(data: bytes, size: int, words: np.ndarray, bits: float) -> dict:
 
 
 def _read(src: Path) -> bytes:
+    """A regular file's bytes: a device (/dev/zero) would be read without end, and a pipe with no
+    writer would wait for ever."""
     try:
+        if not stat.S_ISREG(os.stat(src).st_mode):
+            raise UserError(f"{src} is not a regular file (a device, a pipe or a folder): "
+                            f"compress codes a file of known length")
         return Path(src).read_bytes()
     except FileNotFoundError:
         raise UserError(f"{src} does not exist") from None

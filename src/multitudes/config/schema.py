@@ -19,6 +19,10 @@ from multitudes.config.typed import check_fields, non_negative, positive, within
 
 DEFAULT_GRAD_CLIP = 1.0  # train.grad_clip's default; adaptive evaluation clips with it too
 
+# Each generation is a whole arm trained for N real bytes: a thousand is years on a CPU, and a
+# larger number is a typo, refused before anything is written.
+MAX_GENERATIONS = 1000
+
 Trust = Literal["uniform", "fitness", "topk", "random_peer"]
 
 
@@ -214,9 +218,9 @@ class CompareConfig:
                             f"reference curve brackets U")
         if self.distill and self.evolution_ablation:
             raise UserError("compare.distill and compare.evolution_ablation: one at a time")
-        if self.generations < 0 or self.generations == 1:
+        if not (self.generations == 0 or 2 <= self.generations <= MAX_GENERATIONS):
             raise UserError(f"compare.generations={self.generations}: 0 (none) or at least 2 "
-                            f"(generation 1 is the social arm)")
+                            f"(generation 1 is the social arm), at most {MAX_GENERATIONS}")
         within(self, "compare.", "elder_weight", 0, 1)
         if not 0 <= self.student_alpha < math.inf:
             raise UserError(f"compare.student_alpha={self.student_alpha}: must be a finite "

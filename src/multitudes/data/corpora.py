@@ -89,6 +89,15 @@ def resolve(spec: str, cache_dir: Path | None = None) -> CorpusFile:
     raise UserError(f"unknown corpus {spec!r}: expected one of {known}")
 
 
+def at_hand(spec: str, cache_dir: Path | None = None) -> bool:
+    """Whether `spec` can be read without a download: the sample, a file, or a corpus already
+    in the cache (an unknown name is 'at hand' so that resolving it says what is wrong)."""
+    if spec not in REMOTE_CORPORA:
+        return True
+    final = (cache_dir or default_cache_dir()) / REMOTE_CORPORA[spec].name
+    return final.is_file() and final.stat().st_size == REMOTE_CORPORA[spec].size
+
+
 def check_readable(path: Path) -> None:
     if not path.exists():
         raise UserError(f"data file {path} does not exist")

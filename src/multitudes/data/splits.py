@@ -68,8 +68,11 @@ def check_trainable(splits: dict[str, np.ndarray], batch_size: int, context: int
             "valid": min(dev_bytes, sizes["valid"]) + 2, "test": 2}
     for name, n in need.items():
         if sizes[name] < n:
-            raise UserError(f"{where}: its {name} split holds {sizes[name]:,} bytes, too few "
-                            f"for this config (at least {n:,}: batch {batch_size} x context "
+            what = (f"data.unique_bytes={unique_bytes:,} is too few for this config"
+                    if name == "train" and unique_bytes else
+                    f"{where}: its {name} split holds {sizes[name]:,} bytes, too few for this "
+                    f"config")
+            raise UserError(f"{what} (at least {n:,}: batch {batch_size} x context "
                             f"{context}, dev slice {dev_bytes:,})")
 
 

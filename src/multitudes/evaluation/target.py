@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +18,15 @@ from multitudes.models import build
 from multitudes.runs.distributed import resolve_device
 
 
+# AdamW moves each weight by about lr a step: beyond 1 an adaptive coder is noise, and beyond
+# float32's range (1e39) the optimizer itself fails
+MAX_ADAPTIVE_LR = 1.0
+
+
 def member_checkpoints(target: Path) -> list[Path]:
-    """The member checkpoints behind a run directory (its results.json) or a checkpoint path."""
+    """The member checkpoints behind a run directory (its results.json) or a checkpoint path.
+    An arm read from a reference record was trained elsewhere: its members have no checkpoint
+    in this run, and are not scored."""
     if (target / "manifest.json").is_file():
         return [target]
     results = target / "results.json"
@@ -30,7 +35,8 @@ def member_checkpoints(target: Path) -> list[Path]:
         if not isinstance(arms, dict):
             raise UserError(f"{results} names no arms: not a run's results.json")
         with checkpoint.damaged(results):
-            paths = [target / m["checkpoint"] for arm in arms.values() for m in arm["members"]]
+            paths = [target / m["checkpoint"] for arm in arms.values()
+                     if not arm.get("from_record") for m in arm["members"]]
         return list(dict.fromkeys(paths))
     if not target.exists():
         raise UserError(f"{target} does not exist")
@@ -79,8 +85,9 @@ def evaluate_target(target: Path, corpus: str | None, split: str, stride: int,
     """Every member's bpb on the split (and, `adaptive`, as an adaptive compressor codes it, at
     `adaptive_lr` or at the rate its first `dev_bytes` of valid choose), and each arm's
     consensus where it has more than one member."""
-    if adaptive_lr is not None and not 0 <= adaptive_lr < math.inf:
-        raise UserError(f"--adaptive-lr {adaptive_lr}: must be a finite number, 0 or more")
+    if adaptive_lr is not None and not 0 <= adaptive_lr <= MAX_ADAPTIVE_LR:
+        raise UserError(f"--adaptive-lr {adaptive_lr}: must be a number from 0 to "
+                        f"{MAX_ADAPTIVE_LR:g} (an AdamW step moves each weight by about lr)")
     if dev_bytes < 2:
         raise UserError(f"--dev-bytes {dev_bytes}: must be at least 2")
     rows, splits_cache, scores = [], {}, []

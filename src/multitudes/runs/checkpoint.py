@@ -87,12 +87,18 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def check_output(out: Path, force: bool, inputs: list[Path] = ()) -> None:
     """An output file a command is about to write (`-o`): never a link, a device or a folder,
-    never one of its inputs, and an existing file only with --force. One line, before any
+    never one of its inputs nor inside a folder among them, and an existing file only with
+    --force, which never makes an input an output. One line, before any
     work, so that a refusal costs nothing."""
     out = Path(out)
     if out.is_symlink():
         raise UserError(f"{out} is a symbolic link: an output is written as a file of its own, "
                         f"never through a link (remove it or choose another path)")
+    where = Path(os.path.realpath(out.parent)) / out.name
+    for source in inputs:  # a folder the command reads whole (a member checkpoint)
+        if Path(source).is_dir() and Path(os.path.realpath(source)) in where.parents:
+            raise UserError(f"{out} is inside {source}, which this command reads: the output "
+                            f"would change its input (choose another path)")
     if not out.exists():
         return
     if not out.is_file():

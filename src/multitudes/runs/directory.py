@@ -8,6 +8,7 @@ record is refused, a different thread count is announced.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -24,9 +25,11 @@ from multitudes.errors import UserError
 RUN_FILES = ("config.json", "metrics.jsonl", "lineage.jsonl", "results.json", "report.html",
              "checkpoints", "members", "milestones", "tb", "shorter")
 
-# A run read on to more bytes sets its shorter run's results and milestones aside here until
-# its first new checkpoint: a typo in the new length loses nothing, and can be taken back.
+# A run read on to more bytes sets its shorter run's results, milestones and checkpoints aside
+# here until the longer run finishes: a typo in the new length (and a kill after it) loses
+# nothing, and can be taken back.
 SHORTER = "shorter"
+ASIDE = ("milestones", "results.json", "checkpoints")
 
 
 # What a resume may change: a `train` run read on to more bytes (nanoGPT's "train longer"), and
@@ -105,49 +108,71 @@ def _extend(out: Path, record: dict, command: str, overrides: list[str]) -> RunC
     config = apply_overrides(record["config"], overrides)
     cfg = from_dict(config)
     if cfg.train.real_bytes < before.train.real_bytes and \
-            cfg.train.real_bytes != _shorter_length(out):
-        raise UserError(f"--resume --set train.real_bytes={cfg.train.real_bytes}: the run has "
-                        f"read {before.train.real_bytes:,} already; a resume reads on, not back")
+            cfg.train.real_bytes != _shorter_length(out, record):
+        raise UserError(f"--resume --set train.real_bytes={cfg.train.real_bytes}: the run is set "
+                        f"to read {before.train.real_bytes:,} real bytes"
+                        + ("" if (out / "results.json").is_file() and not (out / SHORTER).is_dir()
+                           else " and is not finished")
+                        + "; a resume reads on, not back (a shorter run is a new run)")
     return cfg
 
 
-def _shorter_length(out: Path) -> int | None:
+def _shorter_length(out: Path, record: dict) -> int | None:
     """The length of the finished shorter run set aside by an extension, if it is still there
-    (the longer run has no checkpoint of its own yet): going back to it is allowed."""
+    (the longer run has not finished): going back to it is allowed. Its results are checked
+    against the digest config.json took when they were set aside."""
     path = Path(out) / SHORTER / "results.json"
     if not path.is_file():
         return None
+    if hashlib.sha256(path.read_bytes()).hexdigest() != record.get("shorter_sha256"):
+        raise UserError(f"{path} is not the results that were set aside (edited, or not "
+                        f"this run's); going back to it is refused")
     length = read_results(path, "the shorter run's results").get("real_bytes")
     return length if isinstance(length, int) else None
 
 
 def record_extension(out: Path, cfg: RunConfig) -> None:
     """config.json holds the extended run's config from now on (the lock is held). The shorter
-    run's results and milestones are set aside (DIR/shorter/), so the longer run is scored
-    anew; they come back when the run goes back to their length before its first new
-    checkpoint, and go for good at that checkpoint (`drop_shorter`)."""
+    run's results, milestones and checkpoints are set aside (DIR/shorter/; the checkpoints as
+    hard links, no second copy on disk), so the longer run is scored anew; they come back,
+    whole, when the run goes back to their length before the longer run finishes, and go for
+    good when it does (`drop_shorter`)."""
     out = Path(out)
     aside = out / SHORTER
-    if cfg.train.real_bytes == _shorter_length(out):  # the extension taken back
-        for name in ("milestones", "results.json"):
+    record = read_json(out / "config.json", "the run's config")
+    if cfg.train.real_bytes == _shorter_length(out, record):  # the extension taken back
+        for name in ASIDE:
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
             if (aside / name).exists():
                 os.replace(aside / name, path)
         shutil.rmtree(aside)
-    elif (out / "results.json").is_file():  # a finished run: kept until the longer one saves
+        record.pop("shorter_sha256", None)
+    elif (out / "results.json").is_file():  # a finished run: kept until the longer one ends
         shutil.rmtree(aside, ignore_errors=True)
         aside.mkdir()
         for name in ("milestones", "results.json"):
             if (out / name).exists():
                 os.replace(out / name, aside / name)
-    record = read_json(out / "config.json", "the run's config")
+        if (out / "checkpoints").is_dir():
+            shutil.copytree(out / "checkpoints", aside / "checkpoints", copy_function=_link)
+        record["shorter_sha256"] = hashlib.sha256((aside / "results.json").read_bytes()
+                                                  ).hexdigest()
     write_json_atomic(out / "config.json", {**record, "config": cfg.to_dict(),
                                             "config_sha256": json_digest(cfg.to_dict())})
 
 
+def _link(src: str, dst: str) -> None:
+    """A checkpoint file set aside: a hard link (a checkpoint is replaced by a rename, never
+    written in place), or a copy where the filesystem has no links."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def drop_shorter(out: Path) -> None:
-    """The longer run has its first checkpoint: the shorter run cannot be gone back to."""
+    """The longer run has finished: the shorter run cannot be gone back to."""
     aside = Path(out) / SHORTER
     if aside.is_dir():
         shutil.rmtree(aside)

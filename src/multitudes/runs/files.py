@@ -128,6 +128,25 @@ def lock_run_dir(out: Path, shared: bool = False) -> None:
     refuse_links(out)
 
 
+def check_unlocked(out: Path) -> None:
+    """Refuse, before the run's files are read or changed, a directory another process holds
+    (a second resume, a second extension): its lock is tried and given back at once, so the
+    one line is "in use", not whatever the other process's changes make the files say."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(out) / ".lock", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # no lock file yet (or a link, refused when the lock is taken)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise UserError(f"{out} is in use by another multitudes process; wait for it to "
+                        f"finish, or write to another --out") from None
+    finally:
+        os.close(fd)
+
+
 def release(out: Path) -> None:
     """Give up this process's lock on `out` (a study worker's finished cell), so that others
     may open it (`train --resume CELL`) while the study goes on."""

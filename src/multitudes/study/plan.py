@@ -72,14 +72,19 @@ def load(preset: str | None, study_file: str | None, overrides: list[str] = (),
     return doc
 
 
-def check_cells(plan: list[Cell]) -> None:
+def check_cells(plan: list[Cell], fetch: bool = True) -> list[str]:
     """Every cell's config runnable on its corpus (one line before any cell trains, as `train`
-    checks its own; a dry run fetches no corpus): each distinct data shape once."""
+    checks its own): each distinct data shape once. `fetch=False` (a dry run) downloads
+    nothing: the corpora not at hand are left unchecked, and returned."""
+    from multitudes.data.corpora import at_hand
     from multitudes.training.protocols import check_runnable
 
-    seen = set()
+    seen, unchecked = set(), []
     for cell in plan:
         c = cell.cfg
+        if not fetch and not at_hand(c.data.corpus):
+            unchecked += [c.data.corpus] if c.data.corpus not in unchecked else []
+            continue
         shape = (c.data.corpus, c.train.batch_size, c.context, c.train.dev_bytes,
                  c.data.unique_bytes, cell.command)
         if shape not in seen:
@@ -88,6 +93,7 @@ def check_cells(plan: list[Cell]) -> None:
                 check_runnable(c, cell.command)
             except UserError as e:
                 raise UserError(f"study cell {cell.name}: {e}") from None
+    return unchecked
 
 
 def _positive_ints(doc: dict, key: str) -> list[int]:

@@ -26,7 +26,6 @@ from multitudes.data.splits import make_stream, unique_sample
 from multitudes.runs.distributed import resolve_device
 from multitudes.population.elders import Elders
 from multitudes.population.population import Population
-from multitudes.runs.directory import drop_shorter
 from multitudes.runs.files import RunFiles
 from multitudes.runs.results import DevPoint, FinishedRun
 from multitudes.training.scoring import LN2, Scoring
@@ -165,7 +164,6 @@ class ArmRunner:
                 path, self.pop, self.stream, self.history, self.scoring.best, self.events,
                 self.cfg.members, {**self.births.state(),
                                    "finished": [p.to_json() for p in self.finished]}))
-        self.files.for_writer(lambda: drop_shorter(self.files.out))
 
     def try_resume(self) -> bool:
         """Restore the latest checkpoint, if there is one (a resume, or a `wsd` branch's

@@ -20,6 +20,7 @@ reached).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from multitudes.errors import UserError
 from multitudes.evaluation.bpb import paired_gap
 from multitudes.evaluation.curves import crossing
 from multitudes.evaluation.placement import place, reference_arm, reference_point
+from multitudes.runs.directory import drop_shorter
 from multitudes.runs.files import RunFiles
 from multitudes.runs.results import SCHEMA
 from multitudes.population.elders import Elders
@@ -106,6 +108,14 @@ def reference_bytes(cfg: RunConfig, k: int) -> int:
     return max(N, int(k * U * cfg.compare.reference_min_epochs))
 
 
+def planned_bytes(cfg: RunConfig, command: str) -> list[int]:
+    """The real bytes each arm of a run is planned to read (a stream reference: as far as it
+    may read on), for the warning before a very long run."""
+    if command == "train":
+        return [cfg.train.real_bytes]
+    return [p.total_bytes for p in plan_compare(cfg)]
+
+
 def largest_multiple(cfg: RunConfig, command: str) -> int:
     """The most unique bytes a run reads, as a multiple of U: the reference's largest k x U."""
     if command == "compare" and cfg.regime == "data-limited":
@@ -162,6 +172,7 @@ def run_train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = 
                "yardsticks": _yardsticks(runner, result["real_bytes"]),
                "arms": {plan.name: result}}
     files.write_results(results)
+    files.for_writer(lambda: drop_shorter(out))  # a longer run finished: no going back now
     files.write_timings(resume)
     return results
 
@@ -197,7 +208,8 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     branching = cfg.regime == "stream" and cfg.train.schedule == "wsd"
     students = [p for p in plans if p.role == "student"]  # built once their teachers finish
     plans = [p for p in plans if p.role != "student"]
-    record, point_configs, recorded = _reference_record(cfg, splits, plans)
+    record, point_configs, recorded = _reference_record(cfg, splits, plans, out if resume
+                                                        else None)
     trained = [p for p in plans if p.name not in recorded]
     runners = [runner_for(p, cfg, splits, files, replay, branching and p.role == "reference")
                for p in trained]
@@ -211,7 +223,7 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     for plan in plans:
         if plan.name in recorded:  # a reference point read from the record, not trained
             files.say(f"{plan.name}: read from the reference record {record.path}")
-            arms[plan.name] = {**recorded[plan.name], "from_record": str(record.path)}
+            arms[plan.name] = from_record(recorded[plan.name], record.path)
             continue
         runner = runner_of[plan.name]
         if runner.branching:  # scored at the end of its cooldown, before it returns to the trunk
@@ -222,7 +234,7 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
         if plan.name in point_configs:  # recorded as it finishes: a later stop loses none
             _add_curves(arms[plan.name], runner)
             files.for_writer(lambda: record.add(point_configs[plan.name], arms[plan.name],
-                                                str(runner.pop.device)))
+                                                str(runner.pop.device), out))
     for plan in students:
         runner = taught.runner(plan, cfg, splits, files, arms, replay, runner_for)
         if resume:
@@ -262,18 +274,30 @@ def run_compare(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     return results
 
 
-def _reference_record(cfg: RunConfig, splits: dict, plans: list[ArmPlan]
+def _reference_record(cfg: RunConfig, splits: dict, plans: list[ArmPlan],
+                      resumed: Path | None = None
                       ) -> tuple[ReferenceRecord | None, dict[str, dict], dict[str, dict]]:
     """Data-limited with `compare.reference_record`: the record, the config of each reference
-    point beyond U (arm name -> config) and those of them it holds (arm name -> result)."""
+    point beyond U (arm name -> config) and those of them it holds (arm name -> result). A
+    resumed run (`resumed`: its directory) reads its own points back from its milestones, as an
+    uninterrupted run has them, not from the record it added them to."""
     if cfg.regime != "data-limited" or not cfg.compare.reference_record:
         return None, {}, {}
     record = ReferenceRecord.open(cfg.compare.reference_record)
     corpus = corpus_digest(splits)
     configs = {p.name: point_config(cfg, corpus, p.unique_bytes // cfg.data.unique_bytes)
                for p in plans if p.role == "reference" and p.unique_bytes > cfg.data.unique_bytes}
-    found = {name: record.find(c) for name, c in configs.items()}
+    own = {name for name, c in configs.items()
+           if resumed is not None and record.trained_by(c) == os.path.abspath(resumed)}
+    found = {name: record.find(c) for name, c in configs.items() if name not in own}
     return record, configs, {name: res for name, res in found.items() if res is not None}
+
+
+def from_record(result: dict, path: Path) -> dict:
+    """A reference point read from the record, as its arm in results.json: its members' numbers
+    without their checkpoints, which are in the run that trained it, not in this one."""
+    members = [{k: v for k, v in m.items() if k != "checkpoint"} for m in result["members"]]
+    return {**result, "members": members, "from_record": str(path)}
 
 
 def _equal_bytes_gap(arms: dict, valid_bytes: int) -> dict:

@@ -140,12 +140,13 @@ class ArmCheckpoints:
         """`write(path)` writes the checkpoint of `step`; older steps go once every rank has
         this one."""
         path = self.path(step)
+        before = any(True for _ in self.base.glob("**/manifest.json"))
         try:
             write(path)
         except OSError as e:  # disk full, quota, permissions: the previous checkpoint is intact
-            raise UserError(f"could not write the checkpoint {path}: {e.strerror or e}; the "
-                            f"previous checkpoint is kept, free space and go on with --resume "
-                            f"{self.run_dir}") from None
+            kept = "the previous checkpoint is kept" if before else "no checkpoint was kept yet"
+            raise UserError(f"could not write the checkpoint {path}: {e.strerror or e}; {kept}, "
+                            f"free space and go on with --resume {self.run_dir}") from None
         if self.group.distributed:
             self.group.barrier()
             for old in self.rank_dir.glob("step*"):

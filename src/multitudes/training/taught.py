@@ -39,8 +39,11 @@ def runner(plan, cfg: RunConfig, splits: dict, files: RunFiles, arms: dict,
     device = resolve_device(cfg.train.device)
     elders = Elders([model.to(device) for _, model, _ in saved],
                     [teacher["mixture_weights"][m["id"]] for m in teacher["members"]])
-    taught = runner_for(plan, replace(cfg, members=members), splits, files, replay,
-                        elders=elders)
+    # a taught arm never evolves within itself (its plan has no evolution): a one-member
+    # student under a config whose social arm evolves is not refused as "evolution needs 2"
+    quiet = replace(cfg.evolution, every=0)
+    taught = runner_for(plan, replace(cfg, members=members, evolution=quiet), splits, files,
+                        replay, elders=elders)
     taught.pop.elder_weight = cfg.compare.elder_weight
     return taught
 
