@@ -5,7 +5,7 @@
 #     bash benchmarks/device_check.sh [OUT_DIR]        # default: $OUT, else runs/device-check
 #
 # 0. what it needs: the package from this checkout (src/ when it is not installed) and the
-#    project's dependencies; a machine without network gets those it lacks from wheels brought
+#    project's dependencies, pytest included (part 2 runs the CUDA-marked tests); a machine without network gets those it lacks from wheels brought
 #    in WHEELS (default .whl/, made here by `bash benchmarks/device_wheels.sh`), installed into a
 #    temporary folder; still missing, it says which in one line and stops (exit 1)
 # 1. the machine: nvidia-smi, torch, CUDA, bf16
@@ -48,7 +48,7 @@ missing() {  # the modules of the package and its dependencies that do not impor
     "$python" -c "
 import importlib
 names = ['multitudes', 'torch', 'numpy', 'click', 'tqdm', 'matplotlib', 'safetensors',
-         'tensorboardX', 'pyppmd', 'constriction']
+         'tensorboardX', 'pyppmd', 'constriction', 'pytest']
 gone = []
 for name in names:
     try:

@@ -4,9 +4,11 @@
 #
 #     bash benchmarks/device_wheels.sh [PYTHON_VERSION [DIR [PACKAGE ...]]]
 #
-# Defaults: Python 3.12, DIR .whl/ (ignored by git), and the three packages that the lent
-# machines' image was seen without (pyppmd, constriction, tensorboardX; its torch, numpy, click,
-# tqdm, matplotlib and safetensors are there). `benchmarks/device_check.sh` installs what DIR
+# Defaults: Python 3.12, DIR .whl/ (ignored by git), and the packages that the lent machines'
+# image was seen without (pyppmd, constriction, tensorboardX; its torch, numpy, click, tqdm,
+# matplotlib and safetensors are there) and pytest with what it needs (iniconfig, pluggy,
+# packaging, pygments), which the device check's CUDA tests run under and the image is not
+# known to have. `benchmarks/device_check.sh` installs what DIR
 # holds into a temporary folder when a dependency does not import, so the call on that machine
 # is `bash benchmarks/device_check.sh "$OUT"` with DIR carried along.
 set -euo pipefail
@@ -15,7 +17,8 @@ version=${1:-3.12}
 dir=${2:-.whl}
 shift $(( $# < 2 ? $# : 2 ))
 packages=("$@")
-(( ${#packages[@]} )) || packages=(pyppmd constriction tensorboardX)
+(( ${#packages[@]} )) || packages=(pyppmd constriction tensorboardX pytest iniconfig pluggy packaging
+                                   pygments)
 # name==version of each, as installed here; one line and exit 2 for one that is not
 pins=$(python3 -c "
 import importlib.metadata as metadata, sys

@@ -36,8 +36,10 @@ from multitudes.runs.distributed import resolve_device  # noqa: E402
 
 def worker(steps: int, thoughts: str, top_k: int) -> None:
     """One rank of a timed run (started by torchrun); rank 0 prints a JSON line."""
-    group = distributed.connect(thoughts, top_k, timeout=120)
-    device = resolve_device("auto")
+    # gloo on the CPU, as the docstring says, on a GPU machine too (its ranks would otherwise
+    # ask for one GPU each)
+    group = distributed.connect(thoughts, top_k, timeout=120, device="cpu")
+    device = resolve_device("cpu")
     genomes = quick_genomes()
     owners = distributed.assign([g.flops_per_byte for g in genomes], group.world)
     members = [Member.create(f"m{i}", g, device, rank, build=rank == group.rank)

@@ -6,6 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 
 from multitudes.config import files as config_files
@@ -25,17 +26,19 @@ def test_the_device_check_runs_and_skips_the_gpu_parts_cleanly(tmp_path):
         assert "the GPU parts (tests, throughput, compare) are skipped" in summary
 
 
-def test_the_device_check_names_a_missing_dependency_in_one_line_and_stops(tmp_path):
-    """A machine whose image lacks a dependency and was brought no wheel for it: one line that
-    names it and the script that brings wheels, exit 1, before any part runs."""
-    shadow = tmp_path / "shadow" / "constriction"
+@pytest.mark.parametrize("missing", ["constriction", "pytest"])
+def test_the_device_check_names_a_missing_dependency_in_one_line_and_stops(tmp_path, missing):
+    """A machine whose image lacks a dependency (pytest too: part 2 runs under it) and was
+    brought no wheel for it: one line that names it and the script that brings wheels, exit 1,
+    before any part runs."""
+    shadow = tmp_path / "shadow" / missing
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('not on this machine')\n")
     env = {**os.environ, "PYTHONPATH": str(shadow.parent), "WHEELS": str(tmp_path / "none")}
     result = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "out")], capture_output=True,
                             text=True, timeout=300, env=env)
     assert result.returncode == 1
-    line = "dependencies: missing constriction (bring their wheels: " \
+    line = f"dependencies: missing {missing} (bring their wheels: " \
            "bash benchmarks/device_wheels.sh)"
     assert result.stderr.strip() == line
     assert (tmp_path / "out" / "summary.txt").read_text().strip() == line

@@ -74,7 +74,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     # every file the run reads is checked before anything is written or replaced (--force)
     cfg = checked_before_run(cfg, out)
     d = cfg.distributed
-    group = distributed.connect(d.thoughts, d.top_k, d.timeout)
+    group = distributed.connect(d.thoughts, d.top_k, d.timeout, cfg.train.device)
     if not resume_dir:  # refused before the lock file is made (`--out /etc` leaves nothing)
         group.on_main(lambda: rundir.check_new_run_dir(out, force))
     group.on_main(lambda: lock_run_dir(out))  # one writer per run directory

@@ -56,7 +56,7 @@ def _cat_state(first, rest):
 @torch.no_grad()
 def carried_log2probs(model, data: np.ndarray, context: int, lanes: int = 16,
                       chunk: int = 256, device: torch.device | str = "cpu",
-                      progress: bool = False) -> np.ndarray:
+                      progress: bool = False, precision: str = "auto") -> np.ndarray:
     """log2 p(byte) for bytes 1..n-1 of `data`, each lane's state carried (see above)."""
     n = len(data)
     if n < 2:
@@ -70,7 +70,7 @@ def carried_log2probs(model, data: np.ndarray, context: int, lanes: int = 16,
     was_training = model.training
     model.eval()
     state = None
-    with autocast_for(device):
+    with autocast_for(device, precision):
         if lanes > 1:  # warm lanes 1.. on the bytes before them; lane 0 starts at the file start
             warm = min(context, S)
             idx = np.arange(1, lanes)[:, None] * S - warm + np.arange(warm)[None, :]
@@ -90,11 +90,14 @@ def carried_log2probs(model, data: np.ndarray, context: int, lanes: int = 16,
 @torch.no_grad()
 def byte_log2probs(model, data: np.ndarray, context: int, stride: int = 0,
                    batch_size: int = 32, device: torch.device | str = "cpu",
-                   progress: bool = False, carry_state: bool = False) -> np.ndarray:
+                   progress: bool = False, carry_state: bool = False,
+                   precision: str = "auto") -> np.ndarray:
     """log2 p(byte) for bytes 1..n-1 of `data`, by the windowing protocol above (or with the
-    state carried through lanes, for a stateful model and `carry_state`)."""
+    state carried through lanes, for a stateful model and `carry_state`), under the autocast
+    of `precision` (runs/distributed.py's `scoring_precision` of the run's train.precision)."""
     if carry_state and getattr(model, "stateful", False):
-        return carried_log2probs(model, data, context, device=device, progress=progress)
+        return carried_log2probs(model, data, context, device=device, progress=progress,
+                                 precision=precision)
     stride = stride or max(1, context // 2)
     n = len(data)
     T = min(context, n - 1)
@@ -102,7 +105,7 @@ def byte_log2probs(model, data: np.ndarray, context: int, stride: int = 0,
     out = np.empty(n - 1, dtype=np.float64)
     was_training = model.training
     model.eval()
-    autocast = autocast_for(device)
+    autocast = autocast_for(device, precision)
     for i in tqdm(range(0, len(plan), batch_size), desc="eval", disable=None if progress else True, leave=False):
         chunk = plan[i:i + batch_size]
         idx = np.stack([data[s:s + T + 1] for s, _ in chunk]).astype(np.int64)

@@ -15,6 +15,8 @@ member's state into the global generator) the model is the plain modules.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -29,6 +31,19 @@ def dropout(x: torch.Tensor, p: float, training: bool,
     if generator is None or not training or p == 0:
         return F.dropout(x, p, training)
     return x * torch.empty_like(x).bernoulli_(1 - p, generator=generator).div_(1 - p)
+
+
+@contextmanager
+def outside_cuda_autocast(x: torch.Tensor):
+    """The recurrence on CUDA in fp32 (TF32 matmuls where allowed), not under the run's
+    autocast: cuDNN's RNN autocast wrapper casts to fp16 whatever dtype the autocast asks for,
+    and an RNN trained in fp16 without a loss scaler loses its small gradients (and an overflow
+    would reset a healthy member as sick). Elsewhere (the CPU, bf16 or fp32) nothing changes."""
+    if x.device.type != "cuda":
+        yield x
+        return
+    with torch.autocast("cuda", enabled=False):
+        yield x.float()
 
 
 class RecurrentLM(nn.Module):
@@ -52,10 +67,11 @@ class RecurrentLM(nn.Module):
         """Logits for `idx` (B, T) continuing the recurrent `state` (None at the start)."""
         g = self.generator
         x = dropout(self.wte(idx), self.p, self.training, g)
-        if g is not None and self.training and self.rnn.dropout > 0:
-            h, state = self._layer_by_layer(x, state, g)
-        else:
-            h, state = self.rnn(x, state)  # (B, T, d_model)
+        with outside_cuda_autocast(x) as x:
+            if g is not None and self.training and self.rnn.dropout > 0:
+                h, state = self._layer_by_layer(x, state, g)
+            else:
+                h, state = self.rnn(x, state)  # (B, T, d_model)
         return self.head(dropout(h, self.p, self.training, g)), state
 
     def _layer_by_layer(self, x: torch.Tensor, state, g: torch.Generator):

@@ -40,6 +40,8 @@ class Member:
     rng_state: torch.Tensor  # this member's state of torch's CPU generator
     rank: int = 0  # the rank that owns (and trains) this member
     state: object = None  # a stateful model's state after the last window, detached (TBPTT)
+    # its state of the GPU's generator, which draws its dropout there (None until it first does)
+    device_rng_state: torch.Tensor | None = None
     steps: int = counter(0, reborn=True)  # its own optimizer steps (its warm-up reads them)
     fitness: float | None = counter(None, reborn=True)  # latest dev bpb
     last_loss: float = counter(float("nan"), reborn=True)
@@ -123,7 +125,8 @@ class Member:
         """Run a training forward with this member's random stream: nothing to do when it draws
         nothing (no dropout); its own generator handed to a model that takes one, on the CPU
         (no global state, no lock); else its state swapped into torch's global generator under
-        `side_by_side.RNG_LOCK`. The draws are the same either way (models/rnn.py)."""
+        `side_by_side.RNG_LOCK` (on a GPU, its state of the GPU's generator, which draws there).
+        The draws are the same either way on the CPU (models/rnn.py)."""
         if self.genome.dropout == 0:
             yield
         elif getattr(self.model, "takes_generator", False) and self.device_type == "cpu":
@@ -135,9 +138,31 @@ class Member:
             finally:
                 self.model.generator = None
             self.rng_state = generator.get_state()
-        else:
+        elif self.device_type == "cpu":
             with side_by_side.RNG_LOCK, self.rng_scope():
                 yield
+        else:
+            with side_by_side.RNG_LOCK, self.device_rng_scope():
+                yield
+
+    @contextmanager
+    def device_rng_scope(self):
+        """Run with this member's own stream as the GPU's generator (dropout on a GPU draws
+        there, not from the CPU's), then restore the generator: the member's stream goes into
+        its checkpoint, so a resume draws what an uninterrupted run draws. Its first draw seeds
+        the stream from its genome's seed."""
+        device = next(self.model.parameters()).device
+        gpu = torch.get_device_module(device.type)
+        outer = gpu.get_rng_state(device)
+        try:
+            if self.device_rng_state is None:
+                gpu.manual_seed(self.genome.seed)  # the current device's: the member's own
+            else:
+                gpu.set_rng_state(self.device_rng_state, device)
+            yield
+            self.device_rng_state = gpu.get_rng_state(device)
+        finally:
+            gpu.set_rng_state(outer, device)
 
     @property
     def device_type(self) -> str:

@@ -38,6 +38,26 @@ def _cpu(obj):
     return obj
 
 
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on the device: on a GPU from pinned memory without waiting for the copy (the
+    step's kernels queue behind it); on the CPU as it is."""
+    if device.type != "cuda":
+        return batch.to(device)
+    return batch.pin_memory().to(device, non_blocking=True)
+
+
+def host_values(rows: list[list[torch.Tensor | None]]) -> list[list[float | None]]:
+    """The Python floats of every tensor in `rows` (None stays None, an empty row reads as
+    three Nones), through one stacked copy to the host instead of one `.item()` each. Each value
+    goes through float64, which holds a float32 or bf16 exactly: the same floats `.item()`
+    gives."""
+    tensors = [t for row in rows for t in row if t is not None]
+    values = iter(torch.stack([t.detach().double() for t in tensors]).tolist()
+                  if tensors else [])
+    return [[None if t is None else next(values) for t in row] if row else [None] * 3
+            for row in rows]
+
+
 def _nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else value
 
@@ -180,7 +200,7 @@ class Population:
         `continues`: row b of this batch follows row b of the last one (contiguous lanes), so
         a stateful member goes on from its carried state; otherwise it starts afresh.
         """
-        batch = batch.to(self.device)
+        batch = to_device(batch, self.device)
         x, y = batch[:, :-1], batch[:, 1:]
         stats = StepStats([], [], [])
         if self.social.language_every and self.steps % self.social.language_every == 0:
@@ -208,17 +228,18 @@ class Population:
         else:  # nobody to hear or read: each member reads and learns in one go, one wait a step
             learned = side_by_side.each(lambda i: self._alone(i, x, y, continues), mine,
                                         self.workers(len(mine)))
-        for i, (losses, problem) in zip(mine, learned):
+        # every loss the step reports, read back to the host in one transfer (one wait on a GPU)
+        read = host_values([[losses.listen, losses.language, losses.data]
+                            if losses is not None else [] for losses, _ in learned])
+        for i, (losses, problem), (listen, language, data) in zip(mine, learned, read):
             m = self.members[i]
-            if losses is not None:
-                stats.listen_loss += [losses.listen.item()] if losses.listen is not None else []
-                stats.language_loss += ([losses.language.item()]
-                                        if losses.language is not None else [])
+            stats.listen_loss += [listen] if listen is not None else []
+            stats.language_loss += [language] if language is not None else []
             if problem:
                 self._reset(m, problem)
                 stats.data_loss.append(float("nan"))
                 continue
-            m.last_loss = losses.data.item()
+            m.last_loss = data
             m.childhood_left = max(0, m.childhood_left - 1)
             stats.data_loss.append(m.last_loss)
         self.steps += 1

@@ -191,7 +191,11 @@ class Group:
     def _collective(self, fn, *args, **kwargs):
         start = time.perf_counter()
         try:
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
+            if dist.is_initialized() and dist.get_backend() == "nccl":
+                # the collective is queued on the GPU: its failure and its time arrive here
+                torch.cuda.synchronize()
+            return out
         except RuntimeError as e:  # gloo / NCCL: a peer closed its connection or timed out
             raise PeerLost(f"rank {self.rank}: lost a peer rank ({_reason(e)}); every rank "
                            f"stops, the latest checkpoint is kept: resume with --resume DIR on "
@@ -207,22 +211,39 @@ def _reason(error: Exception) -> str:
     return text.split(". ")[0][:160]
 
 
-def connect(thoughts: str = "float32", top_k: int = 32, timeout: float = 300.0) -> Group:
-    """Join the ranks `torchrun` started (gloo on CPU, NCCL on GPU), or stand alone."""
+def connect(thoughts: str = "float32", top_k: int = 32, timeout: float = 300.0,
+            device: str = "auto") -> Group:
+    """Join the ranks `torchrun` started, or stand alone. The backend follows the device the
+    run trains on (`train.device`), not whether the machine has a GPU: NCCL for CUDA tensors
+    (each rank on its own GPU), gloo for CPU ones (a CPU run on a GPU machine included)."""
     world = world_size_from_env()
     if world == 1:
         return Group(0, 1, thoughts, top_k)
     if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            backend = "nccl"
-        else:
-            backend = "gloo"
+        backend = backend_for(device)
+        if backend == "nccl":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            if local >= torch.cuda.device_count():
+                raise UserError(f"LOCAL_RANK {local}: this machine has "
+                                f"{torch.cuda.device_count()} GPU(s); start at most that many "
+                                f"ranks per node (--nproc-per-node), or set train.device=\"cpu\"")
+            torch.cuda.set_device(local)
+            # NCCL reports a failed or timed-out collective asynchronously, on a watchdog
+            # thread, by default; blocking waits raise it in the collective itself, where
+            # `_collective` turns it into PeerLost, and make its timing the transfer's
+            os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
         try:
             dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
         except (RuntimeError, ValueError) as e:
             raise UserError(f"could not join the other ranks: {str(e).splitlines()[0]}") from None
     return Group(dist.get_rank(), dist.get_world_size(), thoughts, top_k)
+
+
+def backend_for(device: str) -> str:
+    """NCCL when the run's tensors are on CUDA (`auto` on a machine with a GPU, or `cuda`),
+    else gloo."""
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return "nccl" if cuda else "gloo"
 
 
 def disconnect(wait_for_peers: bool = True) -> None:
@@ -253,6 +274,13 @@ def autocast_for(device, precision: str = "auto"):
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=uses_bf16(device, precision))
 
 
+def scoring_precision(precision: str) -> str:
+    """The precision a run's members are scored in: fp32 when the run trains in fp32 (on a GPU
+    too), else `auto`'s choice (bf16 on CUDA; fp32 on the CPU, where a bf16 run is still
+    scored in fp32, as train.precision says)."""
+    return "fp32" if precision == "fp32" else "auto"
+
+
 def uses_bf16(device, precision: str = "auto") -> bool:
     """Whether `train.precision` autocasts to bf16 on this device (see `autocast_for`)."""
     return precision == "bf16" or (precision == "auto" and torch.device(device).type == "cuda")
@@ -263,8 +291,13 @@ def resolve_device(name: str) -> torch.device:
     the rank's own GPU), else the CPU."""
     name = device_for_rank(name)
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"train.device={name!r}: this torch build or machine has no CUDA "
                         f"(torch {torch.__version__}); use \"auto\" or \"cpu\"")
+    if name.startswith("cuda"):
+        # fp32 matmuls (the RNNs, which run outside autocast, and every fp32 run) on the tensor
+        # cores: TF32 keeps fp32's range with a 10-bit mantissa, as bf16 autocast does less
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     return torch.device(name)

@@ -102,10 +102,12 @@ class RunFiles:
 _HELD: list = []  # (directory, open lock file) of this process (closed when it exits)
 
 
-def lock_run_dir(out: Path, shared: bool = False) -> None:
+def lock_run_dir(out: Path, shared: bool = False, grace: float | None = None) -> None:
     """Hold `out/.lock` while this process lives: a second process that would write the same
     run (two resumes at once) stops with one line instead of interleaving rows. `shared`: any
-    number of shared holders, no exclusive one (the workers of one scaling study)."""
+    number of shared holders, no exclusive one (the workers of one scaling study). `grace`:
+    seconds a held lock is waited for (default LOCK_GRACE_SECONDS; 0 for a study's worker
+    looking for a free cell)."""
     import fcntl
 
     out = Path(out)
@@ -119,7 +121,7 @@ def lock_run_dir(out: Path, shared: bool = False) -> None:
         raise UserError(f"--out {out}: cannot write a run there: {out / '.lock'}: {why}"
                         ) from None
     try:
-        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        _flock_soon(handle.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX, grace)
     except OSError:
         handle.close()
         raise UserError(f"{out} is in use by another multitudes process; wait for it to "
@@ -139,12 +141,34 @@ def check_unlocked(out: Path) -> None:
     except OSError:  # no lock file yet (or a link, refused when the lock is taken)
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _flock_soon(fd, fcntl.LOCK_EX)
     except OSError:
         raise UserError(f"{out} is in use by another multitudes process; wait for it to "
                         f"finish, or write to another --out") from None
     finally:
         os.close(fd)
+
+
+# A process killed a moment ago (SIGKILL to a torchrun job, then a resume at once) holds its
+# lock until the kernel has torn it down: a lock is waited for this long before it is "in use".
+LOCK_GRACE_SECONDS = 3.0
+
+
+def _flock_soon(fd: int, mode: int, grace: float | None = None) -> None:
+    """flock `fd` without blocking, retried for `grace` seconds (LOCK_GRACE_SECONDS); OSError
+    if it is still held then."""
+    import fcntl
+    import time
+
+    deadline = time.monotonic() + (LOCK_GRACE_SECONDS if grace is None else grace)
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def release(out: Path) -> None:

@@ -93,7 +93,7 @@ def run_cell(cell: study.Cell, cell_dir: Path, force: bool, progress: bool) -> d
 def _claim(cell_dir: Path) -> bool:
     """This process's lock on a cell, or False when another worker holds it."""
     try:
-        lock_run_dir(cell_dir)
+        lock_run_dir(cell_dir, grace=0)  # held: another worker's, take the next cell
     except UserError:
         return False
     return True

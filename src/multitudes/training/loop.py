@@ -61,6 +61,9 @@ class ArmRunner:
         if wsd and not self.branching:  # one run, cooled down at its end
             self.pop.horizon = self.pop.total_steps
         self.in_branch = False  # a cooldown branch is not checkpointed: a resume redoes it
+        # the step of the checkpoint on disk: an arm's end writes its state once, not twice
+        # (at enwik8 size a checkpoint is about a gigabyte)
+        self.saved_at: int | None = None
         self.finished: list[FinishedRun] = []  # `wsd`: the finished runs off the trunk
         self.history: list[dict] = []  # the dev evaluations, as in metrics.jsonl
         self.events: list[dict] = self.births.founders(self.pop)  # births, deaths, resets
@@ -91,7 +94,8 @@ class ArmRunner:
             if save_every and self.pop.steps % save_every == 0:
                 self.save(bar)
         bar.close()
-        self.save(bar)
+        if self.saved_at != self.pop.steps:  # the loop's last step may have just written it
+            self.save(bar)
 
     def evaluate_dev(self, bar=None) -> dict:
         """Score every member on the dev slice; the row goes to the history and the logs."""
@@ -164,6 +168,7 @@ class ArmRunner:
                 path, self.pop, self.stream, self.history, self.scoring.best, self.events,
                 self.cfg.members, {**self.births.state(),
                                    "finished": [p.to_json() for p in self.finished]}))
+        self.saved_at = self.pop.steps
 
     def try_resume(self) -> bool:
         """Restore the latest checkpoint, if there is one (a resume, or a `wsd` branch's
@@ -177,6 +182,7 @@ class ArmRunner:
         self.pop.sync()
         self.births.load_state(extra)
         self.finished = [FinishedRun(**p) for p in extra.get("finished", [])]
+        self.saved_at = self.pop.steps
         return True
 
     def _record_events(self, bar=None) -> None:

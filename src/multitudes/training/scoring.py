@@ -15,6 +15,7 @@ import torch
 from multitudes.training import state as runstate
 from multitudes.config.schema import RunConfig
 from multitudes.errors import UserError
+from multitudes.runs.distributed import scoring_precision
 from multitudes.evaluation.bpb import (block_bpb, bpb, byte_log2probs, consensus_bpb,
                                        consensus_log2probs, fit_mixture, mixture_bpb)
 from multitudes.population.member import Member
@@ -40,7 +41,8 @@ class Scoring:
     def log2probs(self, model, data, progress: bool = False) -> torch.Tensor:
         return byte_log2probs(model, data, self.cfg.context, self.cfg.train.eval_stride,
                               device=self.device, progress=progress,
-                              carry_state=self.carry_state)
+                              carry_state=self.carry_state,
+                              precision=scoring_precision(self.cfg.train.precision))
 
     def dev_bpb(self, model) -> float:
         return bpb(self.log2probs(model, self.dev))

@@ -38,7 +38,8 @@ def save_arm(path: Path, pop: Population, stream: Stream, history: list[dict],
             tensors[f"m{i}.model"] = m.model.state_dict()
             opt_tensors, opt_rest = checkpoint.optimizer_tensors(m.optimizer)
             tensors[f"m{i}.optim"] = opt_tensors
-            tensors[f"m{i}.rng"] = {"cpu": m.rng_state}
+            tensors[f"m{i}.rng"] = {"cpu": m.rng_state, **(
+                {"device": m.device_rng_state} if m.device_rng_state is not None else {})}
             if m.state is not None:  # the carried recurrent state (a tensor or a tuple)
                 parts = m.state if isinstance(m.state, tuple) else (m.state,)
                 tensors[f"m{i}.state"] = {str(k): t for k, t in enumerate(parts)}
@@ -93,6 +94,7 @@ def _restore(path: Path, tensors: dict, state: dict, pop: Population, stream: St
             m.model.load_state_dict(tensors[f"m{i}.model"])
             checkpoint.load_optimizer(m.optimizer, tensors[f"m{i}.optim"], saved["optim"])
             m.rng_state = tensors[f"m{i}.rng"]["cpu"]
+            m.device_rng_state = tensors[f"m{i}.rng"].get("device")  # its dropout on a GPU
             m.state = None
             if f"m{i}.state" in tensors:
                 named = tensors[f"m{i}.state"]

@@ -1,0 +1,247 @@
+"""The CUDA path, checked on a machine without a GPU (issue 43): the backend follows the run's
+device, the RNNs run outside CUDA autocast, scoring keeps the run's precision, a member's dropout
+on a GPU draws from its own checkpointed stream, the optimizer is fused on CUDA, and every
+family's forward stays on the (fake) CUDA device. Fake CUDA tensors (FakeTensorMode) carry
+devices and dtypes without a GPU; forward passes only (autograd on them needs a CUDA build)."""
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from multitudes.config.genome import Genome
+from multitudes.errors import UserError
+from multitudes.models import build
+from multitudes.runs import distributed
+from multitudes.runs.distributed import scoring_precision, uses_bf16
+
+FAMILIES = ("gpt", "looped", "lstm", "gru")
+
+
+def genome(family: str, **kw) -> Genome:
+    base = dict(family=family, d_model=32, n_layer=2, n_head=2, d_ff=64, context=32, lr=1e-2,
+                warmup=0, seed=3)
+    if family == "looped":
+        base.update(n_layer=1, n_loop=2)
+    return Genome(**{**base, **kw})
+
+
+def on_fake_cuda(g: Genome):
+    """The member's model with fake CUDA weights (no GPU, no memory), and the fake mode."""
+    with torch.device("meta"):
+        model = build(g)
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    with mode:
+        model = model.to_empty(device="cuda")
+    return model, mode
+
+
+@contextmanager
+def cuda_autocast():
+    """bf16 autocast on CUDA, as `torch.autocast("cuda")` sets it: that context refuses to start
+    without a GPU ("Disabling autocast"), so its state is set here by hand."""
+    before = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
+    torch.set_autocast_enabled("cuda", True)
+    torch.set_autocast_dtype("cuda", torch.bfloat16)
+    try:
+        yield
+    finally:
+        torch.set_autocast_enabled("cuda", before[0])
+        torch.set_autocast_dtype("cuda", before[1])
+
+
+class Seen(Exception):
+    """Raised by a hook once it has seen what it looks for (the GRU cell has no fake kernel)."""
+
+
+# The GRU's cell has no fake kernel on a CPU build (aten::_thnn_fused_gru_cell); its module is
+# the LSTM's (models/rnn.py), and its recurrence's device and dtype are checked below.
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "gru"])
+def test_every_family_forward_stays_on_the_device(family):
+    """Logits on the device the weights are on, in fp32 (the losses' dtype). Under autocast a
+    CPU build aborts when it would cast a fake CUDA weight, so the bf16 kernels are the device
+    check's to see (benchmarks/device_check.sh); the RNN's exclusion is checked below."""
+    model, mode = on_fake_cuda(genome(family))
+    with mode, torch.no_grad():
+        z = model(torch.zeros(2, 32, dtype=torch.long, device="cuda"))
+    assert z.device.type == "cuda" and z.dtype == torch.float32 and z.shape == (2, 32, 256)
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_the_recurrence_runs_outside_cuda_autocast_in_fp32(family):
+    """cuDNN's RNN under autocast runs in fp16, whatever dtype the autocast asks for: the
+    recurrence is called with autocast off and fp32 inputs (its state follows)."""
+    model, mode = on_fake_cuda(genome(family))
+    seen = {}
+
+    def look(module, args):
+        seen.update(autocast=torch.is_autocast_enabled("cuda"), dtype=args[0].dtype,
+                    device=args[0].device.type)
+        raise Seen  # before the head, whose cast a CPU build cannot fake
+    model.rnn.register_forward_pre_hook(look)
+    with mode, torch.no_grad(), cuda_autocast(), pytest.raises(Seen):
+        assert torch.is_autocast_enabled("cuda")
+        model(torch.zeros(2, 32, dtype=torch.long, device="cuda"))
+    assert seen == {"autocast": False, "dtype": torch.float32, "device": "cuda"}
+
+
+def test_on_the_cpu_the_rnn_keeps_the_runs_autocast():
+    """The exclusion is CUDA's alone: a bf16 run on the CPU runs its RNN as before."""
+    model = build(genome("lstm"))
+    seen = []
+    model.rnn.register_forward_pre_hook(
+        lambda module, args: seen.append(torch.is_autocast_enabled("cpu")))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.zeros(2, 32, dtype=torch.long))
+    assert seen == [True]
+
+
+class FakeDist:
+    """torch.distributed's joining, recorded (no process group is made)."""
+
+    def __init__(self):
+        self.backend = None
+
+    def init_process_group(self, backend, timeout):
+        self.backend = backend
+
+
+@pytest.fixture
+def two_ranks(monkeypatch):
+    fake, devices = FakeDist(), []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.delenv("TORCH_NCCL_BLOCKING_WAIT", raising=False)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", fake.init_process_group)
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", devices.append)
+    return fake, devices
+
+
+def test_the_backend_follows_the_device_the_run_trains_on(two_ranks, monkeypatch):
+    """A CPU run on a GPU machine joins over gloo and touches no GPU; a CUDA run over NCCL, each
+    rank on its own GPU, with blocking waits (a failed collective raises where it is called)."""
+    fake, devices = two_ranks
+    group = distributed.connect(device="cpu")
+    assert fake.backend == "gloo" and devices == [] and group.world == 2
+    assert "TORCH_NCCL_BLOCKING_WAIT" not in os.environ
+    for device in ("auto", "cuda"):
+        distributed.connect(device=device)
+        assert fake.backend == "nccl" and devices[-1] == 1
+        assert os.environ["TORCH_NCCL_BLOCKING_WAIT"] == "1"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UserError, match="LOCAL_RANK 1: this machine has 1 GPU"):
+        distributed.connect(device="cuda")
+
+
+def test_scoring_keeps_the_runs_precision(monkeypatch):
+    """An fp32 run is scored in fp32 on a GPU too; `auto` and bf16 as before (bf16 on CUDA,
+    fp32 on the CPU whatever the run trains in)."""
+    assert not uses_bf16("cuda", scoring_precision("fp32"))
+    assert uses_bf16("cuda", scoring_precision("auto")) and uses_bf16("cuda",
+                                                                      scoring_precision("bf16"))
+    assert not uses_bf16("cpu", scoring_precision("bf16"))
+    from multitudes.config import files as config_files
+    from multitudes.data.corpora import resolve
+    from multitudes.data.splits import load_splits
+    from multitudes.training import scoring
+
+    asked = []
+    monkeypatch.setattr(scoring, "byte_log2probs",
+                        lambda *a, **kw: asked.append(kw["precision"]))
+    for precision in ("fp32", "bf16", "auto"):
+        cfg = config_files.load("debug", None, [f"train.precision='{precision}'"])
+        scorer = scoring.Scoring(cfg, load_splits(resolve("sample")), torch.device("cpu"),
+                                 keep_best=False)
+        scorer.log2probs(None, scorer.dev)
+    assert asked == ["fp32", "auto", "auto"]
+
+
+class FakeGPU:
+    """torch.cuda's generator functions, on one integer state."""
+
+    def __init__(self):
+        self.state = torch.tensor([100])
+
+    def get_rng_state(self, device):
+        return self.state.clone()
+
+    def set_rng_state(self, state, device):
+        self.state = state.clone()
+
+    def manual_seed(self, seed):
+        self.state = torch.tensor([seed])
+
+
+def test_a_members_dropout_on_a_gpu_draws_from_its_own_stream(monkeypatch):
+    """Member.draws on a GPU: the member's state swapped into the GPU's generator and back, its
+    first draw seeded from its genome; the generator outside is left as it was."""
+    from multitudes.population.member import Member
+
+    gpu = FakeGPU()
+    monkeypatch.setattr(torch, "get_device_module", lambda kind: gpu)
+    model, _ = on_fake_cuda(genome("gpt", dropout=0.1, seed=7))
+    m = Member("m0", genome("gpt", dropout=0.1, seed=7), model, None,
+               torch.Generator().manual_seed(7).get_state())
+    for expected in (8, 9):
+        with m.draws():
+            gpu.state = gpu.state + 1  # a draw advances the generator
+        assert m.device_rng_state.tolist() == [expected] and gpu.state.tolist() == [100]
+
+
+def test_a_members_gpu_stream_is_in_its_checkpoint(tmp_path):
+    """The GPU stream round-trips through the arm's checkpoint (a resume with dropout > 0 on a
+    GPU draws what an uninterrupted run draws); on the CPU no such tensor is written."""
+    from multitudes.config import files as config_files
+    from multitudes.data.corpora import resolve
+    from multitudes.data.splits import load_splits
+    from multitudes.runs.files import RunFiles
+    from multitudes.training.protocols import plan_train, runner_for
+
+    cfg = config_files.load("debug", None, ["evolution.every=0", "train.real_bytes=4096"])
+    splits = load_splits(resolve("sample"))
+
+    def runner():
+        return runner_for(plan_train(cfg), cfg, splits, RunFiles(tmp_path, progress=False), None)
+    first = runner()
+    first.run_until(2048)
+    assert not any("device" in t for t in _rng_tensors(tmp_path))
+    first.pop.members[1].device_rng_state = torch.tensor([1, 2, 3], dtype=torch.uint8)
+    first.save()
+    second = runner()
+    assert second.try_resume()
+    assert second.pop.members[1].device_rng_state.tolist() == [1, 2, 3]
+    assert second.pop.members[0].device_rng_state is None
+
+
+def _rng_tensors(run: Path) -> list[str]:
+    from safetensors import safe_open
+    names = []
+    for path in (run / "checkpoints").rglob("*.rng.safetensors"):
+        with safe_open(str(path), "pt") as f:
+            names += list(f.keys())
+    return names
+
+
+def test_the_optimizer_is_fused_on_cuda_only():
+    from multitudes.population.schedule import fused_on, make_optimizer
+    assert fused_on(torch.device("cuda")) == {"fused": True}
+    assert fused_on(torch.device("cpu")) == {}
+    assert not make_optimizer(build(genome("gpt")), genome("gpt")).defaults.get("fused")
+
+
+def test_a_step_reads_its_losses_back_in_one_transfer():
+    """The population step's losses: one stacked copy to the host, the same floats as `.item()`
+    of each (float32 and bf16 alike)."""
+    from multitudes.population.population import host_values
+    a, b = torch.tensor(1.2345678, dtype=torch.float32), torch.tensor(3.5, dtype=torch.bfloat16)
+    assert host_values([[None, a, b], [], [b, None, a]]) == [
+        [None, a.item(), b.item()], [None, None, None], [b.item(), None, a.item()]]
