@@ -125,3 +125,28 @@ for device in ("cpu", "cuda"):
     assert cpu == ("cpu one after another|side by side|side by side, channel closed|"
                    "side by side, bf16 True False True False")
     assert cuda == "cuda one after another|channel closed False True True False"
+
+
+def test_the_gpu_recipe_adds_up_and_refuses_bad_options():
+    """benchmarks/gpu_recipe.py: each population row is the sum of its members' steps, each
+    member's step the larger of its compute time and (an RNN's) recurrence floor; bad options
+    are one line and exit 2."""
+    out = bench("gpu_recipe.py", "--shape", "64x512", "--shape", "512x128").stdout
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+            if line.startswith("| 64 x") or line.startswith("| 512 x")]
+    for lanes in ("64 x 512", "512 x 128"):
+        members = [r for r in rows if r[0] == lanes and "population" not in r[1]]
+        [population] = [r for r in rows if r[0] == lanes and "population" in r[1]]
+        assert len(members) == 4
+        for r in members:
+            assert float(r[5]) == max(float(r[3]), float(r[4]))
+        total = float(population[5].split("**")[1])
+        assert abs(total - sum(float(r[5]) for r in members)) < 0.11
+    floors = {r[0]: float(r[4]) for r in rows if "lstm" in r[1]}
+    assert abs(floors["64 x 512"] - 4 * floors["512 x 128"]) < 0.25  # T timesteps in a row
+    for bad in (["--shape", "0x5"], ["--shape", "64"], ["--mfu", "2"], ["--latency-us", "-1"],
+                ["--preset", "nope"]):
+        result = bench("gpu_recipe.py", *bad, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith("gpu_recipe.py: error:")
+        assert len(result.stderr.strip().splitlines()) == 1
