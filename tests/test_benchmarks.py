@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 FAMILIES = ("gpt", "looped", "lstm", "gru")
 
@@ -150,3 +152,15 @@ def test_the_gpu_recipe_adds_up_and_refuses_bad_options():
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.startswith("gpu_recipe.py: error:")
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("script, args", [
+    ("precision_probe.py", ["--preset", "nope"]), ("precision_probe.py", ["--lanes", "0"]),
+    ("precision_probe.py", ["--precision", "fp16"]),
+    ("rnn_lanes.py", ["--preset", "nope"]), ("rnn_lanes.py", ["--lanes", "0,4"]),
+    ("rnn_lanes.py", ["--preset", "debug", "--family", "gru"]),
+    ("rnn_lanes.py", ["--preset", "debug", "--lanes", "100000"])])
+def test_the_device_checks_probes_refuse_bad_options(script, args):
+    result = bench(script, *args, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{script}: error:" in result.stderr.strip().splitlines()[-1]
