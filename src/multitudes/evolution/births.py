@@ -28,8 +28,7 @@ class Births:
         self.replay = replay
         self.rng = random.Random(cfg.seed if cfg else 0)
         self.next_number = len(founders)
-        self.budget = (cfg.budget if cfg and cfg.budget
-                       else 2 * max(g.n_params for g in founders))
+        self.budget = generations.default_budget(cfg, founders)
 
     def due(self, step: int, target: int) -> bool:
         """A generation follows the dev evaluation of every `every`-th step, not the last."""

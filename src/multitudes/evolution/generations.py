@@ -15,7 +15,7 @@ import random
 
 from multitudes.evolution import operators as evolution
 from multitudes.config.schema import EvolutionConfig
-from multitudes.config.genome import member_id
+from multitudes.config.genome import Genome, member_id
 from multitudes.evaluation.curves import crossing
 
 
@@ -37,18 +37,32 @@ def plan(members, cfg: EvolutionConfig, rng: random.Random, budget: int,
     genomes = {m.id: m.genome for m in members}
     births = []
     for k in range(n_die):
-        first = evolution.tournament(survivors, rng, cfg.tournament)
-        if len(survivors) > 1 and rng.random() < cfg.crossover:
-            others = {i: f for i, f in survivors.items() if i != first}
-            second = evolution.tournament(others, rng, cfg.tournament)
-            genome, ops = evolution.crossover(genomes[first], genomes[second], rng, budget)
-            parents = [first, second]
-        else:
-            genome, ops = evolution.mutate(genomes[first], rng, budget, cfg.family_switch)
-            parents = [first]
+        genome, parents, ops = breed(survivors, genomes, rng, cfg, budget)
         births.append({"member": member_id(next_number + k, genome.family), "parents": parents,
                        "genome": genome.to_dict(), "ops": ops})
     return deaths, births
+
+
+def breed(fitness: dict[str, float], genomes: dict, rng: random.Random, cfg: EvolutionConfig,
+          budget: int) -> tuple[Genome, list[str], list[str]]:
+    """One child of the parents in `fitness` (id -> dev bpb): the first parent wins a
+    tournament, then a crossover with a second (probability `cfg.crossover`, when there is a
+    second) or a mutation, repaired into `budget` parameters. Its genome, parents and
+    operations. The one breeding step of births in a run and of a compare's generations."""
+    first = evolution.tournament(fitness, rng, cfg.tournament)
+    if len(fitness) > 1 and rng.random() < cfg.crossover:
+        others = {i: f for i, f in fitness.items() if i != first}
+        second = evolution.tournament(others, rng, cfg.tournament)
+        genome, ops = evolution.crossover(genomes[first], genomes[second], rng, budget)
+        return genome, [first, second], ops
+    genome, ops = evolution.mutate(genomes[first], rng, budget, cfg.family_switch)
+    return genome, [first], ops
+
+
+def default_budget(cfg: EvolutionConfig | None, founders: list[Genome]) -> int:
+    """The parameters a newborn may have: `evolution.budget`, or twice the largest founder's."""
+    return cfg.budget if cfg is not None and cfg.budget else \
+        2 * max(g.n_params for g in founders)
 
 
 def from_lineage(rows: list[dict], arm: str, step: int) -> tuple[list[str], list[dict]]:

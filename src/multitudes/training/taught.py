@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from multitudes.config.schema import RunConfig
 from multitudes.evaluation.target import load_member
-from multitudes.evolution import operators
+from multitudes.evolution import generations
 from multitudes.population.elders import Elders
 from multitudes.runs.distributed import resolve_device
 from multitudes.runs.files import RunFiles
@@ -50,20 +50,9 @@ def runner(plan, cfg: RunConfig, splits: dict, files: RunFiles, arms: dict,
 
 def offspring(cfg: RunConfig, genomes: dict, fitness: dict, generation: int) -> list:
     """The genomes of generation g, bred from generation g - 1 (its genomes and best dev bpb by
-    member id): each child's first parent wins a tournament on dev bpb, then a crossover with a
-    second (probability evolution.crossover) or a mutation, repaired into the parameter budget;
-    each child has a seed of its own. A pure function of the config, the parents and g, so a
-    resume breeds the same generation."""
+    member id), one child per parent, each by evolution's one breeding step
+    (generations.breed); each child has a seed of its own. A pure function of the config, the
+    parents and g, so a resume breeds the same generation."""
     evo, rng = cfg.evolution, random.Random(f"{cfg.train.seed}:generation:{generation}")
-    budget = evo.budget or 2 * max(g.n_params for g in cfg.members)
-    children = []
-    for _ in genomes:
-        first = operators.tournament(fitness, rng, evo.tournament)
-        others = {k: v for k, v in fitness.items() if k != first}
-        if others and rng.random() < evo.crossover:
-            second = operators.tournament(others, rng, evo.tournament)
-            child, _ = operators.crossover(genomes[first], genomes[second], rng, budget)
-        else:
-            child, _ = operators.mutate(genomes[first], rng, budget, evo.family_switch)
-        children.append(child)
-    return children
+    budget = generations.default_budget(evo, cfg.members)
+    return [generations.breed(fitness, genomes, rng, evo, budget)[0] for _ in genomes]
