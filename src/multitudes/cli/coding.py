@@ -1,4 +1,4 @@
-"""The `compress` and `decompress` commands (see compress.py); registered by cli.py."""
+"""The `compress` and `decompress` commands (see coding/archive.py); registered by cli/main.py."""
 
 from __future__ import annotations
 

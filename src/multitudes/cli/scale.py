@@ -1,4 +1,4 @@
-"""`multitudes scale`: the scaling study from the command line (see scale.py and study.py)."""
+"""`multitudes scale`: the scaling study from the command line (see study/plan.py and study/runner.py)."""
 
 from __future__ import annotations
 

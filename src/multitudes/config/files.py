@@ -1,7 +1,7 @@
 """Configs from files: TOML presets and config files, `--set` overrides, JSON records.
 
 `--set key=value` overrides use dotted names, the way minGPT's overrides fail loudly on a typo;
-`members.1.lr` addresses one member and `members.*.lr` all of them. The dataclasses in config.py
+`members.1.lr` addresses one member and `members.*.lr` all of them. The dataclasses in config/schema.py
 check every value; this file checks that every key is known.
 """
 

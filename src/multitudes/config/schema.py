@@ -3,7 +3,7 @@
 Every field is checked when a config is built (`__post_init__`, so a `dataclasses.replace` is
 checked too): a wrong type or a value out of range is a UserError that names the key
 (`train.batch_size`). Choices are `Literal` types. Reading TOML, presets and `--set` overrides
-lives in config_files.py.
+lives in config/files.py.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class TrainConfig:
     dev_bytes: int = 65_536
     """Bytes of the validation split used as the dev slice for curves and fitness."""
     eval_stride: int = 0
-    """Stride of the evaluation windows (0: half the context); see evaluate.py."""
+    """Stride of the evaluation windows (0: half the context); see evaluation/bpb.py."""
     checkpoint_every: int = 250
     """Steps between checkpoints (0: only at the end of each stretch of training), so that a
     run can be killed any time and resumed, whatever config it came from."""

@@ -3,7 +3,7 @@
 A generation follows a dev evaluation, so every member's fitness (dev bpb on the fixed dev
 slice) is fresh. The worst fraction dies, never the best; each death makes room for a newborn
 whose parents are chosen by tournament among the survivors, and whose genome comes from a
-crossover of two parents or a mutation of one (`evolution.py`). A plan is a list of deaths and a
+crossover of two parents or a mutation of one (evolution/operators.py). A plan is a list of deaths and a
 list of births (dicts, as they are written to lineage.jsonl), so a finished run's plans can be
 read back from its lineage and replayed exactly.
 """

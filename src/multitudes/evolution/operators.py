@@ -88,7 +88,8 @@ def crossover(a: Genome, b: Genome, rng: random.Random,
 
 
 def repair(g: Genome, budget: int) -> tuple[Genome, list[str]]:
-    """Shrink a genome into the parameter budget: width first, then depth, then loops."""
+    """Shrink a genome into the parameter budget: width first, then depth (a looped genome's
+    loops are left as they are: they add compute, not parameters)."""
     changes = []
     while g.n_params > budget:
         for trait, floor in (("d_model", LADDERS["d_model"][0]), ("n_layer", 1)):

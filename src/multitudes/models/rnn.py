@@ -1,7 +1,7 @@
 """Recurrent families `lstm` and `gru`: embedding, a multi-layer cuDNN-style RNN, a head.
 
 The recurrent state is carried between decoding calls, so generation costs O(1) per byte, and
-between consecutive training windows of a lane (`stateful`: truncated BPTT, see data.py).
+between consecutive training windows of a lane (`stateful`: truncated BPTT, see data/splits.py).
 Initialisation is PyTorch's default throughout: the embedding N(0, 1) feeds the gates inputs of
 unit scale (an N(0, 0.1) embedding, used before, left the RNNs on the unigram plateau).
 

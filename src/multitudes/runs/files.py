@@ -2,7 +2,7 @@
 
 Under torchrun every rank runs the same loop; rank 0 alone writes the run's files (metrics,
 lineage, TensorBoard, milestones, results) and speaks to the user. Checkpoints are the exception:
-every rank saves its own (see runstate.py).
+every rank saves its own (see training/state.py).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class RunFiles:
 
     def milestone(self, label: str, score) -> dict:
         """`score()` once; a resumed run reads the milestone back instead of scoring it again
-        (a run extended to more bytes has had its milestones removed, see run_dir.py)."""
+        (a run extended to more bytes has had its milestones set aside, see runs/directory.py)."""
         path = self.out / "milestones" / f"{label}.json"
         if self.on_main(path.is_file):
             return self.on_main(lambda: read_json(path, "milestone"))

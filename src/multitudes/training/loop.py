@@ -8,8 +8,9 @@ milestone, score every member on valid beyond the dev slice and the full test sp
 weights for `multitudes eval`.
 
 Each concern lives in its own file, behind one call here: the population's step
-(population.py), scoring (scoring.py), births (births.py), checkpoints (runstate.py), and the
-run's files (run_files.py, which alone decides which process writes). Under torchrun every rank
+(population/population.py), scoring (training/scoring.py), births (evolution/births.py),
+checkpoints (training/state.py), and the run's files (runs/files.py, which alone decides which
+process writes). Under torchrun every rank
 runs this loop in step; only population.py and those files know about ranks.
 """
 
