@@ -226,10 +226,11 @@ def test_compress_reads_only_a_regular_file(recorded, tmp_path, source):
 
 
 def test_eval_refuses_an_adaptive_rate_the_optimizer_cannot_take(recorded):
-    """Item 10."""
-    for lr in ("1e39", "2"):
-        one_line_error(cli("eval", recorded / "done", "--adaptive-lr", lr, check=False),
-                       "--adaptive-lr")
+    """Item 10: before any member is loaded (1e39 crashed AdamW after scoring began)."""
+    from multitudes.evaluation.target import evaluate_target
+    for lr in (1e39, 2.0, -1.0, math.nan):
+        with pytest.raises(UserError, match="--adaptive-lr"):
+            evaluate_target(recorded / "done", None, "test", 0, None, True, lr)
 
 
 def test_distilled_students_run_beside_an_evolving_social_arm(tmp_path):
