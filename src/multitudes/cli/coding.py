@@ -38,13 +38,13 @@ from multitudes.errors import UserError
 def compress(file, out, run, arm, member, lanes, online, preset, config_file, overrides,
              members, keep, mixture, isolated, force, quiet) -> None:
     """Code FILE with a population's predictions (range coding); `decompress` gives it back."""
-    from multitudes.coding import archive as mtz
+    from multitudes.coding import archive
     from multitudes.runs.checkpoint import check_output
 
     out = out or f"{file}.mtz"
     # a file the coder reads is an input, --force or not: the run's results and models too
     check_output(Path(out), force, [Path(file)] + (
-        mtz.inputs_of(Path(run), arm, member) if run and not online else []))
+        archive.inputs_of(Path(run), arm, member) if run and not online else []))
     if online:
         from multitudes.config import files as config_files
         if run or arm or member:
@@ -53,13 +53,13 @@ def compress(file, out, run, arm, member, lanes, online, preset, config_file, ov
             indices = [int(i) for i in keep.split(",")] if keep else None
         except ValueError:
             raise UserError(f"--keep {keep}: member indices separated by commas") from None
-        cfg = mtz.online_config(config_files.load(preset, config_file, overrides), members,
+        cfg = archive.online_config(config_files.load(preset, config_file, overrides), members,
                                 isolated, indices)
-        r = mtz.compress_online(Path(file), Path(out), cfg, not quiet, mixture)
+        r = archive.compress_online(Path(file), Path(out), cfg, not quiet, mixture)
     else:
         if not run:
             raise UserError("compress needs --run DIR (a trained run), or --online")
-        r = mtz.compress_file(Path(file), Path(out), Path(run), arm, member, lanes, not quiet)
+        r = archive.compress_file(Path(file), Path(out), Path(run), arm, member, lanes, not quiet)
     took = f" in {r['seconds']:.0f} s ({r['bytes'] / max(r['seconds'], 1e-9):,.0f} B/s)" \
         if "seconds" in r else ""
     click.echo(f"{file}: {r['bytes']:,} bytes -> {out}: {r['compressed']:,} bytes, "

@@ -127,7 +127,7 @@ def _run(command: str, preset, config_file, overrides, out, resume_dir, force, q
     """`train` or `compare`, as the user runs it: the members, the run, the result table."""
     from multitudes.training import protocols
     from multitudes.config import genome
-    from multitudes.report import page as report
+    from multitudes.report import page
     from multitudes.runs import stopwatch
     from multitudes.runs.checkpoint import read_json
     from multitudes.runs.files import RunFiles
@@ -137,11 +137,11 @@ def _run(command: str, preset, config_file, overrides, out, resume_dir, force, q
     files = RunFiles(out, group)
     files.say(genome.describe(cfg.members))
     results = protocols.run(command, cfg, out, resume, progress=not quiet, group=group)
-    files.say(report.table(results))
+    files.say(page.table(results))
     files.say(files.for_writer(lambda: stopwatch.line(read_json(out / "timings.json",
                                                                 "the run's timings"))))
     if command == "compare":
-        files.say(f"report: {files.on_main(lambda: report.write_html(out))}")
+        files.say(f"report: {files.on_main(lambda: page.write_html(out))}")
     else:
         files.say(f"run written to {out}/ (results.json, metrics.jsonl, members/)")
 
@@ -214,7 +214,7 @@ def replay(run_dir, out, force, quiet) -> None:
     from multitudes.runs import distributed
     from multitudes.training import protocols
     from multitudes.evolution import lineage
-    from multitudes.report import page as report
+    from multitudes.report import page
     from multitudes.runs import directory as rundir
 
     if distributed.world_size_from_env() > 1:
@@ -226,8 +226,8 @@ def replay(run_dir, out, force, quiet) -> None:
     cfg = rundir.prepare_run_dir(out, record["command"], record["cfg"], False, force)
     results = protocols.run(record["command"], cfg, out, progress=not quiet, replay=rows)
     if record["command"] == "compare":
-        report.write_html(out)
-    click.echo(report.table(results))
+        page.write_html(out)
+    click.echo(page.table(results))
     same = protocols.numbers(results) == protocols.numbers(original)
     click.echo(f"replay of {run_dir} in {out}: "
                + ("the same numbers, bit for bit" if same else "DIFFERENT numbers"))
@@ -241,9 +241,9 @@ def replay(run_dir, out, force, quiet) -> None:
               help="Also write each plot as FIGURES/figure-N.png.")
 def report(run_dir, figures) -> None:
     """Rebuild report.html of a compare (or train) run from its files."""
-    from multitudes.report import page as report_mod
+    from multitudes.report import page
 
-    click.echo(f"report: {report_mod.write_html(Path(run_dir), figures and Path(figures))}")
+    click.echo(f"report: {page.write_html(Path(run_dir), figures and Path(figures))}")
 
 
 @cli.command()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from multitudes.runs import checkpoint
-from multitudes.coding import range_coder as coding
+from multitudes.coding import range_coder
 from multitudes.coding import online
 from multitudes.config.schema import RunConfig
 from multitudes.config.files import from_dict
@@ -110,13 +110,13 @@ def _same_kernels(device_type: str):
         torch.use_deterministic_algorithms(before)
 
 
-def steppers(paths: list[Path], device) -> list[coding.ModelStepper]:
+def steppers(paths: list[Path], device) -> list[range_coder.ModelStepper]:
     """The member checkpoints at `paths`, each ready to step the lanes (stride: half the
     context, as the evaluation's default)."""
     out = []
     for path in paths:
         _, model, _ = load_member(path)
-        out.append(coding.ModelStepper(model.to(device), max(1, model.context // 2), device))
+        out.append(range_coder.ModelStepper(model.to(device), max(1, model.context // 2), device))
     return out
 
 
@@ -133,7 +133,7 @@ def compress_file(src: Path, out: Path, run: Path, arm: str | None = None,
     paths = members_of(run, arm, member)
     env = _environment()
     with _same_kernels(env["device"]):
-        words, bits = coding.encode(data, steppers(paths, torch.device(env["device"])), lanes,
+        words, bits = range_coder.encode(data, steppers(paths, torch.device(env["device"])), lanes,
                                     progress)
     run = Path(run).resolve()
     header = {"format": FORMAT, "mode": "offline", "run": str(run),
@@ -199,7 +199,7 @@ def decompress_file(src: Path, out: Path, run: Path | None = None, progress: boo
             raise UserError(f"{src} was coded with other weights than {path} holds")
     n = header["length"]
     with _decoding(src, n), _same_kernels(env["device"]):
-        data = coding.decode(words, n, steppers(paths, torch.device(env["device"])),
+        data = range_coder.decode(words, n, steppers(paths, torch.device(env["device"])),
                              header["lanes"], progress)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
         raise UserError(f"{src} is damaged: the decoded bytes fail their sha256")

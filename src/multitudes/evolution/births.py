@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from multitudes.evolution import operators as evolution
+from multitudes.evolution import operators
 from multitudes.evolution import generations
 from multitudes.config.schema import EvolutionConfig
 from multitudes.config.genome import Genome
@@ -59,7 +59,7 @@ class Births:
             genome = Genome.from_dict(birth["genome"])
             parent = pop.member(birth["parents"][0])
             same_shape = all(getattr(genome, k) == getattr(parent.genome, k)
-                             for k in evolution.ARCHITECTURE)
+                             for k in operators.ARCHITECTURE)
             newborn = pop.give_birth(  # inheriting as in population-based training
                 dead_id, birth["member"], genome, dev_bpb,
                 parent.id if self.cfg.inherit == "parent" and same_shape else None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 
-from multitudes.evolution import operators as evolution
+from multitudes.evolution import operators
 from multitudes.config.schema import EvolutionConfig
 from multitudes.config.genome import Genome, member_id
 from multitudes.evaluation.curves import crossing
@@ -49,13 +49,13 @@ def breed(fitness: dict[str, float], genomes: dict, rng: random.Random, cfg: Evo
     tournament, then a crossover with a second (probability `cfg.crossover`, when there is a
     second) or a mutation, repaired into `budget` parameters. Its genome, parents and
     operations. The one breeding step of births in a run and of a compare's generations."""
-    first = evolution.tournament(fitness, rng, cfg.tournament)
+    first = operators.tournament(fitness, rng, cfg.tournament)
     if len(fitness) > 1 and rng.random() < cfg.crossover:
         others = {i: f for i, f in fitness.items() if i != first}
-        second = evolution.tournament(others, rng, cfg.tournament)
-        genome, ops = evolution.crossover(genomes[first], genomes[second], rng, budget)
+        second = operators.tournament(others, rng, cfg.tournament)
+        genome, ops = operators.crossover(genomes[first], genomes[second], rng, budget)
         return genome, [first, second], ops
-    genome, ops = evolution.mutate(genomes[first], rng, budget, cfg.family_switch)
+    genome, ops = operators.mutate(genomes[first], rng, budget, cfg.family_switch)
     return genome, [first], ops
 
 

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from tqdm import tqdm
 
-from multitudes.training import state as runstate
+from multitudes.training import state
 from multitudes.evolution.births import Births
 from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
 from multitudes.data.splits import make_stream, unique_sample
@@ -56,7 +56,7 @@ class ArmRunner:
                                     self.stream.steps_for(total_bytes), device, files.group)
         self.pop.elders = elders
         self.births = Births(name, evolution, cfg.members, replay)
-        self.checkpoints = runstate.ArmCheckpoints(files.out, name, files.group)
+        self.checkpoints = state.ArmCheckpoints(files.out, name, files.group)
         wsd = cfg.train.schedule == "wsd"
         self.branching = branching and wsd
         if wsd and not self.branching:  # one run, cooled down at its end
@@ -165,7 +165,7 @@ class ArmRunner:
         if self.in_branch:
             return
         with self.files.clock.phase(self.name, "checkpoints"):
-            self.checkpoints.save(self.pop.steps, lambda path: runstate.save_arm(
+            self.checkpoints.save(self.pop.steps, lambda path: state.save_arm(
                 path, self.pop, self.stream, self.history, self.scoring.best, self.events,
                 self.cfg.members, {**self.births.state(),
                                    "finished": [p.to_json() for p in self.finished]}))
@@ -178,7 +178,7 @@ class ArmRunner:
         if path is None:
             return False
         with self.files.clock.phase(self.name, "checkpoints"):
-            self.history, self.scoring.best, self.events, extra = runstate.restore_arm(
+            self.history, self.scoring.best, self.events, extra = state.restore_arm(
                 path, self.pop, self.stream, self.cfg.members)
         self.pop.sync()
         self.births.load_state(extra)

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from multitudes.training import state as runstate
+from multitudes.training import state
 from multitudes.config.schema import RunConfig
 from multitudes.errors import UserError
 from multitudes.runs.distributed import scoring_precision
@@ -139,7 +139,7 @@ class Scoring:
             entry["best_dev_bpb"] = self.best[m.id]["dev_bpb"]
             entry["best_step"] = self.best[m.id]["step"]
             entry["epochs_to_best"] = self.best[m.id]["epochs"]
-        runstate.save_member(path, m.id, m.genome, weights, info)
+        state.save_member(path, m.id, m.genome, weights, info)
         entry["checkpoint"] = str(path.relative_to(files.out))
         m.model.load_state_dict(current)
         return entry, logps
