@@ -142,11 +142,13 @@ class ArmCheckpoints:
         """`write(path)` writes the checkpoint of `step`; older steps go once every rank has
         this one."""
         path = self.path(step)
-        before = any(True for _ in self.base.glob("**/manifest.json"))
         try:
             write(path)
         except OSError as e:  # disk full, quota, permissions: the previous checkpoint is intact
-            kept = "the previous checkpoint is kept" if before else "no checkpoint was kept yet"
+            # (a failed save leaves the one before whole, so it is looked for after the failure,
+            # not before every save)
+            kept = ("the previous checkpoint is kept" if any(self.base.glob("**/manifest.json"))
+                    else "no checkpoint was kept yet")
             raise UserError(f"could not write the checkpoint {path}: {e.strerror or e}; {kept}, "
                             f"free space and go on with --resume {self.run_dir}") from None
         if self.group.distributed:
