@@ -180,7 +180,7 @@ def alone_dev_curve(cfg, member, real_bytes: int) -> list[tuple[int, float]]:
                   train=replace(cfg.train, real_bytes=real_bytes, checkpoint_every=0,
                                 eval_every=evals))
     with tempfile.TemporaryDirectory() as tmp:
-        res = protocols.run_train(one, Path(tmp), progress=False)
+        res = protocols.run("train", one, Path(tmp), progress=False)
     return [(p["real_bytes"], p["best_dev_bpb"]) for p in res["arms"]["isolated"]["curve"]]
 
 

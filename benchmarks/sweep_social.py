@@ -47,7 +47,7 @@ def one(args: tuple) -> dict:
                       social=replace(cfg.social, trust=trust))
     cfg = replace(cfg, train=replace(cfg.train, checkpoint_every=0))
     with tempfile.TemporaryDirectory() as tmp:
-        results = protocols.run_train(cfg, Path(tmp), progress=False)
+        results = protocols.run("train", cfg, Path(tmp), progress=False)
     (name, arm), = results["arms"].items()
     row = {"arm": name, "alpha": alpha, "tau": tau, "trust": trust}
     row["best"] = min(m["best_dev_bpb"] for m in arm["members"])

@@ -33,7 +33,8 @@ from multitudes.data.splits import load_splits
 from multitudes.errors import UserError
 from multitudes.runs.files import RunFiles
 from multitudes.runs.results import read as read_results
-from multitudes.training import protocols, taught
+from multitudes.training import protocols
+from multitudes.training.arms import ArmContext
 
 
 def one(args: tuple) -> dict:
@@ -44,15 +45,15 @@ def one(args: tuple) -> dict:
     cfg = replace(cfg, compare=replace(cfg.compare, student_alpha=alpha),
                   train=replace(cfg.train, checkpoint_every=0))
     arms = read_results(run / "results.json")["arms"]
-    plan = next(p for p in protocols.plan_compare(cfg) if p.name == arm)
+    plan = next(p for p in protocols.plan("compare", cfg) if p.name == arm)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        for teacher in (plan.teacher, "isolated"):  # the teachers and the ranked isolated member
+        for teacher in plan.waits_for():  # the teachers (and the ranked isolated member)
             shutil.copytree(run / "members" / teacher, out / "members" / teacher,
                             dirs_exist_ok=True)
         files = RunFiles(out, progress=False)
         splits = load_splits(resolve(cfg.data.corpus))
-        runner = taught.runner(plan, cfg, splits, files, arms, None, protocols.runner_for)
+        runner = plan.build(ArmContext(cfg, splits, files), arms)
         runner.run_until(plan.total_bytes)
         result = runner.milestone()
         files.close()

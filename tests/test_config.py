@@ -54,16 +54,17 @@ def test_a_reference_point_reads_its_own_epoch_budget():
     """compare.reference_epochs: the point on k x U reads exactly its epochs of k x U (its own
     planned schedule), U itself still reads N; and the record keys the budget, so a point
     trained to another budget is never read for this one."""
-    from multitudes.training.protocols import plan_compare
+    from multitudes.training.arms import Reference
+    from multitudes.training.protocols import plan
     from multitudes.training.reference_record import point_config
     base = ["regime='data-limited'", "data.unique_bytes=4096", "evolution.every=0",
             "train.real_bytes=16384", "compare.unique_multiples=[1, 2, 4]"]
     before = config_files.load(preset="debug", overrides=base)
     own = config_files.load(preset="debug", overrides=base + [
         "compare.reference_epochs=[3, 1.5]"])
-    read = {p.name: p.total_bytes for p in plan_compare(own) if p.role == "reference"}
+    read = {p.name: p.total_bytes for p in plan("compare", own) if isinstance(p, Reference)}
     assert read == {"isolated": 16384, "isolated-2U": 2 * 4096 * 3, "isolated-4U": 4 * 4096 * 1.5}
-    assert {p.name: p.total_bytes for p in plan_compare(before) if p.role == "reference"} == {
+    assert {p.name: p.total_bytes for p in plan("compare", before) if isinstance(p, Reference)} == {
         "isolated": 16384, "isolated-2U": 16384, "isolated-4U": 16384}
     assert point_config(own, "c", 2)["epochs"] == 3 and "epochs" not in point_config(before, "c", 2)
     assert point_config(own, "c", 4) != point_config(before, "c", 4)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from multitudes.config import files as config_files
-from multitudes.training.protocols import check_runnable, plan_compare
+from multitudes.training.protocols import check_runnable, plan
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "device_check.sh"
 
@@ -57,7 +57,7 @@ def test_the_device_checks_compare_is_a_valid_enwik8_shaped_config():
     assert cfg.train.batch_size == 64 and cfg.context == 512  # enwik8's shapes
     assert cfg.train.real_bytes // (64 * 512) == 100
     check_runnable(cfg, "compare")
-    assert [p.name for p in plan_compare(cfg)] == ["social", "isolated"]
+    assert [p.name for p in plan("compare", cfg)] == ["social", "isolated"]
 
 
 def test_the_device_checks_parts_fit_one_call_and_run_end_to_end_on_a_cpu(tmp_path):

@@ -105,7 +105,7 @@ def test_replay_follows_the_lineage_not_the_generator(text_file, tmp_path):
         cfg = config_files.load("debug", None, [f"data.corpus='file:{text_file}'",
                                           f"evolution.seed={seed}"])
         rundir.prepare_run_dir(out, "train", cfg, False, False)
-        return protocols.run_train(cfg, out, progress=False, replay=replay)
+        return protocols.run("train", cfg, out, progress=False, replay=replay)
 
     a, b = run(tmp_path / "a", 0), run(tmp_path / "b", 7)
     assert protocols.numbers(a) != protocols.numbers(b)  # other seed, other births

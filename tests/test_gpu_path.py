@@ -204,13 +204,15 @@ def test_a_members_gpu_stream_is_in_its_checkpoint(tmp_path):
     from multitudes.data.corpora import resolve
     from multitudes.data.splits import load_splits
     from multitudes.runs.files import RunFiles
-    from multitudes.training.protocols import plan_train, runner_for
+    from multitudes.training.arms import ArmContext
+    from multitudes.training.protocols import plan
 
     cfg = config_files.load("debug", None, ["evolution.every=0", "train.real_bytes=4096"])
     splits = load_splits(resolve("sample"))
 
     def runner():
-        return runner_for(plan_train(cfg), cfg, splits, RunFiles(tmp_path, progress=False), None)
+        ctx = ArmContext(cfg, splits, RunFiles(tmp_path, progress=False))
+        return plan("train", cfg)[0].build(ctx, {})
     first = runner()
     first.run_until(2048)
     assert not any("device" in t for t in _rng_tensors(tmp_path))

@@ -2,7 +2,7 @@
 
 A pure function of numbers already in results.json, so that a comparison can be placed on a
 reference another run measured (benchmarks/data_limited.py --reference) exactly as `compare`
-places it on its own (training/protocols.py).
+places it on its own (training/limited_compare.py).
 """
 
 from __future__ import annotations

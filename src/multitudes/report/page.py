@@ -71,7 +71,7 @@ def table(results: dict) -> str:
 
 
 def data_limited_lines(d: dict) -> list[str]:
-    """The data-scaling reference and each arm placed on it (see protocols._unique_efficiency)."""
+    """The data-scaling reference and each arm placed on it (see training/limited_compare.py)."""
     lines = ["data-scaling reference, the isolated recipe on k x U unique bytes (test bpb): "
              + "; ".join(f"k={q['k']} ({q['epochs']:.1f} epochs) best {q['best_test_bpb']:.4f}, "
                          f"ensemble {q['mixture_test_bpb']:.4f}" for q in d["reference"])]

@@ -1,7 +1,7 @@
 """The data-scaling reference, computed once and reused: a record of its points beyond U.
 
 In the data-limited regime every arm is placed on the isolated recipe's curve over k x U unique
-bytes (protocols.plan_compare). The points beyond U (k > 1) are the expensive part of a
+bytes (training/limited_compare.py). The points beyond U (k > 1) are the expensive part of a
 comparison and do not depend on anything the other arms do, so `compare.reference_record` names
 a JSON file that keeps them: a point found there (same corpus, members, recipe, U, k and epoch
 floor) is read instead of trained, and a point trained is added to it as soon as it

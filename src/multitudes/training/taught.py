@@ -5,7 +5,7 @@ taught by the social arm (`distilled`) or by the isolated ensemble (`distilled-e
 generation is K members bred from the generation before and taught by it (chain distillation
 grown into a population). The teachers are read back from their saved member checkpoints (their
 kept best weights) and mixed with the weights fit on the dev slice: the elders every member also
-listens to (population/elders.py).
+listens to (population/elders.py). The kinds of these arms are in training/arms.py.
 """
 
 from __future__ import annotations
@@ -21,31 +21,35 @@ from multitudes.runs.distributed import resolve_device
 from multitudes.runs.files import RunFiles
 
 
-def runner(plan, cfg: RunConfig, splits: dict, files: RunFiles, arms: dict,
-           replay: list[dict] | None, runner_for):
-    """The ArmRunner of a taught arm `plan`, once its teacher (and the isolated arm) finished."""
-    teacher = arms[plan.teacher]
-    saved = [load_member(files.out / m["checkpoint"]) for m in teacher["members"]]
-    if plan.name.startswith("generation-"):
-        genomes = {m["id"]: genome for m, (genome, _, _) in zip(teacher["members"], saved)}
-        members = offspring(cfg, genomes, {m["id"]: m["best_dev_bpb"] for m in
-                                           teacher["members"]},
-                            int(plan.name.rsplit("-", 1)[1]))
-    else:
-        ranked = min(arms["isolated"]["members"], key=lambda m: m["best_dev_bpb"])
-        members = [load_member(files.out / ranked["checkpoint"])[0]]
-    if cfg.compare.student_alpha:  # how hard a student listens is a choice of its own
-        members = [g.replace(alpha=cfg.compare.student_alpha) for g in members]
+def genome_of(files: RunFiles, member: dict) -> list:
+    """The genome of one finished member (its entry in an arm's results), as a population."""
+    return [load_member(files.out / member["checkpoint"])[0]]
+
+
+def offspring_of(cfg: RunConfig, files: RunFiles, parent: dict, generation: int) -> list:
+    """Generation g's genomes, bred from the finished generation g - 1 (`parent`'s results)."""
+    genomes = {m["id"]: load_member(files.out / m["checkpoint"])[0] for m in parent["members"]}
+    return offspring(cfg, genomes, {m["id"]: m["best_dev_bpb"] for m in parent["members"]},
+                     generation)
+
+
+def elders_of(cfg: RunConfig, files: RunFiles, teacher: dict) -> Elders:
+    """A finished arm's members, frozen at their kept best weights and mixed with the weights
+    fit on the dev slice, on the device the run trains on."""
     device = resolve_device(cfg.train.device)
-    elders = Elders([model.to(device) for _, model, _ in saved],
-                    [teacher["mixture_weights"][m["id"]] for m in teacher["members"]])
-    # a taught arm never evolves within itself (its plan has no evolution): a one-member
-    # student under a config whose social arm evolves is not refused as "evolution needs 2"
-    quiet = replace(cfg.evolution, every=0)
-    taught = runner_for(plan, replace(cfg, members=members, evolution=quiet), splits, files,
-                        replay, elders=elders)
-    taught.pop.elder_weight = cfg.compare.elder_weight
-    return taught
+    saved = [load_member(files.out / m["checkpoint"]) for m in teacher["members"]]
+    return Elders([model.to(device) for _, model, _ in saved],
+                  [teacher["mixture_weights"][m["id"]] for m in teacher["members"]])
+
+
+def student_config(cfg: RunConfig, members: list) -> RunConfig:
+    """The run's config for a taught arm of `members`: each listens with `student_alpha` when
+    one is given (how hard a student listens is a choice of its own), and never evolves within
+    the arm, so a one-member student under a config whose social arm evolves is not refused
+    as "evolution needs 2"."""
+    if cfg.compare.student_alpha:
+        members = [g.replace(alpha=cfg.compare.student_alpha) for g in members]
+    return replace(cfg, members=members, evolution=replace(cfg.evolution, every=0))
 
 
 def offspring(cfg: RunConfig, genomes: dict, fitness: dict, generation: int) -> list:

@@ -1,0 +1,111 @@
+"""The arms of a run, each a kind of its own.
+
+An arm's kind (a type here) decides what it trains and which arms it waits for; its name is a
+label for tables and directories only, and no code reads behaviour out of it. A new arm is a new
+kind: a subclass with its own `build` (and `waits_for` when it learns from another arm),
+planned by a protocol (training/stream_compare.py, training/limited_compare.py).
+
+Every arm starts from the same genomes and seeds and reads the same batches as the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
+from multitudes.population.elders import Elders
+from multitudes.runs.files import RunFiles
+from multitudes.training import taught
+from multitudes.training.loop import ArmRunner
+
+
+@dataclass(frozen=True)
+class ArmContext:
+    """What every arm of a run is built from: the config, the splits, the run's files, the
+    lineage to replay (or None), and whether reference arms branch finished `wsd` runs off a
+    stable trunk (the stream regime's read-on)."""
+    cfg: RunConfig
+    splits: dict
+    files: RunFiles
+    replay: list[dict] | None = None
+    branching: bool = False
+
+    def runner(self, arm: Arm, cfg: RunConfig | None = None, branching: bool = False,
+               elders: Elders | None = None) -> ArmRunner:
+        """The ArmRunner of `arm` (under `cfg`, the run's by default)."""
+        return ArmRunner(cfg or self.cfg, self.splits, self.files, name=arm.name,
+                         social=arm.social, total_bytes=arm.total_bytes,
+                         unique_bytes=arm.unique_bytes, evolution=arm.evolution,
+                         replay=self.replay, branching=branching, elders=elders)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: its label, how its members talk and evolve, what it reads (`total_bytes`, the
+    length its schedule plans for; `unique_bytes`, data-limited: the training split cut to this
+    many bytes, 0 for all)."""
+    name: str
+    social: SocialConfig
+    total_bytes: int
+    unique_bytes: int = 0
+    evolution: EvolutionConfig | None = None
+
+    def waits_for(self) -> tuple[str, ...]:
+        """The arms that must finish before this one is built (their results feed it)."""
+        return ()
+
+    def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
+        """Its runner; `arms`: the results of the arms finished so far, by name."""
+        return ctx.runner(self)
+
+
+@dataclass(frozen=True)
+class Measured(Arm):
+    """An arm whose gain is reported: the social arm (and social+evolution in the ablation)."""
+
+
+@dataclass(frozen=True)
+class Reference(Arm):
+    """The isolated recipe the gain is measured against: read on to M x N in the stream regime
+    (as finished runs off its trunk under `wsd`), or trained on k x U unique bytes."""
+    k: int = 1
+
+    def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
+        return ctx.runner(self, branching=ctx.branching)
+
+
+@dataclass(frozen=True)
+class Student(Arm):
+    """One member (the genome of the member of `ranked` the dev slice ranks first) taught by
+    the finished arm `teacher`'s frozen members (training/taught.py)."""
+    teacher: str = ""
+    ranked: str = ""
+
+    def waits_for(self) -> tuple[str, ...]:
+        return (self.teacher, self.ranked)
+
+    def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
+        best = min(arms[self.ranked]["members"], key=lambda m: m["best_dev_bpb"])
+        return _taught(self, ctx, arms[self.teacher], taught.genome_of(ctx.files, best))
+
+
+@dataclass(frozen=True)
+class Generation(Arm):
+    """Generation g: K members bred from generation g - 1 (`parent`) and taught by it."""
+    g: int = 2
+    parent: str = ""
+
+    def waits_for(self) -> tuple[str, ...]:
+        return (self.parent,)
+
+    def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
+        return _taught(self, ctx, arms[self.parent],
+                       taught.offspring_of(ctx.cfg, ctx.files, arms[self.parent], self.g))
+
+
+def _taught(arm: Arm, ctx: ArmContext, teacher: dict, members: list) -> ArmRunner:
+    """The runner of `members` listening to the frozen members of the finished arm `teacher`."""
+    cfg = taught.student_config(ctx.cfg, members)
+    runner = ctx.runner(arm, cfg, elders=taught.elders_of(ctx.cfg, ctx.files, teacher))
+    runner.pop.elder_weight = ctx.cfg.compare.elder_weight
+    return runner
