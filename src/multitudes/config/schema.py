@@ -194,6 +194,25 @@ class CompareConfig:
     in order): the point on k x U reads exactly that many passes over it, its own planned
     schedule, as a sweep on the dev slice chose for it (`benchmarks/sweep.py --data`); [] (the
     default): each reads N real bytes, or `reference_min_epochs` passes where that is more."""
+    snapshot_cycles: int = 0
+    """Data-limited: C >= 2 adds the `snapshots` arm, q0's recipe on each member's own lineage
+    (training/snapshots.py): the isolated members' N real bytes cut into C cycles of a cosine
+    schedule each; at a cycle's end its best dev weights are kept as a snapshot and the weights
+    perturbed (`snapshot_shrink`, `snapshot_noise`); from the second cycle on each member also
+    listens to its own previous snapshot; all C x K snapshots mixed by dev-fit weights (0: no
+    such arm)."""
+    snapshot_alpha: float = 0.45
+    """The snapshot arm: how much a member listens to its own previous snapshot (q0: 0.45)."""
+    snapshot_tau: float = 1.2
+    """The snapshot arm: the temperature of that teaching, on both sides (q0: 1.2)."""
+    snapshot_shrink: float = 1.0
+    """The snapshot arm: at a cycle boundary the weights become shrink x weights + noise x a
+    fresh initialisation from the member's genome (shrink-and-perturb; 1 and 0: unchanged)."""
+    snapshot_noise: float = 0.0
+    """The snapshot arm: see `snapshot_shrink`."""
+    snapshot_social: bool = False
+    """Also run `social+snapshots`: the social arm's members on the same cycles, hearing their
+    peers and (with `elder_weight`) their own previous snapshot."""
     reference_record: str = ""
     """Data-limited: a JSON file that keeps the reference's points beyond U, computed once
     (training/reference_record.py): a point found there with the same corpus, members, recipe,
@@ -222,6 +241,15 @@ class CompareConfig:
             raise UserError(f"compare.generations={self.generations}: 0 (none) or at least 2 "
                             f"(generation 1 is the social arm), at most {MAX_GENERATIONS}")
         within(self, "compare.", "elder_weight", 0, 1)
+        if not (self.snapshot_cycles == 0 or 2 <= self.snapshot_cycles <= MAX_GENERATIONS):
+            raise UserError(f"compare.snapshot_cycles={self.snapshot_cycles}: 0 (no snapshot "
+                            f"arm) or at least 2, at most {MAX_GENERATIONS}")
+        within(self, "compare.", "snapshot_alpha", 0, 1)
+        within(self, "compare.", "snapshot_tau", 0, 10, open_=True)
+        within(self, "compare.", "snapshot_shrink", 0, 1)
+        within(self, "compare.", "snapshot_noise", 0, 1)
+        if self.snapshot_social and not self.snapshot_cycles:
+            raise UserError("compare.snapshot_social needs compare.snapshot_cycles >= 2")
         if not 0 <= self.student_alpha < math.inf:
             raise UserError(f"compare.student_alpha={self.student_alpha}: must be a finite "
                             f"number >= 0 (0: the students' genome's alpha)")

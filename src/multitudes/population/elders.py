@@ -22,6 +22,7 @@ class Elders:
     models: list[torch.nn.Module]
     weights: list[float]  # the mixture's weights (sum to one)
     states: list[object] = field(default_factory=list)
+    tau: float = 1.0  # the temperature of their thoughts (a snapshot teaches at q0's 1.2)
 
     def __post_init__(self) -> None:
         for model in self.models:
@@ -41,22 +42,24 @@ class Elders:
                     self.states[j] = detach_state(state)
                 else:
                     z = model(x)
-            p = w * F.softmax(z.float(), dim=-1)
+            z = z.float() if self.tau == 1 else z.float() / self.tau
+            p = w * F.softmax(z, dim=-1)
             mixed = p if mixed is None else mixed + p
         return mixed
 
-    def state_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+    def state_tensors(self, prefix: str = "e") -> dict[str, dict[str, torch.Tensor]]:
         """The carried states, as checkpoint tensors (elder j: `e{j}.state`)."""
         out = {}
         for j, state in enumerate(self.states):
             if state is not None:
                 parts = state if isinstance(state, tuple) else (state,)
-                out[f"e{j}.state"] = {str(k): t for k, t in enumerate(parts)}
+                out[f"{prefix}{j}.state"] = {str(k): t for k, t in enumerate(parts)}
         return out
 
-    def load_state_tensors(self, tensors: dict, tuples: list[bool], device) -> None:
+    def load_state_tensors(self, tensors: dict, tuples: list[bool], device,
+                           prefix: str = "e") -> None:
         for j in range(len(self.models)):
-            named = tensors.get(f"e{j}.state")
+            named = tensors.get(f"{prefix}{j}.state")
             if named is None:
                 self.states[j] = None
                 continue

@@ -87,6 +87,9 @@ class Population:
     group: Group = field(default_factory=Group)
     elders: Elders | None = None  # a frozen earlier population this one also learns from
     elder_weight: float = 0.5  # the elders' share of a listener's target beside its peers
+    # member i's own teacher (its previous snapshot, training/snapshots.py), or None
+    own_elders: list[Elders | None] | None = None
+    cycles: int = 0  # a cosine schedule restarted this many times (the snapshot arm)
 
     def __post_init__(self) -> None:
         if self.culture is None:
@@ -208,13 +211,15 @@ class Population:
 
         mine = self.mine()
         reads_texts = bool(self.social.language_every and self.social.beta > 0)
-        if self.listening or self.elders is not None or reads_texts:
+        if self.listening or self.elders is not None or self.own_elders or reads_texts:
             logits = self._perceive(x, continues)
             # A sick member (non-finite thoughts) is heard by no one and reborn below.
             healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
             targets = self._consensus(logits, healthy) if self.listening else {}
             if self.elders is not None:
                 targets = self._with_elders(targets, x, continues, mine)
+            if self.own_elders:
+                targets = self._with_own_elders(targets, x, continues, mine)
             # The peers' texts each healthy member reads, drawn here from the one shared
             # generator in the members' order, so that the members may then learn side by side.
             texts = {i: self.culture.sample(self.members[i].id, self.social.language_batch,
@@ -323,12 +328,24 @@ class Population:
         return {i: elders if targets.get(i) is None else (1 - w) * targets[i] + w * elders
                 for i in mine}
 
+    def _with_own_elders(self, targets: dict, x: torch.Tensor, continues: bool,
+                         mine: list[int]) -> dict[int, torch.Tensor | None]:
+        """As `_with_elders`, each member hearing its own teacher (`own_elders[i]`)."""
+        w, out = self.elder_weight, dict(targets)
+        for i in mine:
+            if self.own_elders[i] is None:
+                continue
+            own = self.own_elders[i].thoughts(x, continues, self.autocast())
+            out[i] = own if targets.get(i) is None else (1 - w) * targets[i] + w * own
+        return out
+
     def _update(self, m: Member, loss: torch.Tensor) -> str | None:
         """One optimizer step; a non-finite loss or gradient skips it and names the problem."""
         if not torch.isfinite(loss):
             return "non-finite loss"
         set_lr(m.optimizer,
-               lr_at(m.steps, m.genome, self.total_steps, self.train, self.steps, self.horizon))
+               lr_at(m.steps, m.genome, self.total_steps, self.train, self.steps, self.horizon,
+                     self.cycles))
         m.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # Clipping to infinity scales by exactly 1.0: the norm is checked either way.

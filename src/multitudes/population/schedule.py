@@ -45,9 +45,11 @@ def cooldown_factor(step: int, horizon: int | None, fraction: float) -> float:
 
 
 def lr_at(step: int, genome: Genome, total_steps: int, train: TrainConfig,
-          pop_step: int = 0, horizon: int | None = None) -> float:
+          pop_step: int = 0, horizon: int | None = None, cycles: int = 0) -> float:
     """Linear warmup to genome.lr over the member's own steps, then flat (`constant`), flat and
-    cooled down at the population's `horizon` (`wsd`), or a cosine down to the floor."""
+    cooled down at the population's `horizon` (`wsd`), or a cosine down to the floor: over the
+    whole run, or over each of `cycles` equal cycles anew (the snapshot arm), the first after
+    the warmup, the last to the run's end."""
     if step < genome.warmup:
         warm = genome.lr * (step + 1) / genome.warmup
         return warm * cooldown_factor(pop_step, horizon, train.cooldown) \
@@ -56,6 +58,13 @@ def lr_at(step: int, genome: Genome, total_steps: int, train: TrainConfig,
         return genome.lr
     if train.schedule == "wsd":
         return genome.lr * cooldown_factor(pop_step, horizon, train.cooldown)
-    progress = min(1.0, (step - genome.warmup) / max(1, total_steps - genome.warmup))
+    if cycles > 1:  # the snapshot arm: cycle c runs from c x L to (c + 1) x L, the last to the end
+        length = max(1, total_steps // cycles)
+        c = min(pop_step // length, cycles - 1)
+        start, end = c * length, (c + 1) * length if c < cycles - 1 else total_steps
+        warm = genome.warmup if c == 0 else 0
+        progress = min(1.0, (pop_step - start - warm) / max(1, end - start - warm))
+    else:
+        progress = min(1.0, (step - genome.warmup) / max(1, total_steps - genome.warmup))
     floor = train.min_lr_ratio
     return genome.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))

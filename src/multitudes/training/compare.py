@@ -25,9 +25,6 @@ class Compare(Protocol):
     command = "compare"
 
     # -- what a regime decides ----------------------------------------------------------------
-    def check(self) -> None:
-        """Refuse a config this regime cannot compare under (before any arm trains)."""
-
     def branching(self) -> bool:
         """Whether reference arms finish `wsd` runs as branches off a stable trunk."""
         return False

@@ -21,6 +21,8 @@ from multitudes.training.compare import Compare
 from multitudes.training.loop import ArmRunner, isolated
 from multitudes.training.protocol import add_curves, register
 from multitudes.training.reference_record import ReferenceRecord, corpus_digest, point_config
+from multitudes.training import snapshots
+from multitudes.training.snapshots import Snapshots
 from multitudes.training.stream_compare import measured_arms
 
 
@@ -31,7 +33,8 @@ class LimitedCompare(Compare):
 
     def plan(self) -> list[Arm]:
         """The measured arms on U, the isolated reference on k x U for every multiple, then the
-        students (taught by the social arm and by the isolated ensemble) and generations 2..G."""
+        snapshot arms (training/snapshots.py), the students (taught by the social arm and by the
+        isolated ensemble) and generations 2..G."""
         cfg = self.cfg
         N, U, alone = cfg.train.real_bytes, cfg.data.unique_bytes, isolated(cfg.social)
         references = [Reference(reference_arm(k), alone, reference_bytes(cfg, k),
@@ -44,7 +47,16 @@ class LimitedCompare(Compare):
         students += [Generation(f"generation-{g}", cfg.social, N, U, g=g,
                                 parent="social" if g == 2 else f"generation-{g - 1}")
                      for g in range(2, cfg.compare.generations + 1)]
-        return [replace(a, unique_bytes=U) for a in measured_arms(cfg)] + references + students
+        C = cfg.compare.snapshot_cycles
+        snapshots = [Snapshots(name, social, N, U, cycles=C) for name, social in (
+            ("snapshots", alone), ("social+snapshots", cfg.social))
+            if name == "snapshots" or cfg.compare.snapshot_social] if C else []
+        return ([replace(a, unique_bytes=U) for a in measured_arms(cfg)] + references
+                + snapshots + students)
+
+    def check(self) -> None:
+        cfg = self.cfg
+        snapshots.check(cfg, cfg.train.real_bytes // (cfg.train.batch_size * cfg.context))
 
     def largest_multiple(self) -> int:
         return max(self.cfg.compare.unique_multiples)

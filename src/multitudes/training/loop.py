@@ -167,9 +167,12 @@ class ArmRunner:
         with self.files.clock.phase(self.name, "checkpoints"):
             self.checkpoints.save(self.pop.steps, lambda path: state.save_arm(
                 path, self.pop, self.stream, self.history, self.scoring.best, self.events,
-                self.cfg.members, {**self.births.state(),
-                                   "finished": [p.to_json() for p in self.finished]}))
+                self.cfg.members, self.extra_state()))
         self.saved_at = self.pop.steps
+
+    def extra_state(self) -> dict:
+        """What this runner keeps in its checkpoint beside the population's state."""
+        return {**self.births.state(), "finished": [p.to_json() for p in self.finished]}
 
     def try_resume(self) -> bool:
         """Restore the latest checkpoint, if there is one (a resume, or a `wsd` branch's
@@ -181,10 +184,14 @@ class ArmRunner:
             self.history, self.scoring.best, self.events, extra = state.restore_arm(
                 path, self.pop, self.stream, self.cfg.members)
         self.pop.sync()
-        self.births.load_state(extra)
-        self.finished = [FinishedRun(**p) for p in extra.get("finished", [])]
+        self.load_extra_state(extra)
         self.saved_at = self.pop.steps
         return True
+
+    def load_extra_state(self, extra: dict) -> None:
+        """The runner's own state from a checkpoint (`extra_state`'s)."""
+        self.births.load_state(extra)
+        self.finished = [FinishedRun(**p) for p in extra.get("finished", [])]
 
     def _record_events(self, bar=None) -> None:
         """Print the population's resets and append them to the lineage."""

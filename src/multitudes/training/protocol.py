@@ -47,6 +47,9 @@ class Protocol:
     def plan(self) -> list[Arm]:
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Refuse a config this protocol cannot run (before anything is written)."""
+
     def largest_multiple(self) -> int:
         """The most unique bytes the run reads, as a multiple of U."""
         return 1

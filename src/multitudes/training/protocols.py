@@ -32,9 +32,11 @@ def check_runnable(cfg: RunConfig, command: str) -> None:
     """A bad corpus, or one too small for the config (its batch, context, dev slice, unique
     bytes), is one line before anything is written: for `train`, `compare` and every cell of a
     study alike."""
+    protocol = protocol_for(command, cfg)
+    protocol.check()
     check_trainable(load_splits(resolve(cfg.data.corpus)), cfg.train.batch_size, cfg.context,
                     cfg.train.dev_bytes, cfg.data.corpus, cfg.data.unique_bytes,
-                    protocol_for(command, cfg).largest_multiple())
+                    protocol.largest_multiple())
 
 
 def run(command: str, cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,

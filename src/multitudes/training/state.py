@@ -52,6 +52,10 @@ def save_arm(path: Path, pop: Population, stream: Stream, history: list[dict],
     tensors["population"] = {"generator": pop.generator.get_state()}
     if pop.elders is not None:  # their carried recurrent states
         tensors.update(pop.elders.state_tensors())
+    own = {i: e for i, e in enumerate(pop.own_elders or []) if e is not None and pop.owns(
+        pop.members[i])}
+    for i, elders in own.items():  # each member's own teacher's (the snapshot arm)
+        tensors.update(elders.state_tensors(prefix=f"o{i}.e"))
     state = {"kind": "arm", "world": pop.group.world, "members": members, "steps": pop.steps,
              "horizon": pop.horizon,
              "real_bytes": pop.real_bytes, "generated_bytes": pop.generated_bytes,
@@ -59,6 +63,8 @@ def save_arm(path: Path, pop: Population, stream: Stream, history: list[dict],
              "events": events,
              **({"elder_state_tuples": [isinstance(s, tuple) for s in pop.elders.states]}
                 if pop.elders is not None else {}),
+             **({"own_elder_state_tuples": {str(i): [isinstance(s, tuple) for s in e.states]
+                                            for i, e in own.items()}} if own else {}),
              "founders": [g.to_dict() for g in founders], "extra": extra or {}}
     checkpoint.save(path, tensors, state)
 
@@ -113,6 +119,10 @@ def _restore(path: Path, tensors: dict, state: dict, pop: Population, stream: St
     stream.load_state_dict(state["stream"])
     if pop.elders is not None:
         pop.elders.load_state_tensors(tensors, state.get("elder_state_tuples", []), pop.device)
+    for i, elders in enumerate(pop.own_elders or []):
+        if elders is not None and pop.owns(pop.members[i]):
+            tuples = state.get("own_elder_state_tuples", {}).get(str(i), [])
+            elders.load_state_tensors(tensors, tuples, pop.device, prefix=f"o{i}.e")
     return state["history"], best, state["events"], state["extra"]
 
 
