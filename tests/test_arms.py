@@ -1,0 +1,63 @@
+"""Arms are kinds (training/arms.py) planned by registered protocols (training/protocol.py)."""
+
+from dataclasses import dataclass, replace
+
+from multitudes.config import files as config_files
+from multitudes.training.arms import Arm, ArmContext, Generation, Measured, Reference, Student
+from multitudes.training.limited_compare import LimitedCompare
+from multitudes.training.loop import ArmRunner, isolated
+from multitudes.training.protocol import protocol_for
+from multitudes.training.protocols import plan
+from multitudes.training.stream_compare import StreamCompare
+
+LIMITED = ["regime='data-limited'", "data.unique_bytes=4096", "evolution.every=0",
+           "train.real_bytes=8192", "train.sampling='contiguous'"]
+
+
+@dataclass(frozen=True)
+class Shuffled(Arm):
+    """A new control, written as a user would: the members trained alone on windows drawn at
+    random from U instead of its contiguous lanes. One class; nothing else in the package
+    changes."""
+
+    def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
+        cfg = replace(ctx.cfg, train=replace(ctx.cfg.train, sampling="random"))
+        return ctx.runner(self, cfg)
+
+
+class WithShuffled(LimitedCompare):
+    def plan(self) -> list[Arm]:
+        cfg = self.cfg
+        return super().plan() + [Shuffled("shuffled", isolated(cfg.social), cfg.train.real_bytes,
+                                          cfg.data.unique_bytes)]
+
+
+def test_each_regime_finds_its_protocol_and_plans_typed_arms():
+    stream = config_files.load("debug", None, [])
+    limited = config_files.load("debug", None, LIMITED + [
+        "compare.distill=true", "compare.generations=3"])
+    assert type(protocol_for("compare", stream)) is StreamCompare
+    assert type(protocol_for("compare", limited)) is LimitedCompare
+    kinds = [(a.name, type(a)) for a in plan("compare", limited)]
+    assert kinds == [("social", Measured), ("isolated", Reference), ("isolated-2U", Reference),
+                     ("isolated-4U", Reference), ("distilled", Student),
+                     ("distilled-ensemble", Student), ("generation-2", Generation),
+                     ("generation-3", Generation)]
+    arms = dict((a.name, a) for a in plan("compare", limited))
+    assert arms["generation-3"].waits_for() == ("generation-2",) and arms["generation-3"].g == 3
+    assert arms["distilled-ensemble"].waits_for() == ("isolated", "isolated")
+    assert arms["isolated-4U"].k == 4 and not arms["social"].waits_for()
+
+
+def test_a_new_arm_kind_is_one_class_and_the_compare_places_it(tmp_path):
+    """The shuffled control above runs in a data-limited compare through the shared loop and is
+    placed on the reference curve beside the social arm, with no other change."""
+    cfg = config_files.load("debug", None, LIMITED)
+    results = WithShuffled(cfg).run(tmp_path, progress=False)
+    assert list(results["arms"]) == ["social", "isolated", "isolated-2U", "isolated-4U",
+                                     "shuffled"]
+    assert set(results["data_limited"]["placed"]["shuffled"]) == {"best", "consensus",
+                                                                  "mixture"}
+    shuffled, alone = results["arms"]["shuffled"], results["arms"]["isolated"]
+    assert shuffled["real_bytes"] == alone["real_bytes"]
+    assert shuffled["best_test_bpb"] != alone["best_test_bpb"]  # other windows, other numbers
