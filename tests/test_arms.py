@@ -2,7 +2,11 @@
 
 from dataclasses import dataclass, replace
 
+import pytest
+
+
 from multitudes.config import files as config_files
+from multitudes.errors import UserError
 from multitudes.training.arms import Arm, ArmContext, Generation, Measured, Reference, Student
 from multitudes.training.limited_compare import LimitedCompare
 from multitudes.training.loop import ArmRunner, isolated
@@ -45,7 +49,7 @@ def test_each_regime_finds_its_protocol_and_plans_typed_arms():
                      ("generation-3", Generation)]
     arms = dict((a.name, a) for a in plan("compare", limited))
     assert arms["generation-3"].waits_for() == ("generation-2",) and arms["generation-3"].g == 3
-    assert arms["distilled-ensemble"].waits_for() == ("isolated", "isolated")
+    assert arms["distilled-ensemble"].waits_for() == ("isolated", "isolated")  # both roles
     assert arms["isolated-4U"].k == 4 and not arms["social"].waits_for()
 
 
@@ -61,3 +65,26 @@ def test_a_new_arm_kind_is_one_class_and_the_compare_places_it(tmp_path):
     shuffled, alone = results["arms"]["shuffled"], results["arms"]["isolated"]
     assert shuffled["real_bytes"] == alone["real_bytes"]
     assert shuffled["best_test_bpb"] != alone["best_test_bpb"]  # other windows, other numbers
+
+
+def test_generations_taught_by_all_elders_and_the_genomes_apart_control_are_planned():
+    cfg = config_files.load("debug", None, LIMITED + [
+        "compare.generations=4", "compare.teachers='all'", "compare.apart=true",
+        "compare.breed=false"])
+    arms = {a.name: a for a in plan("compare", cfg)}
+    g4 = arms["generation-4"]
+    assert g4.parent == "generation-3" and not g4.bred
+    assert g4.teachers == ("social", "generation-2", "generation-3")
+    apart = arms["generation-4-apart"]
+    assert apart.waits_for() == ("generation-4",) and apart.social.channel == "none"
+    assert list(arms)[-1] == "generation-4-apart"
+    chain = {a.name: a for a in plan("compare", config_files.load(
+        "debug", None, LIMITED + ["compare.generations=3"]))}
+    assert chain["generation-3"].teachers == ("generation-2",) and chain["generation-3"].bred
+
+
+@pytest.mark.parametrize("override", ["compare.apart=true", "compare.teachers='all'",
+                                      "compare.breed=false", "compare.teachers='some'"])
+def test_a_generations_option_without_generations_is_refused(override):
+    with pytest.raises(UserError):
+        config_files.load("debug", None, LIMITED + [override])

@@ -164,3 +164,23 @@ def test_the_device_checks_probes_refuse_bad_options(script, args):
     result = bench(script, *args, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"{script}: error:" in result.stderr.strip().splitlines()[-1]
+
+
+def test_the_horizons_figure_draws_the_recorded_horizons_and_refuses_bad_input(tmp_path):
+    docs = BENCHMARKS.parent / "docs" / "horizons"
+    png = tmp_path / "h.png"
+    out = bench("horizons_figure.py", str(docs / "h16"), str(docs / "h64"), "--png",
+                str(png)).stdout
+    assert numbers_after("isolated", out)[:2] == [3.2760, 3.2468], out  # the records' mixtures
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    for args in ([str(tmp_path)], [str(docs / "h16"), "--png", str(tmp_path / "h.txt")],
+                 [str(docs / "h16"), "--png", str(tmp_path / "no" / "h.png")]):
+        bad = bench("horizons_figure.py", *args, check=False)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_the_snapshot_sweep_refuses_a_bad_grid_before_any_work():
+    for args in (["--cycles", "1"], ["--cycles", "x"], ["--cycles", "2", "--perturb", "1"],
+                 ["--cycles", "2", "--jobs", "0"], ["--preset", "debug", "--cycles", "2"]):
+        bad = bench("sweep_snapshots.py", *args, check=False)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

@@ -181,6 +181,16 @@ class CompareConfig:
     bytes, its peers and the frozen dev-fit mixture of its elders (0: none)."""
     elder_weight: float = 0.5
     """Generations: the elders' share of a listener's target beside its living peers."""
+    teachers: Literal["parent", "all"] = "parent"
+    """Generations: generation g is taught by generation g - 1 (`parent`, chain distillation)
+    or by every generation before it, each generation's dev-fit mixture weighted equally
+    (`all`; Slowrun found the immediate predecessor the better teacher)."""
+    breed: bool = True
+    """Generations: each generation's genomes bred from the last by dev fitness; false: the
+    founders' genomes in every generation (chain distillation with evolution off)."""
+    apart: bool = False
+    """Generations: also train the last generation's genomes apart on U (channel closed, no
+    elders), mixed the same way: what evolution's choice of genomes gives without teaching."""
     student_alpha: float = 0.0
     """Data-limited: the listen weight of every taught arm's members (the distilled students,
     generations 2..G); 0: their genome's alpha, the social arm's. A student wants to hear its
@@ -248,6 +258,9 @@ class CompareConfig:
         within(self, "compare.", "snapshot_tau", 0, 10, open_=True)
         within(self, "compare.", "snapshot_shrink", 0, 1)
         within(self, "compare.", "snapshot_noise", 0, 1)
+        if not self.generations and (self.apart or self.teachers != "parent" or not self.breed):
+            raise UserError("compare.apart, compare.teachers and compare.breed shape the "
+                            "generations: they need compare.generations >= 2")
         if self.snapshot_social and not self.snapshot_cycles:
             raise UserError("compare.snapshot_social needs compare.snapshot_cycles >= 2")
         if not 0 <= self.student_alpha < math.inf:

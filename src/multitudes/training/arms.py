@@ -86,26 +86,47 @@ class Student(Arm):
 
     def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
         best = min(arms[self.ranked]["members"], key=lambda m: m["best_dev_bpb"])
-        return _taught(self, ctx, arms[self.teacher], taught.genome_of(ctx.files, best))
+        return _taught(self, ctx, [arms[self.teacher]], taught.genome_of(ctx.files, best))
 
 
 @dataclass(frozen=True)
 class Generation(Arm):
-    """Generation g: K members bred from generation g - 1 (`parent`) and taught by it."""
+    """Generation g: K members bred from generation g - 1 (`parent`; with `bred` false, the
+    founders' genomes again) and taught by the finished arms `teachers` (the parent alone, or
+    every generation before it)."""
     g: int = 2
     parent: str = ""
+    teachers: tuple[str, ...] = ()
+    bred: bool = True
 
     def waits_for(self) -> tuple[str, ...]:
-        return (self.parent,)
+        return tuple(dict.fromkeys((self.parent, *self.teachers)))
 
     def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
-        return _taught(self, ctx, arms[self.parent],
-                       taught.offspring_of(ctx.cfg, ctx.files, arms[self.parent], self.g))
+        members = taught.offspring_of(ctx.cfg, ctx.files, arms[self.parent], self.g) \
+            if self.bred else ctx.cfg.members
+        return _taught(self, ctx, [arms[t] for t in self.teachers], members)
 
 
-def _taught(arm: Arm, ctx: ArmContext, teacher: dict, members: list) -> ArmRunner:
-    """The runner of `members` listening to the frozen members of the finished arm `teacher`."""
+@dataclass(frozen=True)
+class Apart(Arm):
+    """The genomes of the finished arm `source` (a generation) trained again on U alone, from
+    scratch: what the choice of genomes gives without any teaching."""
+    source: str = ""
+
+    def waits_for(self) -> tuple[str, ...]:
+        return (self.source,)
+
+    def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
+        genomes = [g for m in arms[self.source]["members"]
+                   for g in taught.genome_of(ctx.files, m)]
+        return ctx.runner(self, taught.student_config(ctx.cfg, genomes))
+
+
+def _taught(arm: Arm, ctx: ArmContext, teachers: list[dict], members: list) -> ArmRunner:
+    """The runner of `members` listening to the frozen members of the finished arms
+    `teachers`, each arm's dev-fit mixture weighted equally."""
     cfg = taught.student_config(ctx.cfg, members)
-    runner = ctx.runner(arm, cfg, elders=taught.elders_of(ctx.cfg, ctx.files, teacher))
+    runner = ctx.runner(arm, cfg, elders=taught.elders_of(ctx.cfg, ctx.files, teachers))
     runner.pop.elder_weight = ctx.cfg.compare.elder_weight
     return runner

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from multitudes.evaluation.placement import place, reference_arm, reference_point
-from multitudes.training.arms import Arm, Generation, Reference, Student
+from multitudes.training.arms import Apart, Arm, Generation, Reference, Student
 from multitudes.training.compare import Compare
 from multitudes.training.loop import ArmRunner, isolated
 from multitudes.training.protocol import add_curves, register
@@ -44,9 +44,7 @@ class LimitedCompare(Compare):
                     for name, teacher in (("distilled", "social"),
                                           ("distilled-ensemble", ensemble))
                     ] if cfg.compare.distill else []
-        students += [Generation(f"generation-{g}", cfg.social, N, U, g=g,
-                                parent="social" if g == 2 else f"generation-{g - 1}")
-                     for g in range(2, cfg.compare.generations + 1)]
+        students += generations(cfg)
         C = cfg.compare.snapshot_cycles
         snapshots = [Snapshots(name, social, N, U, cycles=C) for name, social in (
             ("snapshots", alone), ("social+snapshots", cfg.social))
@@ -104,6 +102,20 @@ class LimitedCompare(Compare):
                                          "test bpb (piecewise linear in log U between measured "
                                          "points), / U",
                 "data_limited": limited}
+
+
+def generations(cfg) -> list[Arm]:
+    """Generations 2..G, each taught by its parent or by every generation before it, and the
+    last generation's genomes trained apart (`compare.apart`)."""
+    N, U, G = cfg.train.real_bytes, cfg.data.unique_bytes, cfg.compare.generations
+    names = ["social"] + [f"generation-{g}" for g in range(2, G + 1)]
+    arms: list[Arm] = [Generation(names[g - 1], cfg.social, N, U, g=g, parent=names[g - 2],
+                                  teachers=tuple(names[:g - 1]) if cfg.compare.teachers == "all"
+                                  else (names[g - 2],), bred=cfg.compare.breed)
+                       for g in range(2, G + 1)]
+    if G and cfg.compare.apart:
+        arms.append(Apart(f"{names[-1]}-apart", isolated(cfg.social), N, U, source=names[-1]))
+    return arms
 
 
 def reference_bytes(cfg, k: int) -> int:

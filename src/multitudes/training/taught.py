@@ -33,13 +33,17 @@ def offspring_of(cfg: RunConfig, files: RunFiles, parent: dict, generation: int)
                      generation)
 
 
-def elders_of(cfg: RunConfig, files: RunFiles, teacher: dict) -> Elders:
-    """A finished arm's members, frozen at their kept best weights and mixed with the weights
-    fit on the dev slice, on the device the run trains on."""
+def elders_of(cfg: RunConfig, files: RunFiles, teachers: list[dict]) -> Elders:
+    """Finished arms' members, frozen at their kept best weights, each arm's mixed with the
+    weights fit on its dev slice and the arms weighted equally, on the device the run trains
+    on."""
     device = resolve_device(cfg.train.device)
-    saved = [load_member(files.out / m["checkpoint"]) for m in teacher["members"]]
+    members = [(m, t) for t in teachers for m in t["members"]]
+    saved = [load_member(files.out / m["checkpoint"]) for m, _ in members]
+    share = 1 / len(teachers)
     return Elders([model.to(device) for _, model, _ in saved],
-                  [teacher["mixture_weights"][m["id"]] for m in teacher["members"]])
+                  [t["mixture_weights"][m["id"]] * share if len(teachers) > 1
+                   else t["mixture_weights"][m["id"]] for m, t in members])
 
 
 def student_config(cfg: RunConfig, members: list) -> RunConfig:
