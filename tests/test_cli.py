@@ -594,6 +594,12 @@ def one_line_error(result, needle):
      "compare.generations=-3"),
     (["compare", "--preset", "limited", "--set", "compare.evolution_ablation=true"],
      "one at a time"),
+    (["compare", "--preset", "limited", "--set", "compare.teachers='some'"],
+     "compare.teachers='some': expected one of parent, all"),
+    (["compare", "--preset", "debug", "--set", "compare.apart=true"],
+     "need compare.generations >= 2"),
+    (["compare", "--preset", "limited", "--set", "compare.snapshot_social=true"],
+     "compare.snapshot_social needs compare.snapshot_cycles >= 2"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     one_line_error(cli(*args, "--out", tmp_path / "o", check=False)
