@@ -247,3 +247,21 @@ def test_a_step_reads_its_losses_back_in_one_transfer():
     a, b = torch.tensor(1.2345678, dtype=torch.float32), torch.tensor(3.5, dtype=torch.bfloat16)
     assert host_values([[None, a, b], [], [b, None, a]]) == [
         [None, a.item(), b.item()], [None, None, None], [b.item(), None, a.item()]]
+
+
+def test_a_step_waits_for_the_device_once_a_member_not_three(monkeypatch):
+    """The loss's and gradients' finite checks stay on the device and cross with the losses in
+    the step's one transfer: a member alone asks the host one question a step (its logits'
+    health), where it used to ask three."""
+    from multitudes.config import files as config_files
+    from multitudes.population.population import Population
+    from multitudes.runs.distributed import Group
+
+    cfg = config_files.load("debug", None, ["social.channel='none'"])
+    pop = Population.found(cfg.members, cfg.social, cfg.train, 10, torch.device("cpu"), Group())
+    batch = torch.randint(0, 256, (cfg.train.batch_size, cfg.context + 1))
+    asked = []
+    real_bool = torch.Tensor.__bool__
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: asked.append(1) or real_bool(t))
+    pop.step(batch)
+    assert len(asked) == len(cfg.members)

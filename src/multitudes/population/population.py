@@ -46,15 +46,16 @@ def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch.pin_memory().to(device, non_blocking=True)
 
 
-def host_values(rows: list[list[torch.Tensor | None]]) -> list[list[float | None]]:
+def host_values(rows: list[list[torch.Tensor | None]], width: int = 3
+                ) -> list[list[float | None]]:
     """The Python floats of every tensor in `rows` (None stays None, an empty row reads as
-    three Nones), through one stacked copy to the host instead of one `.item()` each. Each value
-    goes through float64, which holds a float32 or bf16 exactly: the same floats `.item()`
-    gives."""
+    `width` Nones), through one stacked copy to the host instead of one `.item()` each. Each
+    value goes through float64, which holds a float32 or bf16 exactly: the same floats `.item()`
+    gives; a bool reads 1.0 or 0.0."""
     tensors = [t for row in rows for t in row if t is not None]
     values = iter(torch.stack([t.detach().double() for t in tensors]).tolist()
                   if tensors else [])
-    return [[None if t is None else next(values) for t in row] if row else [None] * 3
+    return [[None if t is None else next(values) for t in row] if row else [None] * width
             for row in rows]
 
 
@@ -233,11 +234,15 @@ class Population:
         else:  # nobody to hear or read: each member reads and learns in one go, one wait a step
             learned = side_by_side.each(lambda i: self._alone(i, x, y, continues), mine,
                                         self.workers(len(mine)))
-        # every loss the step reports, read back to the host in one transfer (one wait on a GPU)
-        read = host_values([[losses.listen, losses.language, losses.data]
-                            if losses is not None else [] for losses, _ in learned])
-        for i, (losses, problem), (listen, language, data) in zip(mine, learned, read):
+        # every loss the step reports and whether each member's loss and gradients were finite,
+        # read back to the host in one transfer (one wait on a GPU, not three per member)
+        read = host_values([[losses.listen, losses.language, losses.data, *finite]
+                            if losses is not None else [] for losses, _, finite in learned], 5)
+        for i, (_, problem, _), (listen, language, data, loss_ok, grads_ok) in zip(
+                mine, learned, read):
             m = self.members[i]
+            problem = problem or ("non-finite loss" if loss_ok == 0 else
+                                  "non-finite gradients" if grads_ok == 0 else None)
             stats.listen_loss += [listen] if listen is not None else []
             stats.language_loss += [language] if language is not None else []
             if problem:
@@ -269,20 +274,22 @@ class Population:
             return m.model(x)
 
     def _alone(self, i: int, x: torch.Tensor, y: torch.Tensor, continues: bool
-               ) -> tuple[social.MemberLoss | None, str | None]:
+               ) -> tuple[social.MemberLoss | None, str | None, tuple]:
         """Member i's whole step when it hears no one: `_perceive` and `_learn` for one member."""
         m = self.members[i]
         z = self._read(m, x, continues)
         return self._learn(m, z, y, None, bool(torch.isfinite(z).all()), [])
 
     def _learn(self, m: Member, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
-               healthy: bool, texts: list) -> tuple[social.MemberLoss | None, str | None]:
-        """Member m's losses and optimizer step; the problem that makes it sick, if any."""
+               healthy: bool, texts: list
+               ) -> tuple[social.MemberLoss | None, str | None, tuple]:
+        """Member m's losses and optimizer step: (losses, the problem known on the host that
+        makes it sick, the device flags of a finite loss and finite gradients)."""
         if not healthy:
-            return None, "non-finite logits"
+            return None, "non-finite logits", ()
         losses = self._losses(m, z, y, target, texts)
         m.flops += m.flops_per_byte * y.numel()
-        return losses, self._update(m, losses.total(m.alpha, self.social.beta))
+        return losses, None, self._update(m, losses.total(m.alpha, self.social.beta))
 
     def _losses(self, m: Member, z: torch.Tensor, y: torch.Tensor,
                 target: torch.Tensor | None, texts: list) -> social.MemberLoss:
@@ -339,10 +346,12 @@ class Population:
             out[i] = own if targets.get(i) is None else (1 - w) * targets[i] + w * own
         return out
 
-    def _update(self, m: Member, loss: torch.Tensor) -> str | None:
-        """One optimizer step; a non-finite loss or gradient skips it and names the problem."""
-        if not torch.isfinite(loss):
-            return "non-finite loss"
+    def _update(self, m: Member, loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step; returns whether the loss and the gradients were finite, as
+        tensors on the device, read with the step's losses. The step is taken either way: a
+        member whose loss or gradients were not finite is then rebuilt from its genome (fresh
+        weights from its own stream, a fresh optimizer, its step count back to zero), so what
+        the step did is discarded, and no check waits for the device here."""
         set_lr(m.optimizer,
                lr_at(m.steps, m.genome, self.total_steps, self.train, self.steps, self.horizon,
                      self.cycles))
@@ -351,11 +360,9 @@ class Population:
         # Clipping to infinity scales by exactly 1.0: the norm is checked either way.
         norm = torch.nn.utils.clip_grad_norm_(m.model.parameters(),
                                               self.train.grad_clip or float("inf"))
-        if not torch.isfinite(norm):
-            return "non-finite gradients"
         m.optimizer.step()
         m.steps += 1
-        return None
+        return torch.isfinite(loss.detach()), torch.isfinite(norm)
 
     def _reset(self, m: Member, reason: str) -> None:
         """Rebuild a sick member from its genome (fresh weights and optimizer, warm-up again).
