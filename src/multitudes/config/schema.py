@@ -2,26 +2,22 @@
 
 Every field is checked when a config is built (`__post_init__`, so a `dataclasses.replace` is
 checked too): a wrong type or a value out of range is a UserError that names the key
-(`train.batch_size`). Choices are `Literal` types. Reading TOML, presets and `--set` overrides
-lives in config/files.py.
+(`train.batch_size`). Choices are `Literal` types. The `[compare]` section lives in
+config/compare.py; reading TOML, presets and `--set` overrides in config/files.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from multitudes.errors import UserError
+from multitudes.config.compare import CompareConfig
 from multitudes.config.genome import Genome
 from multitudes.config.typed import check_fields, non_negative, positive, within
 
 DEFAULT_GRAD_CLIP = 1.0  # train.grad_clip's default; adaptive evaluation clips with it too
-
-# Each generation is a whole arm trained for N real bytes: a thousand is years on a CPU, and a
-# larger number is a typo, refused before anything is written.
-MAX_GENERATIONS = 1000
 
 Trust = Literal["uniform", "fitness", "topk", "random_peer"]
 
@@ -155,126 +151,6 @@ class EvolutionConfig:
         positive(self, "evolution.", "tournament")
         for name in ("replace_fraction", "crossover", "family_switch"):
             within(self, "evolution.", name, 0, 1)
-
-
-@dataclass
-class CompareConfig:
-    multiplier: float = 2.0
-    """M: the isolated arm reads M x the social arm's real bytes, for the efficiency curve."""
-    read_on_points: int = 4
-    """`wsd` schedule: finished isolated runs (cooldowns branched off its stable trunk) at
-    N x (1 + j (M - 1) / points), j = 1..points, read until one reaches the social arm."""
-    evolution_ablation: bool = False
-    """Also run `social+evolution` beside a `social` arm without evolution (the ablation)."""
-    unique_multiples: list[int] = field(default_factory=lambda: [1, 2, 4])
-    """Data-limited: the isolated reference is trained on k x U unique bytes for each k here
-    (the data-scaling curve every arm is placed on); starts at 1, increasing."""
-    distill: bool = False
-    """Data-limited: add the `distilled` arm, one member (the genome of the isolated member the
-    dev slice ranks first) trained from scratch on U with the social arm's dev-fit mixture as
-    its teacher, and its control `distilled-ensemble`, taught by the isolated members' mixture:
-    the population's knowledge at the inference cost of one member."""
-    generations: int = 0
-    """Data-limited: G >= 2 adds generations 2..G (arms `generation-g`). Generation 1 is the
-    social arm; each next one is born from scratch, its genomes bred from the last by dev
-    fitness (tournament, crossover, mutation: the [evolution] settings), and learns from the
-    bytes, its peers and the frozen dev-fit mixture of its elders (0: none)."""
-    elder_weight: float = 0.5
-    """Generations: the elders' share of a listener's target beside its living peers."""
-    teachers: Literal["parent", "all"] = "parent"
-    """Generations: generation g is taught by generation g - 1 (`parent`, chain distillation)
-    or by every generation before it, each generation's dev-fit mixture weighted equally
-    (`all`; Slowrun found the immediate predecessor the better teacher)."""
-    breed: bool = True
-    """Generations: each generation's genomes bred from the last by dev fitness; false: the
-    founders' genomes in every generation (chain distillation with evolution off)."""
-    apart: bool = False
-    """Generations: also train the last generation's genomes apart on U (channel closed, no
-    elders), mixed the same way: what evolution's choice of genomes gives without teaching."""
-    student_alpha: float = 0.0
-    """Data-limited: the listen weight of every taught arm's members (the distilled students,
-    generations 2..G); 0: their genome's alpha, the social arm's. A student wants to hear its
-    teacher more than a social member its peers (docs/results.md, "Where data binds")."""
-    reference_min_epochs: float = 0.0
-    """Data-limited: a reference arm on k x U reads at least this many epochs of it (more real
-    bytes than the other arms when k x U x epochs > N), so that each point of the data-scaling
-    curve is trained to its own best rather than cut short (0: every arm reads N)."""
-    reference_epochs: list[float] = field(default_factory=list)
-    """Data-limited: one epoch budget per reference point beyond U (for k = unique_multiples[1:]
-    in order): the point on k x U reads exactly that many passes over it, its own planned
-    schedule, as a sweep on the dev slice chose for it (`benchmarks/sweep.py --data`); [] (the
-    default): each reads N real bytes, or `reference_min_epochs` passes where that is more."""
-    snapshot_cycles: int = 0
-    """Data-limited: C >= 2 adds the `snapshots` arm, q0's recipe on each member's own lineage
-    (training/snapshots.py): the isolated members' N real bytes cut into C cycles of a cosine
-    schedule each; at a cycle's end its best dev weights are kept as a snapshot and the weights
-    perturbed (`snapshot_shrink`, `snapshot_noise`); from the second cycle on each member also
-    listens to its own previous snapshot; all C x K snapshots mixed by dev-fit weights (0: no
-    such arm)."""
-    snapshot_alpha: float = 0.45
-    """The snapshot arm: how much a member listens to its own previous snapshot (q0: 0.45)."""
-    snapshot_tau: float = 1.2
-    """The snapshot arm: the temperature of that teaching, on both sides (q0: 1.2)."""
-    snapshot_shrink: float = 1.0
-    """The snapshot arm: at a cycle boundary the weights become shrink x weights + noise x a
-    fresh initialisation from the member's genome (shrink-and-perturb; 1 and 0: unchanged)."""
-    snapshot_noise: float = 0.0
-    """The snapshot arm: see `snapshot_shrink`."""
-    snapshot_social: bool = False
-    """Also run `social+snapshots`: the social arm's members on the same cycles, hearing their
-    peers and (with `elder_weight`) their own previous snapshot."""
-    reference_record: str = ""
-    """Data-limited: a JSON file that keeps the reference's points beyond U, computed once
-    (training/reference_record.py): a point found there with the same corpus, members, recipe,
-    U, k and epoch floor is read, not trained; a point trained is added. "": train them all."""
-
-    def own_epochs(self, k: int) -> float:
-        """The epoch budget `reference_epochs` gives the reference point on k x U (0: none)."""
-        if k == 1 or not self.reference_epochs:
-            return 0.0
-        return self.reference_epochs[self.unique_multiples.index(k) - 1]
-
-    def __post_init__(self) -> None:
-        check_fields(self, "compare.")
-        if not self.multiplier >= 1:
-            raise UserError(f"compare.multiplier={self.multiplier}: must be at least 1")
-        positive(self, "compare.", "read_on_points")
-        k = self.unique_multiples
-        if not isinstance(k, list) or len(k) < 2 or k[0] != 1 or not all(
-                type(x) is int for x in k) or any(b <= a for a, b in zip(k, k[1:])):
-            raise UserError(f"compare.unique_multiples={k!r}: expected increasing integers "
-                            f"starting at 1, at least two (e.g. [1, 2, 4, 8, 16]), so that the "
-                            f"reference curve brackets U")
-        if self.distill and self.evolution_ablation:
-            raise UserError("compare.distill and compare.evolution_ablation: one at a time")
-        if not (self.generations == 0 or 2 <= self.generations <= MAX_GENERATIONS):
-            raise UserError(f"compare.generations={self.generations}: 0 (none) or at least 2 "
-                            f"(generation 1 is the social arm), at most {MAX_GENERATIONS}")
-        within(self, "compare.", "elder_weight", 0, 1)
-        if not (self.snapshot_cycles == 0 or 2 <= self.snapshot_cycles <= MAX_GENERATIONS):
-            raise UserError(f"compare.snapshot_cycles={self.snapshot_cycles}: 0 (no snapshot "
-                            f"arm) or at least 2, at most {MAX_GENERATIONS}")
-        within(self, "compare.", "snapshot_alpha", 0, 1)
-        within(self, "compare.", "snapshot_tau", 0, 10, open_=True)
-        within(self, "compare.", "snapshot_shrink", 0, 1)
-        within(self, "compare.", "snapshot_noise", 0, 1)
-        if not self.generations and (self.apart or self.teachers != "parent" or not self.breed):
-            raise UserError("compare.apart, compare.teachers and compare.breed shape the "
-                            "generations: they need compare.generations >= 2")
-        if self.snapshot_social and not self.snapshot_cycles:
-            raise UserError("compare.snapshot_social needs compare.snapshot_cycles >= 2")
-        if not 0 <= self.student_alpha < math.inf:
-            raise UserError(f"compare.student_alpha={self.student_alpha}: must be a finite "
-                            f"number >= 0 (0: the students' genome's alpha)")
-        if not 0 <= self.reference_min_epochs < math.inf:
-            raise UserError(f"compare.reference_min_epochs={self.reference_min_epochs}: must "
-                            f"be a finite number >= 0")
-        e = self.reference_epochs
-        if not isinstance(e, list) or (e and len(e) != len(k) - 1) or not all(
-                type(x) in (int, float) and 0 < x < math.inf for x in e):
-            raise UserError(f"compare.reference_epochs={e!r}: expected [] or one positive "
-                            f"number of epochs per reference point beyond U ({len(k) - 1} for "
-                            f"compare.unique_multiples={k!r})")
 
 
 @dataclass
