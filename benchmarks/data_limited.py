@@ -75,8 +75,9 @@ def table(runs: list[dict]) -> str:
     arms = list(runs[0]["arms"])
     placed = runs[0]["data_limited"]["placed"]
     lines = ["| arm | test bpb: best member | consensus | dev-fit mixture | epochs (to best) "
-             "| U'/U best (vs single / vs ensemble) | U'/U mixture (vs single / vs ensemble) |",
-             "|---|---|---|---|---|---|---|"]
+             "| U'/U best (vs single / vs ensemble) | U'/U mixture (vs single / vs ensemble) "
+             "| its own training FLOPs (x the isolated arm's) |",
+             "|---|---|---|---|---|---|---|---|"]
     for arm in arms:
         res = [r["arms"][arm] for r in runs]
         row = [arm] + [mean_std([x[f"{w}_test_bpb"] for x in res]) for w in WHATS]
@@ -90,6 +91,8 @@ def table(runs: list[dict]) -> str:
                 row.append(f"{efficiency(cells, 'single')} / {efficiency(cells, 'ensemble')}")
         else:
             row += ["(reference)", "(reference)"]
+        # compute beside bpb: a generation's own arm only (its lineage is the rows above it)
+        row.append(f"{statistics.mean(x['train_flops'] / r['arms']['isolated']['train_flops'] for x, r in zip(res, runs)):.2f}x")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -121,8 +124,12 @@ def verdict_lines(runs: list[dict]) -> list[str]:
     if "distilled" in arms:
         pairs += [(("isolated", "best"), ("distilled", "best")),
                   (("distilled-ensemble", "best"), ("distilled", "best"))]
+    # every other arm on U against the independent ensemble, on test and on valid beyond dev
+    others = [a for a in runs[0]["data_limited"]["placed"] if a in arms and a != "social"]
     return [paired(runs, a, b) for a, b in pairs] + [
-        paired(runs, ("isolated", "mixture"), ("social", "mixture"), split="valid")]
+        paired(runs, ("isolated", "mixture"), ("social", "mixture"), split="valid")] + [
+        paired(runs, ("isolated", "mixture"), (arm, "mixture"), split=split)
+        for arm in others for split in ("test", "valid")]
 
 
 def against_lines(runs: list[dict], before: list[dict], label: str) -> list[str]:
