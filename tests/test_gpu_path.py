@@ -243,7 +243,7 @@ def test_the_optimizer_is_fused_on_cuda_only():
 def test_a_step_reads_its_losses_back_in_one_transfer():
     """The population step's losses: one stacked copy to the host, the same floats as `.item()`
     of each (float32 and bf16 alike)."""
-    from multitudes.population.population import host_values
+    from multitudes.population.transfers import host_values
     a, b = torch.tensor(1.2345678, dtype=torch.float32), torch.tensor(3.5, dtype=torch.bfloat16)
     assert host_values([[None, a, b], [], [b, None, a]]) == [
         [None, a.item(), b.item()], [None, None, None], [b.item(), None, a.item()]]

@@ -1,7 +1,7 @@
 """The population: members (member.py) trained together on one stream of real bytes.
 
 Under torchrun a rank holds the weights of the members it owns (`Member.rank`) and the
-bookkeeping of all of them; the thoughts and counters of the others reach it through the
+bookkeeping of all of them (roster.py); the thoughts of the others reach it through the
 `distributed.Group` (see distributed.py). In one process the group is the identity.
 
 No parameter and no gradient crosses members: each has its own model, optimizer and random
@@ -24,39 +24,9 @@ from multitudes.config.genome import Genome, member_id
 from multitudes.models import detach_state
 from multitudes.population.elders import Elders
 from multitudes.population.member import Member
+from multitudes.population.roster import Roster
+from multitudes.population.transfers import host_values, to_device
 from multitudes.population.schedule import lr_at, set_lr
-
-
-def _cpu(obj):
-    """Tensors anywhere in nested dicts, lists and tuples, moved to the CPU."""
-    if torch.is_tensor(obj):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu(v) for v in obj)
-    return obj
-
-
-def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A batch on the device: on a GPU from pinned memory without waiting for the copy (the
-    step's kernels queue behind it); on the CPU as it is."""
-    if device.type != "cuda":
-        return batch.to(device)
-    return batch.pin_memory().to(device, non_blocking=True)
-
-
-def host_values(rows: list[list[torch.Tensor | None]], width: int = 3
-                ) -> list[list[float | None]]:
-    """The Python floats of every tensor in `rows` (None stays None, an empty row reads as
-    `width` Nones), through one stacked copy to the host instead of one `.item()` each. Each
-    value goes through float64, which holds a float32 or bf16 exactly: the same floats `.item()`
-    gives; a bool reads 1.0 or 0.0."""
-    tensors = [t for row in rows for t in row if t is not None]
-    values = iter(torch.stack([t.detach().double() for t in tensors]).tolist()
-                  if tensors else [])
-    return [[None if t is None else next(values) for t in row] if row else [None] * width
-            for row in rows]
 
 
 def _nan_if_none(value: float | None) -> float:
@@ -72,7 +42,7 @@ class StepStats:
 
 
 @dataclass
-class Population:
+class Population(Roster):
     members: list[Member]
     social: SocialConfig
     train: TrainConfig
@@ -110,85 +80,6 @@ class Population:
                    for i, (g, rank) in enumerate(zip(genomes, owners))]
         return cls(members, social, train, total_steps, device,
                    torch.Generator().manual_seed(train.seed), group=group)
-
-    def owns(self, m: Member) -> bool:
-        return m.rank == self.group.rank
-
-    def member(self, member_id: str) -> Member:
-        return next(m for m in self.members if m.id == member_id)
-
-    def give_birth(self, dead_id: str, member_id: str, genome: Genome, dev_bpb,
-                   parent_id: str | None = None) -> Member:
-        """A newborn in the dead member's place, on the rank that keeps the ranks' FLOPs most
-        even. `parent_id`: it starts from that member's weights and optimizer moments (sent
-        from the parent's rank when it lives elsewhere). `dev_bpb(model)`: its first fitness,
-        scored where it lives and shared."""
-        index = next(i for i, m in enumerate(self.members) if m.id == dead_id)
-        costs = [m.flops_per_byte for m in self.members]
-        costs[index] = genome.flops_per_byte
-        rank = distributed.place(costs, self.owners, index, self.group.world)
-        child = Member.create(member_id, genome, self.device, rank,
-                              build=rank == self.group.rank)
-        if parent_id is not None:
-            parent = self.member(parent_id)
-            inherited = (None, None)
-            if self.owns(parent):  # on the CPU: a pickled GPU tensor would land on ours
-                inherited = _cpu((parent.model.state_dict(), parent.optimizer.state_dict()))
-            if parent.rank != rank:
-                inherited = self.group.broadcast(inherited, src=parent.rank)
-            child.inherit(*inherited, steps=parent.steps)
-        child.birth_bytes = self.real_bytes
-        child.fitness = self.group.broadcast(
-            dev_bpb(child.model) if self.owns(child) else None, src=rank)
-        self.members[index] = child
-        return child
-
-    @property
-    def owners(self) -> list[int]:
-        return [m.rank for m in self.members]
-
-    def sync(self, extra: dict[int, object] | None = None) -> dict[int, object]:
-        """Bring every rank's copy of the members' counters up to date from their owners, and
-        collect the owners' resets; returns the union of the ranks' `extra` (index -> object).
-
-        Every rank must call it at the same point. In one process it changes nothing.
-        """
-        extra = extra or {}
-        if not self.group.distributed:
-            return dict(extra)
-        mine = {i: m.counters() for i, m in enumerate(self.members) if self.owns(m)}
-        counters, events, merged = {}, [], {}
-        for part in self.group.gather({"counters": mine, "events": self.events, "extra": extra}):
-            counters.update(part["counters"])
-            events.extend(part["events"])
-            merged.update(part["extra"])
-        for i, values in counters.items():
-            self.members[i].load_counters(values)
-        index = {m.id: i for i, m in enumerate(self.members)}
-        self.events = sorted(events, key=lambda e: (e["step"], index.get(e["member"], -1)))
-        return merged
-
-    def each_owned(self, fn) -> dict[int, object]:
-        """{index: fn(member)} for every member this rank owns, side by side where allowed
-        (one thread per member gives the same numbers as one thread for all)."""
-        mine = self.mine()
-        return dict(zip(mine, side_by_side.each(lambda i: fn(self.members[i]), mine,
-                                                self.workers(len(mine)))))
-
-    def mine(self) -> list[int]:
-        """The indices of the members this rank owns (all of them in one process)."""
-        return [i for i, m in enumerate(self.members) if self.owns(m)]
-
-    def workers(self, members: int) -> int:
-        """Threads to step or score `members` members on: side by side (side_by_side.py) where
-        allowed."""
-        return side_by_side.workers_for(members, self.device, self.train.side_by_side)
-
-    @property
-    def events_ready(self) -> bool:
-        """Resets to report now: in one process at once; under torchrun they are gathered
-        from their ranks by the next `sync`."""
-        return bool(self.events) and not self.group.distributed
 
     @property
     def listening(self) -> bool:
