@@ -46,14 +46,14 @@ def compress(file, out, run, arm, member, lanes, online, preset, config_file, ov
     check_output(Path(out), force, [Path(file)] + (
         archive.inputs_of(Path(run), arm, member) if run and not online else []))
     if online:
-        from multitudes.config import files as config_files
+        from multitudes.config.files import load
         if run or arm or member:
             raise UserError("--online trains its own population: drop --run/--arm/--member")
         try:
             indices = [int(i) for i in keep.split(",")] if keep else None
         except ValueError:
             raise UserError(f"--keep {keep}: member indices separated by commas") from None
-        cfg = archive.online_config(config_files.load(preset, config_file, overrides), members,
+        cfg = archive.online_config(load(preset, config_file, overrides), members,
                                 isolated, indices)
         r = archive.compress_online(Path(file), Path(out), cfg, not quiet, mixture)
     else:

@@ -49,9 +49,9 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     Under torchrun every rank reads the config itself (nothing is written yet), then joins the
     others; rank 0 alone creates the run directory.
     """
-    from multitudes.config import files as config_files
+    from multitudes.config.files import load
     from multitudes.runs import distributed
-    from multitudes.runs import directory as rundir
+    from multitudes.runs import directory
     from multitudes.runs.distributed import resolve_device
     from multitudes.training.protocols import check_runnable
     from multitudes.training.reference_record import checked_before_run
@@ -63,9 +63,9 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
         out = Path(resume_dir)
         if os.environ.get("RANK", "0") == "0":  # the other ranks would see rank 0's own lock
             check_unlocked(out)
-        cfg = rundir.prepare_run_dir(out, command, None, True, False, overrides)
+        cfg = directory.prepare_run_dir(out, command, None, True, False, overrides)
     else:
-        cfg = config_files.load(preset, config_file, overrides)
+        cfg = load(preset, config_file, overrides)
         # a bad corpus, one too small for the config, or no CUDA fails before anything is written
         check_runnable(cfg, command)
         if resolve_device(cfg.train.device).type == "cpu":
@@ -76,12 +76,12 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     d = cfg.distributed
     group = distributed.connect(d.thoughts, d.top_k, d.timeout, cfg.train.device)
     if not resume_dir:  # refused before the lock file is made (`--out /etc` leaves nothing)
-        group.on_main(lambda: rundir.check_new_run_dir(out, force))
+        group.on_main(lambda: directory.check_new_run_dir(out, force))
     group.on_main(lambda: lock_run_dir(out))  # one writer per run directory
     if not resume_dir:
-        group.on_main(lambda: rundir.prepare_run_dir(out, command, cfg, False, force))
+        group.on_main(lambda: directory.prepare_run_dir(out, command, cfg, False, force))
     elif overrides:  # a longer run: checked by every rank, recorded once the lock is held
-        group.on_main(lambda: rundir.record_extension(out, cfg))
+        group.on_main(lambda: directory.record_extension(out, cfg))
         if resolve_device(cfg.train.device).type == "cpu":
             _warn_if_slow(cfg)
     resume_hint.resumable(command, out)
@@ -215,15 +215,15 @@ def replay(run_dir, out, force, quiet) -> None:
     from multitudes.training import protocols
     from multitudes.evolution import lineage
     from multitudes.report import page
-    from multitudes.runs import directory as rundir
+    from multitudes.runs import directory
 
     if distributed.world_size_from_env() > 1:
         raise UserError("replay runs in one process; start it without torchrun")
     run_dir = Path(run_dir)
     rows = lineage.read(run_dir)
-    record, original = rundir.read_finished_run(run_dir)
+    record, original = directory.read_finished_run(run_dir)
     out = Path(out or f"{run_dir}-replay")
-    cfg = rundir.prepare_run_dir(out, record["command"], record["cfg"], False, force)
+    cfg = directory.prepare_run_dir(out, record["command"], record["cfg"], False, force)
     results = protocols.run(record["command"], cfg, out, progress=not quiet, replay=rows)
     if record["command"] == "compare":
         page.write_html(out)

@@ -61,8 +61,8 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
           resume_dir, force, dry_run, assume_flops, report_only, merge, quiet) -> None:
     """A resumable grid of comparisons: multiplier vs members, size, mix and channel."""
     from multitudes.runs import distributed
-    from multitudes.study import runner as scale_mod
-    from multitudes.study import plan as study
+    from multitudes.study import runner
+    from multitudes.study.plan import load
     from multitudes.study.summary import text_table
 
     if distributed.world_size_from_env() > 1:
@@ -81,20 +81,20 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
                             "options")
         doc, out = None, Path(resume_dir)
     else:
-        doc = study.load(preset, study_file, list(overrides), axes)
+        doc = load(preset, study_file, list(overrides), axes)
         out = Path(out or f"runs/scale-{doc.get('name', 'study')}")
     if assume_flops is not None and not 0 < assume_flops < math.inf:
         raise UserError(f"--assume-flops {assume_flops:g}: must be a positive, finite rate")
     if assume_flops is not None and not dry_run:
         raise UserError("--assume-flops goes with --dry-run")
     if dry_run:
-        click.echo(plan_text(doc if doc is not None else scale_mod.open_study(out, None, False),
+        click.echo(plan_text(doc if doc is not None else runner.open_study(out, None, False),
                              assume_flops))
         return
     if report_only:
         if doc is not None:
             raise UserError("--report rebuilds a study's files: give it with --resume DIR")
-        summary = scale_mod.report_only(out, [Path(p) for p in merge])
+        summary = runner.report_only(out, [Path(p) for p in merge])
         click.echo(text_table(summary))
         merged = (f", {summary['cells_merged']} more merged from {len(merge)} file(s)"
                   if merge else "")
@@ -102,7 +102,7 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
                    f"{merged}; report: {out}/{'scale-merged' if merge else 'scale'}.html")
         return
     resume_hint.resumable("scale", out)
-    summary = scale_mod.run_study(doc, out, force=force, progress=not quiet, say=click.echo)
+    summary = runner.run_study(doc, out, force=force, progress=not quiet, say=click.echo)
     click.echo(text_table(summary))
     click.echo(f"study written to {out}/ (scale.json, scale.html, cells/)")
 

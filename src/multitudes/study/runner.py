@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from multitudes.training import protocols
-from multitudes.study import plan as study
-from multitudes.runs import directory as rundir
+from multitudes.study.plan import Cell, cells, check, check_cells
+from multitudes.runs import directory
 from multitudes.runs.checkpoint import damaged, json_digest, read_json, write_json_atomic
 from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
@@ -58,7 +58,7 @@ def open_study(out: Path, doc: dict | None, force: bool) -> dict:
                 record.get("study", {})):
             raise UserError(f"--resume {out}: study.json was edited or damaged after the study "
                             f"started")
-        study.check(record["study"])
+        check(record["study"])
         return record["study"]
     if record_path.is_file() and not force:
         record = read_json(record_path, "the study's record")
@@ -76,7 +76,7 @@ def open_study(out: Path, doc: dict | None, force: bool) -> dict:
     return doc
 
 
-def run_cell(cell: study.Cell, cell_dir: Path, force: bool, progress: bool) -> dict:
+def run_cell(cell: Cell, cell_dir: Path, force: bool, progress: bool) -> dict:
     """A cell's results, run or resumed (its lock is held): resumed when its directory holds a
     run of the same config, else started (anew with --force)."""
     record = cell_dir / "config.json"
@@ -85,7 +85,7 @@ def run_cell(cell: study.Cell, cell_dir: Path, force: bool, progress: bool) -> d
         recorded.get("config") == cell.cfg.to_dict())
     if record.is_file() and not resume and not force:
         raise UserError(f"cell {cell_dir} holds a run of another config; --force restarts it")
-    cfg = rundir.prepare_run_dir(cell_dir, cell.command, None if resume else cell.cfg, resume,
+    cfg = directory.prepare_run_dir(cell_dir, cell.command, None if resume else cell.cfg, resume,
                                  force=True)
     return protocols.run(cell.command, cfg, cell_dir, resume=resume, progress=progress)
 
@@ -103,19 +103,19 @@ def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
               say=print) -> dict:
     """Run every cell not finished yet, in plan order. Several processes may run one study
     (the same `scale --resume DIR` in two terminals): each takes the next cell no other holds."""
-    from multitudes.study import inference as scale_inference
-    from multitudes.study import summary as scale_report
+    from multitudes.study import inference
+    from multitudes.study import summary
 
     resuming = doc is None
     if not resuming:  # checked before the study's directory or lock is made
         _check_new_study_dir(out)
-        plan = study.cells(doc)
-        study.check_cells(plan)
+        plan = cells(doc)
+        check_cells(plan)
     lock_study(out, resuming, shared=not force)
     doc = open_study(out, doc, force)  # a new study's doc comes back as it was given
     if resuming:
-        plan = study.cells(doc)
-        study.check_cells(plan)
+        plan = cells(doc)
+        check_cells(plan)
     largest = max(doc["members"])
     done = sum((out / "cells" / c.name / "results.json").is_file() for c in plan)
     say(f"study {doc.get('name', '')}: {len(plan)} cells in {out}/cells "
@@ -137,40 +137,40 @@ def run_study(doc: dict, out: Path, force: bool = False, progress: bool = True,
             start = time.perf_counter()
             results = run_cell(cell, cell_dir, force, progress)
             _record_seconds(cell_dir, time.perf_counter() - start)
-            say(f"[{i}/{len(plan)}] {cell.name}: {scale_report.cell_line(results)} "
+            say(f"[{i}/{len(plan)}] {cell.name}: {summary.cell_line(results)} "
                 f"({_seconds(cell_dir):.0f} s)")
         if probe:
-            scale_inference.ensure(cell_dir, results, progress)
+            inference.ensure(cell_dir, results, progress)
         release(cell_dir)  # finished: free to inspect or resume while the study goes on
-        scale_report.write(out, doc, plan)
-    return scale_report.write(out, doc, plan)
+        summary.write(out, doc, plan)
+    return summary.write(out, doc, plan)
 
 
 def report_only(out: Path, merge: list[Path] = ()) -> dict:
     """scale.json and scale.html rebuilt from the finished cells (the study's lock is held, so
     never while the study runs); with `merge`, other runs' scale.json of the same study join
     them in scale-merged.json and scale-merged.html."""
-    from multitudes.study import summary as scale_report
+    from multitudes.study import summary
 
     lock_study(out, True)
     doc = open_study(out, None, False)
     others = {str(path): _other_summary(path, doc) for path in merge}
-    return scale_report.write(out, doc, study.cells(doc), others)
+    return summary.write(out, doc, cells(doc), others)
 
 
 def _other_summary(path: Path, doc: dict) -> dict:
-    from multitudes.study import summary as scale_report
+    from multitudes.study import summary
 
     if not path.is_file():
         raise UserError(f"--merge {path}: no such file (give another study's scale.json)")
     other = read_json(path, "the scale.json to merge")
     if not isinstance(other, dict) or not isinstance(other.get("cells"), list) or not all(
-            isinstance(c, dict) and scale_report.ROW_KEYS <= c.keys() for c in other["cells"]):
+            isinstance(c, dict) and summary.ROW_KEYS <= c.keys() for c in other["cells"]):
         raise UserError(f"--merge {path}: not a study's scale.json (no cells, or damaged ones)")
     with damaged(path, "--merge"):
         for row in other["cells"]:
-            scale_report.check_row(row, doc["mix"], f"--merge {path}")
-    budget = scale_report.real_bytes(doc)
+            summary.check_row(row, doc["mix"], f"--merge {path}")
+    budget = summary.real_bytes(doc)
     if (other.get("study"), other.get("real_bytes")) != (doc.get("name"), budget):
         raise UserError(f"--merge {path}: study {other.get('study')!r} at "
                         f"{other.get('real_bytes')} real bytes, not this study "
