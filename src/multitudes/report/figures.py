@@ -59,21 +59,36 @@ def _draw_yardsticks(ax, results: dict, split: str = "dev") -> None:
                        label=f"{label} given the same bytes ({y[name]['given']:.2f})")
 
 
-def _png(fig) -> str:
+def png(fig) -> str:
+    """A figure as a base64 PNG, as report.html and scale.html embed it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode()
 
 
 def figures(results: dict) -> list[tuple[str, str]]:
+    """Every figure of a run's report: (caption, base64 PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figures = []
-    styles = {"social": "-", "isolated": "--"}
     colour = _member_colours(results)
+    figures = [_curves_figure(results, plt, colour), _compute_figure(results, plt, colour)]
+    if results.get("regime") == "stream" and "isolated" in results["arms"]:
+        iso = results["arms"]["isolated"].get("curve") or []
+        soc = results["arms"]["social"].get("curve") or []
+        if iso and soc:
+            figures.append(_multiplier_figure(results, plt, iso, soc))
+    figures += _evolution_plots(results, plt)
+    if "data_limited" in results:
+        figures += _data_limited_plots(results, plt)
+    return figures
+
+
+def _curves_figure(results: dict, plt, colour: dict) -> tuple[str, str]:
+    """Dev bpb against real bytes, every member of every arm, and each arm's consensus."""
+    styles = {"social": "-", "isolated": "--"}
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for arm, res in results["arms"].items():
         curve = res.get("curve") or []
@@ -99,9 +114,13 @@ def figures(results: dict) -> list[tuple[str, str]]:
     else:
         caption = ("Dev-slice bpb against real bytes, every member (grey horizontal lines: the "
                    "classical compressors on the dev slice given the bytes the run read)")
-    figures.append((caption, _png(fig)))
+    encoded = png(fig)
     plt.close(fig)
+    return caption, encoded
 
+
+def _compute_figure(results: dict, plt, colour: dict) -> tuple[str, str]:
+    """Each member's test bpb against its training FLOPs."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for arm, res in results["arms"].items():
         for m in res["members"]:
@@ -111,46 +130,43 @@ def figures(results: dict) -> list[tuple[str, str]]:
            title="Test bpb against training compute (o social, x isolated)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    figures.append(("Compute-matched view: each member's test bpb against its training FLOPs",
-                    _png(fig)))
+    encoded = png(fig)
     plt.close(fig)
+    return "Compute-matched view: each member's test bpb against its training FLOPs", encoded
 
-    if results.get("regime") == "stream" and "isolated" in results["arms"]:
-        iso = results["arms"]["isolated"].get("curve") or []
-        soc = results["arms"]["social"].get("curve") or []
-        if iso and soc:
-            fig, ax = plt.subplots(figsize=(8, 4.5))
-            trunk = [r for r in iso if "branch" not in r]
-            ax.plot([r["real_bytes"] for r in trunk], [r["best_dev_bpb"] for r in trunk], "--",
-                    color="grey", label="isolated, best member"
-                    + (" (stable trunk)" if len(trunk) < len(iso) else ""))
-            finished = results["arms"]["isolated"].get("finished") or []
-            if finished:
-                ax.plot([p["real_bytes"] for p in finished],
-                        [p["best_dev_bpb"] for p in finished], "o-", color="tab:blue",
-                        label="isolated, finished runs (cooldowns off the trunk)")
-            ax.plot([r["real_bytes"] for r in soc], [r["best_dev_bpb"] for r in soc], "-",
-                    color="black", label="social, best member")
-            target = next(r["best_dev_bpb"] for r in soc if r["real_bytes"] >= results["real_bytes"])
-            ax.axhline(target, color="black", lw=0.6)
-            _draw_yardsticks(ax, results)
-            if results.get("data_efficiency_reached"):
-                x = results["data_efficiency"] * results["real_bytes"]
-                ax.axvline(x, color="tab:orange", lw=1,
-                           label=f"isolated reaches it: {results['data_efficiency']:.2f}x bytes")
-            # wrapped: an unresolved multiplier's sentence on one line stretched the figure
-            title = textwrap.fill(f"Data efficiency: {efficiency_text(results)}", 90)
-            ax.set(xlabel="real training bytes", ylabel="best dev bpb")
-            ax.set_title(title, fontsize=9 if "\n" in title else None)
-            ax.legend()
-            ax.grid(alpha=0.3)
-            figures.append(("The multiplier: real bytes the isolated arm needs to reach the "
-                            "social arm's best dev bpb", _png(fig)))
-            plt.close(fig)
-    figures += _evolution_plots(results, plt)
-    if "data_limited" in results:
-        figures += _data_limited_plots(results, plt)
-    return figures
+
+def _multiplier_figure(results: dict, plt, iso: list, soc: list) -> tuple[str, str]:
+    """The stream multiplier: the isolated arm's best dev bpb read on until it reaches the
+    social arm's at equal bytes."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    trunk = [r for r in iso if "branch" not in r]
+    ax.plot([r["real_bytes"] for r in trunk], [r["best_dev_bpb"] for r in trunk], "--",
+            color="grey", label="isolated, best member"
+            + (" (stable trunk)" if len(trunk) < len(iso) else ""))
+    finished = results["arms"]["isolated"].get("finished") or []
+    if finished:
+        ax.plot([p["real_bytes"] for p in finished],
+                [p["best_dev_bpb"] for p in finished], "o-", color="tab:blue",
+                label="isolated, finished runs (cooldowns off the trunk)")
+    ax.plot([r["real_bytes"] for r in soc], [r["best_dev_bpb"] for r in soc], "-",
+            color="black", label="social, best member")
+    target = next(r["best_dev_bpb"] for r in soc if r["real_bytes"] >= results["real_bytes"])
+    ax.axhline(target, color="black", lw=0.6)
+    _draw_yardsticks(ax, results)
+    if results.get("data_efficiency_reached"):
+        x = results["data_efficiency"] * results["real_bytes"]
+        ax.axvline(x, color="tab:orange", lw=1,
+                   label=f"isolated reaches it: {results['data_efficiency']:.2f}x bytes")
+    # wrapped: an unresolved multiplier's sentence on one line stretched the figure
+    title = textwrap.fill(f"Data efficiency: {efficiency_text(results)}", 90)
+    ax.set(xlabel="real training bytes", ylabel="best dev bpb")
+    ax.set_title(title, fontsize=9 if "\n" in title else None)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    encoded = png(fig)
+    plt.close(fig)
+    return ("The multiplier: real bytes the isolated arm needs to reach the social "
+            "arm's best dev bpb", encoded)
 
 
 def _data_limited_plots(results: dict, plt) -> list[tuple[str, str]]:
@@ -169,7 +185,7 @@ def _data_limited_plots(results: dict, plt) -> list[tuple[str, str]]:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     out = [("Data-limited: the best member's dev bpb of every arm against the passes it has made "
-            "over its unique bytes (U, or k x U for the reference)", _png(fig))]
+            "over its unique bytes (U, or k x U for the reference)", png(fig))]
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -198,7 +214,7 @@ def _data_limited_plots(results: dict, plt) -> list[tuple[str, str]]:
     ax.grid(alpha=0.3)
     out.append(("Data efficiency (Slowrun's definition): the isolated recipe's test bpb at k x U "
                 "unique bytes; a horizontal line per arm at its test bpb, labelled with the U'/U "
-                "where the best-member curve reaches it", _png(fig)))
+                "where the best-member curve reaches it", png(fig)))
     plt.close(fig)
     return out
 
@@ -268,7 +284,7 @@ def _evolution_plots(results: dict, plt) -> list[tuple[str, str]]:
         ax.set_yticks(sorted(set(slot.values())))
         ax.grid(alpha=0.3)
         figures.append((f"Family tree of the {arm} arm: each bar is a life, arrows go from "
-                        "parents to newborns", _png(fig)))
+                        "parents to newborns", png(fig)))
         plt.close(fig)
     for arm, res in results["arms"].items():
         culture = res.get("culture")
@@ -287,6 +303,6 @@ def _evolution_plots(results: dict, plt) -> list[tuple[str, str]]:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         figures.append((f"Newborns of the {arm} arm learn from their elders: dev bpb against "
-                        "age, beside the founders' curve", _png(fig)))
+                        "age, beside the founders' curve", png(fig)))
         plt.close(fig)
     return figures

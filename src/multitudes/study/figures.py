@@ -1,9 +1,9 @@
 """scale.html's figures: multiplier against K, bpb against training FLOPs, the inference-time
-curves and the trend's residuals. Each is a base64 PNG (figures.py's _png)."""
+curves and the trend's residuals. Each is a base64 PNG (report/figures.py png)."""
 
 from __future__ import annotations
 
-from multitudes.report.figures import YARDSTICK_STYLES, _png
+from multitudes.report.figures import YARDSTICK_STYLES, png
 
 MIX_COLOURS = {"hetero": "#d62728", "transformer": "#1f77b4", "rnn": "#2ca02c"}
 SIZE_STYLES = ["-", "--", ":", "-."]
@@ -45,7 +45,7 @@ def figures(summary: dict) -> list[tuple[str, str]]:
         fig = plt.figure()
         caption = draw(fig, summary)
         if caption:
-            drawn.append((caption, _png(fig)))
+            drawn.append((caption, png(fig)))
         plt.close(fig)
     return drawn
 
