@@ -63,7 +63,7 @@ def scale(preset, study_file, members, sizes, mixes, channels, seeds, overrides,
     from multitudes.runs import distributed
     from multitudes.study import runner
     from multitudes.study.plan import load
-    from multitudes.study.summary import text_table
+    from multitudes.study.render import text_table
 
     if distributed.world_size_from_env() > 1:
         raise UserError("scale runs its cells one after another in one process; start it "

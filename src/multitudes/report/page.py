@@ -14,8 +14,12 @@ from pathlib import Path
 from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
 from multitudes.report.figures import efficiency_text, figures, gap_text
+from multitudes.report.html_page import document, figure
 from multitudes.runs.checkpoint import damaged, read_json, write_bytes_atomic
 from multitudes.runs.stopwatch import PHASES, line as time_line
+
+TABLE_CSS = ("table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;"
+             "text-align:right}th{background:#f4f4f4}.big{font-size:1.2em}")
 
 def _yardstick_rows(results: dict) -> list[tuple[str, float, float]]:
     """(label, valid bpb, test bpb) of each classical compressor given the bytes the run read."""
@@ -114,21 +118,15 @@ def write_html(run_dir: Path, figures_dir: Path | None = None) -> Path:
             Path(figures_dir).mkdir(parents=True, exist_ok=True)
             write_bytes_atomic(Path(figures_dir) / f"figure-{number}.png",
                                base64.b64decode(png))
-        parts.append(f"<figure><img src='data:image/png;base64,{png}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts.append(figure(caption, png))
     parts.append("<h2>Text summary</h2><pre>" + html.escape(table(results)) + "</pre>")
     parts.append(_timings_html(run_dir))
     if results.get("lineage"):
         from multitudes.evolution.lineage import tree
         parts.append("<h2>Lineage</h2><pre>" + html.escape(tree(results["lineage"])) + "</pre>")
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>multitudes report</title>"
-            "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
-            "table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;"
-            "text-align:right}th{background:#f4f4f4}.big{font-size:1.2em}"
-            "img{max-width:100%}figcaption{color:#555;font-size:.9em}</style></head><body>"
-            + "\n".join(parts) + "</body></html>")
+    page = document("multitudes report", parts, 960, TABLE_CSS)
     out = run_dir / "report.html"
-    write_bytes_atomic(out, page.encode())  # replaces a link there, never writes through it
+    write_bytes_atomic(out, page)  # replaces a link there, never writes through it
     return out
 
 
