@@ -11,7 +11,6 @@ it is at most 1 (counted as its value, marked). K = 1 is 1 by definition.
 
 from __future__ import annotations
 
-import html
 import math
 import statistics
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -21,7 +20,7 @@ from multitudes.runs.checkpoint import damaged, read_json, write_bytes_atomic, w
 from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
 from multitudes.study.plan import Cell
-from multitudes.study.render import SIZE_METRICS, page  # noqa: F401 (size_effects' metrics)
+from multitudes.study.render import SIZE_METRICS, page
 
 
 def cell_line(results: dict) -> str:
