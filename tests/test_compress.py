@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from multitudes.coding.archive import _read_archive, compress_file, decompress_file
+from multitudes.coding.archive import compress_file, decompress_file
+from multitudes.coding.mtz import read as read_archive
 from multitudes.errors import UserError
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -252,7 +253,7 @@ def test_an_archive_from_another_build_device_thread_count_or_gpu_is_one_line(ru
     src, mtz = tmp_path / "in", tmp_path / "in.mtz"
     src.write_bytes(b"I am large, I contain multitudes. " * 10)
     compress_file(src, mtz, run, progress=False, lanes=4)
-    header, _ = _read_archive(mtz)
+    header, _ = read_archive(mtz)
     assert header["gpu"] is None and header["device"] == "cpu"
     changes = {"torch": "0.0.1", "device": "cuda", "threads": header["threads"] + 1,
                "gpu": "NVIDIA H100 80GB HBM3"}

@@ -3,10 +3,10 @@
 Offline, a trained run's member (or the consensus of an arm) codes the file; online
 (online.py), a population of a preset codes each batch with what it knows, then trains on it.
 
-The archive (`.mtz`) is a proof of a bits-per-byte figure: `MTZ1`, a 4-byte header length, a
-zlib-compressed JSON header, then the range coder's 32-bit words. The header records what
-decoding needs and what must match for the decoder's probabilities to be the encoder's bit for
-bit: the member checkpoints (by path and sha256) or the online config, the lanes, the torch
+The archive (`.mtz`, its bytes in mtz.py) is a proof of a bits-per-byte figure: `MTZ1`, a 4-byte
+header length, a zlib-compressed JSON header, then the range coder's 32-bit words. The header
+records what decoding needs and what must match for the decoder's probabilities to be the
+encoder's bit for bit: the member checkpoints (by path and sha256) or the online config, the lanes, the torch
 build, the device, the thread count and the GPU's model (on CUDA, coded with deterministic
 kernels); and the original's length and sha256, checked after decoding. A mismatch is refused
 up front in one line rather than discovered as garbage.
@@ -15,12 +15,8 @@ up front in one line rather than discovered as garbage.
 from __future__ import annotations
 
 import hashlib
-import json
 import lzma
 import os
-import stat
-import struct
-import zlib
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -30,16 +26,12 @@ import torch
 
 from multitudes.runs import checkpoint
 from multitudes.coding import range_coder
-from multitudes.coding import online
+from multitudes.coding import mtz, online
 from multitudes.config.schema import RunConfig
 from multitudes.config.files import from_dict
 from multitudes.runs.distributed import resolve_device
 from multitudes.errors import UserError
 from multitudes.evaluation.target import load_member
-
-MAGIC = b"MTZ1"
-FORMAT = 1
-
 
 def members_of(run: Path, arm: str | None, member: str | None) -> list[Path]:
     """The member checkpoints that code: one member, or every member of an arm (the consensus).
@@ -74,7 +66,7 @@ def inputs_of(run: Path, arm: str | None, member: str | None) -> list[Path]:
 def archive_inputs(src: Path, run: Path | None) -> list[Path]:
     """What decoding `src` reads besides it: the member checkpoint folders its header names
     (none for an online archive)."""
-    header, _ = _read_archive(src)
+    header, _ = mtz.read(src)
     if header["mode"] == "online":
         return []
     base = Path(run) if run is not None else Path(header["run"])
@@ -127,7 +119,7 @@ def _digest(path: Path) -> str:
 
 def compress_file(src: Path, out: Path, run: Path, arm: str | None = None,
                   member: str | None = None, lanes: int = 64, progress: bool = True) -> dict:
-    data = _read(src)
+    data = mtz.read_file(src)
     if lanes < 1:
         raise UserError(f"--lanes {lanes}: must be at least 1")
     paths = members_of(run, arm, member)
@@ -136,12 +128,12 @@ def compress_file(src: Path, out: Path, run: Path, arm: str | None = None,
         words, bits = range_coder.encode(data, steppers(paths, torch.device(env["device"])), lanes,
                                     progress)
     run = Path(run).resolve()
-    header = {"format": FORMAT, "mode": "offline", "run": str(run),
+    header = {"format": mtz.FORMAT, "mode": "offline", "run": str(run),
               "members": [{"checkpoint": os.path.relpath(p.resolve(), run),
                            "sha256": _digest(p)} for p in paths],
               "lanes": lanes, "length": len(data),
               "sha256": hashlib.sha256(data).hexdigest(), **env}
-    return _summary(data, _write(out, header, words), words, bits)
+    return _summary(data, mtz.write(out, header, words), words, bits)
 
 
 def online_config(cfg: RunConfig, members: int | None = None, isolated: bool = False,
@@ -165,21 +157,21 @@ def online_config(cfg: RunConfig, members: int | None = None, isolated: bool = F
 
 def compress_online(src: Path, out: Path, cfg: RunConfig, progress: bool = True,
                     mixture: str = "bayes") -> dict:
-    data = _read(src)
+    data = mtz.read_file(src)
     if mixture not in online.MIXTURES:
         raise UserError(f"--mixture {mixture}: one of {', '.join(online.MIXTURES)}")
     env = _environment()
     with _same_kernels(env["device"]):
         words, coder = online.encode(data, cfg, progress, mixture)
-    header = {"format": FORMAT, "mode": "online", "config": cfg.to_dict(), "mixture": mixture,
+    header = {"format": mtz.FORMAT, "mode": "online", "config": cfg.to_dict(), "mixture": mixture,
               "length": len(data), "sha256": hashlib.sha256(data).hexdigest(), **env}
-    return {**_summary(data, _write(out, header, words), words, coder.bits),
+    return {**_summary(data, mtz.write(out, header, words), words, coder.bits),
             "seconds": coder.seconds}
 
 
 def decompress_file(src: Path, out: Path, run: Path | None = None, progress: bool = True
                     ) -> dict:
-    header, words = _read_archive(src)
+    header, words = mtz.read(src)
     env = _environment()
     for key in ("torch", "device", "threads", "gpu"):
         if header.get(key) != env[key]:
@@ -203,7 +195,7 @@ def decompress_file(src: Path, out: Path, run: Path | None = None, progress: boo
                              header["lanes"], progress)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
         raise UserError(f"{src} is damaged: the decoded bytes fail their sha256")
-    _atomic_write(Path(out), data)
+    mtz.atomic_write(Path(out), data)
     return {"bytes": n}
 
 
@@ -220,7 +212,7 @@ def _decompress_online(src: Path, out: Path, header: dict, words: np.ndarray,
         data = online.decode(words, header["length"], cfg, progress, mixture)
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
         raise UserError(f"{src} is damaged: the decoded bytes fail their sha256")
-    _atomic_write(Path(out), data)
+    mtz.atomic_write(Path(out), data)
     return {"bytes": len(data)}
 
 
@@ -248,88 +240,3 @@ def _summary(data: bytes, size: int, words: np.ndarray, bits: float) -> dict:
     n = max(1, len(data))
     return {"bytes": len(data), "compressed": size, "bpb": 8 * size / n, "model_bpb": bits / n,
             "header_bytes": size - words.nbytes, "xz_bpb": 8 * xz / n}
-
-
-def _read(src: Path) -> bytes:
-    """A regular file's bytes: a device (/dev/zero) would be read without end, and a pipe with no
-    writer would wait for ever."""
-    try:
-        if not stat.S_ISREG(os.stat(src).st_mode):
-            raise UserError(f"{src} is not a regular file (a device, a pipe or a folder): "
-                            f"compress codes a file of known length")
-        return Path(src).read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{src} does not exist") from None
-    except OSError as e:
-        raise UserError(f"{src} cannot be read: {e.strerror or e}") from None
-
-
-def _write(out: Path, header: dict, words: np.ndarray) -> int:
-    code = words.astype("<u4").tobytes()
-    header = {**header, "code_sha256": hashlib.sha256(code).hexdigest()}
-    head = zlib.compress(json.dumps(header, sort_keys=True, separators=(",", ":")).encode(), 9)
-    blob = MAGIC + struct.pack("<I", len(head)) + head + code
-    _atomic_write(Path(out), blob)
-    return len(blob)
-
-
-def _read_archive(src: Path) -> tuple[dict, np.ndarray]:
-    blob = _read(src)
-    if blob[:4] != MAGIC:
-        raise UserError(f"{src} is not a multitudes archive (no MTZ1 mark)")
-    try:
-        (length,) = struct.unpack("<I", blob[4:8])
-        header = json.loads(zlib.decompress(blob[8:8 + length]))
-        body = blob[8 + length:]
-    except (struct.error, ValueError, UnicodeDecodeError, zlib.error):
-        raise UserError(f"{src} is damaged: its header cannot be read") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise UserError(f"{src} is damaged or of another format version "
-                        f"(this version reads {FORMAT})")
-    if len(body) % 4:
-        raise UserError(f"{src} is truncated: its code is not whole 32-bit words")
-    required = (("mode", "run", "members", "lanes", "length", "sha256")
-                if header.get("mode") == "offline" else ("mode", "config", "length", "sha256"))
-    if header.get("mode") not in ("offline", "online") or any(k not in header for k in required):
-        raise UserError(f"{src} is damaged: its header lacks {', '.join(required)}")
-    _check_header(src, header)
-    # The code's own digest (archives from before it was recorded have none): a flipped or
-    # appended byte is refused here, before any decoding, not found as garbage at the end.
-    if "code_sha256" in header and hashlib.sha256(body).hexdigest() != header["code_sha256"]:
-        raise UserError(f"{src} is damaged: its code fails its sha256 (a byte changed, added "
-                        f"or cut)")
-    return header, np.frombuffer(body, dtype="<u4").astype(np.uint32)
-
-
-def _check_header(src: Path, header: dict) -> None:
-    """The header's values of the types decoding reads them as (a crafted header with valid
-    zlib and JSON is otherwise a TypeError deep in the decoder); one line for the first."""
-    def whole(value, low: int) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-    def digest(value) -> bool:
-        return isinstance(value, str) and len(value) == 64 and all(
-            c in "0123456789abcdef" for c in value)
-
-    checks = {"length": whole(header["length"], 0), "sha256": digest(header["sha256"]),
-              "code_sha256": "code_sha256" not in header or digest(header["code_sha256"])}
-    if header["mode"] == "offline":
-        checks.update(
-            lanes=whole(header["lanes"], 1), run=isinstance(header["run"], str),
-            members=isinstance(header["members"], list) and bool(header["members"]) and all(
-                isinstance(m, dict) and isinstance(m.get("checkpoint"), str)
-                and isinstance(m.get("sha256"), str) for m in header["members"]))
-    else:
-        checks.update(config=isinstance(header["config"], dict),
-                      mixture=isinstance(header.get("mixture", "bayes"), str))
-    wrong = [key for key, ok in checks.items() if not ok]
-    if wrong:
-        raise UserError(f"{src} is damaged: its header's {wrong[0]} is not what an archive "
-                        f"holds ({header.get(wrong[0])!r})"[:300])
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    try:
-        checkpoint.write_bytes_atomic(path, data)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
