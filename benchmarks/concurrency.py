@@ -20,7 +20,7 @@ import torch
 
 from common import batches, env_line, plain_loop, positive_int, quick_config
 from multitudes.population.member import Member
-from multitudes.runs.distributed import resolve_device
+from multitudes.runs.device import resolve_device
 
 
 def trainer(genome, device, data, grad_clip: float):

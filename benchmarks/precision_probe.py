@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import batches, load_or_refuse, positive_int  # noqa: E402
 from multitudes.population.member import Member  # noqa: E402
-from multitudes.runs.distributed import autocast_for, resolve_device  # noqa: E402
+from multitudes.runs.device import autocast_for, resolve_device  # noqa: E402
 
 SHORT = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16",
          torch.float64: "fp64"}

@@ -24,7 +24,7 @@ from common import (batches, best_time, env_line, load_or_refuse, positive_int, 
 from multitudes.models import detach_state  # noqa: E402
 from multitudes.population.member import Member  # noqa: E402
 from multitudes.population.schedule import set_lr  # noqa: E402
-from multitudes.runs.distributed import autocast_for, resolve_device  # noqa: E402
+from multitudes.runs.device import autocast_for, resolve_device  # noqa: E402
 
 
 def lane_counts(text: str) -> list[int]:

@@ -31,7 +31,7 @@ from multitudes.runs import distributed  # noqa: E402
 from multitudes.config.schema import SocialConfig  # noqa: E402
 from multitudes.population.member import Member  # noqa: E402
 from multitudes.population.population import Population  # noqa: E402
-from multitudes.runs.distributed import resolve_device  # noqa: E402
+from multitudes.runs.device import resolve_device  # noqa: E402
 
 
 def worker(steps: int, thoughts: str, top_k: int) -> None:

@@ -25,7 +25,7 @@ from multitudes.data.splits import load_splits
 from multitudes.evaluation.bpb import byte_log2probs
 from multitudes.population import side_by_side
 from multitudes.population.member import Member
-from multitudes.runs.distributed import resolve_device
+from multitudes.runs.device import resolve_device
 
 
 def main() -> None:

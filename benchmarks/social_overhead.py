@@ -15,7 +15,7 @@ from common import batches, best_time, env_line, positive_int, quick_config, qui
 from multitudes.config.schema import SocialConfig
 from multitudes.population.member import Member
 from multitudes.population.population import Population
-from multitudes.runs.distributed import resolve_device
+from multitudes.runs.device import resolve_device
 
 
 def population(social: SocialConfig, device) -> Population:

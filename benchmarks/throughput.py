@@ -30,7 +30,7 @@ from common import (batches, best_time, env_line, matmul_peak, plain_loop, posit
 from multitudes.config.schema import SocialConfig
 from multitudes.population.member import Member
 from multitudes.population.population import Population
-from multitudes.runs.distributed import resolve_device, uses_bf16
+from multitudes.runs.device import resolve_device, uses_bf16
 from multitudes.study import plan
 
 

@@ -116,7 +116,7 @@ def test_throughputs_rows_on_a_gpu_are_the_ways_that_differ_there():
 import torch
 from throughput import ways_to_step
 from multitudes.config.schema import SocialConfig
-from multitudes.runs.distributed import uses_bf16
+from multitudes.runs.device import uses_bf16
 for device in ("cpu", "cuda"):
     rows = ways_to_step(SocialConfig(), torch.device(device))
     print(device, "|".join(how for how, _, _ in rows),

@@ -14,7 +14,7 @@ import torch
 
 from conftest import tiny
 from multitudes.population.member import Member
-from multitudes.runs.distributed import autocast_for, resolve_device
+from multitudes.runs.device import autocast_for, resolve_device
 from test_cli import ENV
 
 pytestmark = [pytest.mark.cuda,

@@ -17,7 +17,7 @@ from multitudes.config.genome import Genome
 from multitudes.errors import UserError
 from multitudes.models import build
 from multitudes.runs import distributed
-from multitudes.runs.distributed import scoring_precision, uses_bf16
+from multitudes.runs.device import scoring_precision, uses_bf16
 
 FAMILIES = ("gpt", "looped", "lstm", "gru")
 

@@ -52,7 +52,7 @@ def _open_run(command: str, preset, config_file, overrides, out, resume_dir, for
     from multitudes.config.files import load
     from multitudes.runs import distributed
     from multitudes.runs import directory
-    from multitudes.runs.distributed import resolve_device
+    from multitudes.runs.device import resolve_device
     from multitudes.training.protocols import check_runnable
     from multitudes.training.reference_record import checked_before_run
     from multitudes.runs.files import check_unlocked, lock_run_dir

@@ -29,7 +29,7 @@ from multitudes.coding import range_coder
 from multitudes.coding import mtz, online
 from multitudes.config.schema import RunConfig
 from multitudes.config.files import from_dict
-from multitudes.runs.distributed import resolve_device
+from multitudes.runs.device import resolve_device
 from multitudes.errors import UserError
 from multitudes.evaluation.target import load_member
 

@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from multitudes.coding.range_coder import RangeCoder, uniform
 from multitudes.config.schema import RunConfig
-from multitudes.runs.distributed import Group, resolve_device
+from multitudes.runs.distributed import Group
+from multitudes.runs.device import resolve_device
 from multitudes.population.population import Population
 
 MIXTURES = ("bayes", "uniform")

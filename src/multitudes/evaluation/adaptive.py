@@ -32,7 +32,7 @@ from tqdm import tqdm
 from multitudes.config.schema import DEFAULT_GRAD_CLIP
 from multitudes.evaluation.bpb import bpb, window_plan
 from multitudes.population.schedule import BETAS, set_lr
-from multitudes.runs.distributed import autocast_for
+from multitudes.runs.device import autocast_for
 from multitudes.models import detach_state
 
 LEARNING_RATES = (0.0, 1e-4, 3e-4, 1e-3, 3e-3)  # the dev slice chooses among them, per member

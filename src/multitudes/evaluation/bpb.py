@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from multitudes.runs.distributed import autocast_for
+from multitudes.runs.device import autocast_for
 
 
 def window_plan(n: int, context: int, stride: int) -> list[tuple[int, int]]:

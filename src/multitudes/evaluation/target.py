@@ -15,7 +15,7 @@ from multitudes.errors import UserError
 from multitudes.evaluation.bpb import bpb, byte_log2probs, consensus_bpb
 from multitudes.config.genome import Genome
 from multitudes.models import build
-from multitudes.runs.distributed import resolve_device
+from multitudes.runs.device import resolve_device
 
 
 # AdamW moves each weight by about lr a step: beyond 1 an adaptive coder is noise, and beyond

@@ -18,7 +18,8 @@ import torch
 from multitudes.runs import distributed
 from multitudes.population import side_by_side, social
 from multitudes.config.schema import SocialConfig, TrainConfig
-from multitudes.runs.distributed import Group, autocast_for
+from multitudes.runs.distributed import Group
+from multitudes.runs.device import autocast_for
 from multitudes.errors import UserError
 from multitudes.config.genome import Genome, member_id
 from multitudes.models import detach_state

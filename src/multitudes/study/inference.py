@@ -14,7 +14,7 @@ from pathlib import Path
 from multitudes.runs.checkpoint import read_json, write_json_atomic
 from multitudes.data.corpora import resolve
 from multitudes.data.splits import load_splits
-from multitudes.runs.distributed import resolve_device
+from multitudes.runs.device import resolve_device
 from multitudes.evaluation.target import load_member, member_log2probs
 from multitudes.evaluation.bpb import bpb, consensus_bpb
 

@@ -24,7 +24,7 @@ from multitudes.training import state
 from multitudes.evolution.births import Births
 from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
 from multitudes.data.splits import make_stream, unique_sample
-from multitudes.runs.distributed import resolve_device
+from multitudes.runs.device import resolve_device
 from multitudes.population.elders import Elders
 from multitudes.population.population import Population
 from multitudes.runs.files import RunFiles

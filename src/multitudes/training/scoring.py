@@ -15,7 +15,7 @@ import torch
 from multitudes.training import state
 from multitudes.config.schema import RunConfig
 from multitudes.errors import UserError
-from multitudes.runs.distributed import scoring_precision
+from multitudes.runs.device import scoring_precision
 from multitudes.evaluation.bpb import (block_bpb, bpb, byte_log2probs, consensus_bpb,
                                        consensus_log2probs, fit_mixture, mixture_bpb)
 from multitudes.population.member import Member

@@ -17,7 +17,7 @@ from multitudes.config.schema import RunConfig
 from multitudes.evaluation.target import load_member
 from multitudes.evolution import generations
 from multitudes.population.elders import Elders
-from multitudes.runs.distributed import resolve_device
+from multitudes.runs.device import resolve_device
 from multitudes.runs.files import RunFiles
 
 
