@@ -2,7 +2,6 @@
 extension flow and the device check. Each case names its item; the data-loss ones check the
 finished run's files byte for byte after the refused command."""
 
-import fcntl
 import json
 import math
 import os

@@ -9,7 +9,6 @@ import base64
 import io
 import textwrap
 
-from multitudes.config.genome import family_of
 from multitudes.evaluation.placement import reference_arm
 
 FAMILY_COLOURS = {"gpt": "#1f77b4", "looped": "#9467bd", "lstm": "#d62728", "gru": "#2ca02c"}
@@ -73,6 +72,8 @@ def figures(results: dict) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from multitudes.report.evolution_figures import evolution_plots  # it draws with png()
+
     colour = _member_colours(results)
     figures = [_curves_figure(results, plt, colour), _compute_figure(results, plt, colour)]
     if results.get("regime") == "stream" and "isolated" in results["arms"]:
@@ -80,7 +81,7 @@ def figures(results: dict) -> list[tuple[str, str]]:
         soc = results["arms"]["social"].get("curve") or []
         if iso and soc:
             figures.append(_multiplier_figure(results, plt, iso, soc))
-    figures += _evolution_plots(results, plt)
+    figures += evolution_plots(results, plt)
     if "data_limited" in results:
         figures += _data_limited_plots(results, plt)
     return figures
@@ -242,67 +243,3 @@ def _curve_parts(curve: list[dict]) -> list[list[dict]]:
         root = [r for r in trunk if r["real_bytes"] < rows[0]["real_bytes"]][-1:]
         parts.append(root + rows)
     return parts
-
-
-def _evolution_plots(results: dict, plt) -> list[tuple[str, str]]:
-    """The family tree (slots over time) and the newborns' learning against the founders'."""
-    figures = []
-    rows = results.get("lineage") or []
-    for arm in dict.fromkeys(r["arm"] for r in rows if r["event"] == "birth" and r["parents"]):
-        mine = [r for r in rows if r["arm"] == arm and r["event"] in ("birth", "death")]
-        slot, start, end_fitness, lines, pending = {}, {}, {}, [], None
-        for r in mine:
-            if r["event"] == "death":
-                pending = slot[r["member"]]
-                lines.append((r["member"], r["step"]))
-                end_fitness[r["member"]] = r["fitness"]
-            elif not r["parents"]:
-                slot[r["member"]], start[r["member"]] = len(slot), 0
-            else:
-                slot[r["member"]], start[r["member"]] = pending, r["step"]
-        ended = dict(lines)
-        last = max([r["step"] for r in mine] + [results.get("arms", {}).get(arm, {})
-                                                 .get("steps", 0)])
-        curve = results["arms"].get(arm, {}).get("curve") or [{"members": {}}]
-        final = curve[-1]["members"]  # dev bpb at the end, as the fitness at death is
-        fig, ax = plt.subplots(figsize=(8, 0.6 * len(set(slot.values())) + 1.5))
-        for mid, y in slot.items():
-            x0, x1 = start[mid], ended.get(mid, last)
-            colour = FAMILY_COLOURS.get(family_of(mid))
-            ax.plot([x0, x1], [y, y], color=colour, lw=3, alpha=0.7)
-            bpb = end_fitness.get(mid, final.get(mid))
-            size = 30 + 400 * max(0.0, 8.0 - bpb) / 8.0 if bpb else 30
-            ax.scatter([x1], [y], s=size, color=colour, zorder=3)
-            ax.annotate(mid, (x0, y), textcoords="offset points", xytext=(2, 5), fontsize=7)
-        for r in mine:
-            if r["event"] == "birth" and r["parents"]:
-                for parent in r["parents"]:
-                    ax.annotate("", (r["step"], slot[r["member"]]), (r["step"], slot[parent]),
-                                arrowprops=dict(arrowstyle="->", color="grey", lw=0.8))
-        ax.set(xlabel="step", ylabel="slot in the population", title=f"Lineage of the {arm} arm "
-               "(colour: family; dot size: lower bpb at death or end is bigger)")
-        ax.set_yticks(sorted(set(slot.values())))
-        ax.grid(alpha=0.3)
-        figures.append((f"Family tree of the {arm} arm: each bar is a life, arrows go from "
-                        "parents to newborns", png(fig)))
-        plt.close(fig)
-    for arm, res in results["arms"].items():
-        culture = res.get("culture")
-        if not culture or not culture["newborns"]:
-            continue
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        xs, ys = zip(*culture["founder_curve"])
-        ax.plot(xs, ys, color="black", lw=2, label="founders (mean), age = bytes of the run")
-        for n in culture["newborns"]:
-            ax.plot(*zip(*n["curve"]), "-o", ms=3, color=FAMILY_COLOURS.get(n["family"]),
-                    label=f"newborn {n['member']}")
-        speed = culture["median_speedup"]
-        ax.set(xlabel="age: real bytes seen since birth", ylabel="dev bpb",
-               title="Cultural transmission: newborns against the founders at the same age"
-               + (f" (median {speed:.2f}x faster)" if speed else ""))
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        figures.append((f"Newborns of the {arm} arm learn from their elders: dev bpb against "
-                        "age, beside the founders' curve", png(fig)))
-        plt.close(fig)
-    return figures

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from multitudes.training import protocols
 from multitudes.study.plan import Cell, cells, check, check_cells
+from multitudes.study.rows import ROW_KEYS, check_row
 from multitudes.runs import directory
 from multitudes.runs.checkpoint import damaged, json_digest, read_json, write_json_atomic
 from multitudes.runs.results import read as read_results
@@ -165,11 +166,11 @@ def _other_summary(path: Path, doc: dict) -> dict:
         raise UserError(f"--merge {path}: no such file (give another study's scale.json)")
     other = read_json(path, "the scale.json to merge")
     if not isinstance(other, dict) or not isinstance(other.get("cells"), list) or not all(
-            isinstance(c, dict) and summary.ROW_KEYS <= c.keys() for c in other["cells"]):
+            isinstance(c, dict) and ROW_KEYS <= c.keys() for c in other["cells"]):
         raise UserError(f"--merge {path}: not a study's scale.json (no cells, or damaged ones)")
     with damaged(path, "--merge"):
         for row in other["cells"]:
-            summary.check_row(row, doc["mix"], f"--merge {path}")
+            check_row(row, doc["mix"], f"--merge {path}")
     budget = summary.real_bytes(doc)
     if (other.get("study"), other.get("real_bytes")) != (doc.get("name"), budget):
         raise UserError(f"--merge {path}: study {other.get('study')!r} at "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from multitudes.runs.checkpoint import damaged, read_json, write_bytes_atomic, write_json_atomic
@@ -21,6 +20,7 @@ from multitudes.runs.results import read as read_results
 from multitudes.errors import UserError
 from multitudes.study.plan import Cell
 from multitudes.study.render import SIZE_METRICS, page
+from multitudes.study.rows import MIXTURE_KEYS, CellRow, check_row
 
 
 def cell_line(results: dict) -> str:
@@ -48,53 +48,6 @@ def _multiplier(results: dict) -> tuple[float | None, str]:
 def _multiplier_text(results: dict) -> str:
     value, flag = _multiplier(results)
     return f"{flag}{value:.2f}x"
-
-
-# what every row has (wall_seconds and inference only where measured)
-@dataclass(frozen=True)
-class CellRow:
-    """One cell's numbers in scale.json: the test bpb of each arm's best member and consensus,
-    the gains, the multiplier (read on the dev slice), the compute and the yardsticks."""
-    cell: str
-    kind: str
-    mix: str
-    size: str
-    family: str | None  # K = 1: the lone member's family
-    K: int
-    channel: str
-    seed: int
-    params: int
-    multiplier: float | None
-    multiplier_flag: str
-    social_best_test_bpb: float
-    social_consensus_test_bpb: float
-    isolated_best_test_bpb: float
-    isolated_consensus_test_bpb: float
-    best_gain_test_bpb: float
-    consensus_gain_test_bpb: float
-    social_train_flops: float
-    isolated_train_flops: float
-    yardsticks_test_given: dict
-    wall_seconds: float | None = None  # the cell's wall time, when recorded
-    inference: dict | None = None  # the inference-time axis, when measured
-    # data-limited: each arm's members mixed with weights fit on the dev slice; the isolated
-    # arm's mixture is the ensemble control (the same members trained apart, mixed for free)
-    social_mixture_test_bpb: float | None = None
-    isolated_mixture_test_bpb: float | None = None
-    mixture_gain_test_bpb: float | None = None
-
-    def to_json(self) -> dict:
-        row = asdict(self)
-        for optional in ("wall_seconds", "inference", *MIXTURE_KEYS):
-            if row[optional] is None:
-                del row[optional]
-        return row
-
-
-MIXTURE_KEYS = ("social_mixture_test_bpb", "isolated_mixture_test_bpb", "mixture_gain_test_bpb")
-
-# the keys every row has (a merged scale.json's rows are checked against them)
-ROW_KEYS = frozenset(f.name for f in fields(CellRow) if f.default is MISSING)
 
 
 def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
@@ -238,43 +191,6 @@ def collect(out: Path, plan: list[Cell]) -> list[dict]:
             with damaged(cell_dir, "the cell"):
                 rows.append(check_row(row(cell, results, cell_dir), None, cell_dir))
     return rows
-
-
-KINDS = ("population", "single", "peer")
-
-
-def check_row(r: dict, mixes: dict | None, where) -> dict:
-    """A row of scale.json as the tables and figures read it (a merged file's rows, or a
-    cell's, built from files a user may have damaged); one line for the first problem."""
-    def bad(what: str):
-        return UserError(f"{where}: cell {r.get('cell')!r}: {what}")
-    if not isinstance(r, dict) or not ROW_KEYS <= r.keys():
-        raise UserError(f"{where}: a cell row lacks {', '.join(sorted(ROW_KEYS))}")
-    hints = {f.name: f.type for f in fields(CellRow)}
-    for key in ROW_KEYS | ({"wall_seconds", *MIXTURE_KEYS} & r.keys()):
-        value, hint = r[key], hints[key]
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = {"str": isinstance(value, str), "int": number and isinstance(value, int),
-              "float": number and math.isfinite(value), "dict": isinstance(value, dict),
-              "str | None": value is None or isinstance(value, str),
-              "float | None": value is None or number and math.isfinite(value)}.get(hint, True)
-        if not ok:
-            raise bad(f"{key} = {value!r} is not a {hint}")
-    if r["K"] < 1 or r["seed"] < 1:
-        raise bad(f"K = {r['K']} and seed = {r['seed']} must be positive")
-    if r["kind"] not in KINDS:
-        raise bad(f"kind {r['kind']!r} is not one of {', '.join(KINDS)}")
-    if mixes is not None and r["mix"] not in mixes:
-        raise bad(f"mix {r['mix']!r} is not one of this study's ({', '.join(mixes)})")
-    if r.get("inference") is not None:  # what the inference-time figure reads of it
-        with damaged(where, f"cell {r['cell']!r}'s inference axis in"):
-            points = [v for arm in r["inference"].values() for v in
-                      [(p["size"], p["test_bpb"]) for p in arm["consensus"]]
-                      + [(p["n_loop"], p["test_bpb"]) for c in arm["loops"] for p in c["curve"]]]
-            if not all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                       for point in points for x in point):
-                raise bad("its inference axis holds a value that is not a number")
-    return r
 
 
 def real_bytes(doc: dict) -> int | None:
