@@ -109,10 +109,12 @@ class Population(Roster):
             # A sick member (non-finite thoughts) is heard by no one and reborn below.
             healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
             targets = self._consensus(logits, healthy) if self.listening else {}
-            if self.elders is not None:
-                targets = self._with_elders(targets, x, continues, mine)
-            if self.own_elders:
-                targets = self._with_own_elders(targets, x, continues, mine)
+            if self.elders is not None:  # one frozen population every member hears
+                targets = self._with_elders(targets, x, continues,
+                                            {i: self.elders for i in mine})
+            if self.own_elders:  # each member its own teacher (the snapshot arm)
+                targets = self._with_elders(targets, x, continues,
+                                            {i: self.own_elders[i] for i in mine})
             # The peers' texts each healthy member reads, drawn here from the one shared
             # generator in the members' order, so that the members may then learn side by side.
             texts = {i: self.culture.sample(self.members[i].id, self.social.language_batch,
@@ -217,25 +219,20 @@ class Population(Roster):
         mixed = social.consensus(heard, weights, [bool(ok) for ok, _ in rows], listeners=mine)
         return {i: mixed[i] for i in mine}
 
-    def _with_elders(self, targets: dict, x: torch.Tensor, continues: bool, mine: list[int]
-                     ) -> dict[int, torch.Tensor | None]:
-        """Each listener's target with the elders' mixture blended in (their share
-        `elder_weight`); a member that hears no peer (alone, or the channel closed) hears the
-        elders alone."""
-        elders = self.elders.thoughts(x, continues, self.autocast())
-        w = self.elder_weight
-        return {i: elders if targets.get(i) is None else (1 - w) * targets[i] + w * elders
-                for i in mine}
-
-    def _with_own_elders(self, targets: dict, x: torch.Tensor, continues: bool,
-                         mine: list[int]) -> dict[int, torch.Tensor | None]:
-        """As `_with_elders`, each member hearing its own teacher (`own_elders[i]`)."""
-        w, out = self.elder_weight, dict(targets)
-        for i in mine:
-            if self.own_elders[i] is None:
+    def _with_elders(self, targets: dict, x: torch.Tensor, continues: bool,
+                     teachers: dict[int, Elders | None]) -> dict[int, torch.Tensor | None]:
+        """Each listener's target with its elders' mixture blended in (their share
+        `elder_weight`); a member that hears no peer (alone, or the channel closed) hears its
+        elders alone, one with none (`teachers[i]` None) its peers alone. Elders heard by
+        several members think once a step."""
+        w, out, heard = self.elder_weight, dict(targets), {}
+        for i, elders in teachers.items():
+            if elders is None:
                 continue
-            own = self.own_elders[i].thoughts(x, continues, self.autocast())
-            out[i] = own if targets.get(i) is None else (1 - w) * targets[i] + w * own
+            if id(elders) not in heard:
+                heard[id(elders)] = elders.thoughts(x, continues, self.autocast())
+            thought = heard[id(elders)]
+            out[i] = thought if targets.get(i) is None else (1 - w) * targets[i] + w * thought
         return out
 
     def _update(self, m: Member, loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,12 +31,14 @@ class ArmContext:
     branching: bool = False
 
     def runner(self, arm: Arm, cfg: RunConfig | None = None, branching: bool = False,
-               elders: Elders | None = None) -> ArmRunner:
-        """The ArmRunner of `arm` (under `cfg`, the run's by default)."""
-        return ArmRunner(cfg or self.cfg, self.splits, self.files, name=arm.name,
-                         social=arm.social, total_bytes=arm.total_bytes,
-                         unique_bytes=arm.unique_bytes, evolution=arm.evolution,
-                         replay=self.replay, branching=branching, elders=elders)
+               elders: Elders | None = None, kind: type[ArmRunner] = ArmRunner,
+               **more) -> ArmRunner:
+        """The runner of `arm` (under `cfg`, the run's by default): an ArmRunner, or the
+        subclass `kind` given `more` of its own arguments."""
+        return kind(cfg or self.cfg, self.splits, self.files, name=arm.name,
+                    social=arm.social, total_bytes=arm.total_bytes,
+                    unique_bytes=arm.unique_bytes, evolution=arm.evolution,
+                    replay=self.replay, branching=branching, elders=elders, **more)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class Student(Arm):
 
     def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
         best = min(arms[self.ranked]["members"], key=lambda m: m["best_dev_bpb"])
-        return _taught(self, ctx, [arms[self.teacher]], taught.genome_of(ctx.files, best))
+        return _taught(self, ctx, [arms[self.teacher]], [taught.genome_of(ctx.files, best)])
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,7 @@ class Apart(Arm):
         return (self.source,)
 
     def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
-        genomes = [g for m in arms[self.source]["members"]
-                   for g in taught.genome_of(ctx.files, m)]
+        genomes = [taught.genome_of(ctx.files, m) for m in arms[self.source]["members"]]
         return ctx.runner(self, taught.student_config(ctx.cfg, genomes))
 
 

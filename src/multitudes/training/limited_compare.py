@@ -46,11 +46,11 @@ class LimitedCompare(Compare):
                     ] if cfg.compare.distill else []
         students += generations(cfg)
         C = cfg.compare.snapshot_cycles
-        snapshots = [Snapshots(name, social, N, U, cycles=C) for name, social in (
+        cyclic = [Snapshots(name, social, N, U, cycles=C) for name, social in (
             ("snapshots", alone), ("social+snapshots", cfg.social))
             if name == "snapshots" or cfg.compare.snapshot_social] if C else []
         return ([replace(a, unique_bytes=U) for a in measured_arms(cfg)] + references
-                + snapshots + students)
+                + cyclic + students)
 
     def check(self) -> None:
         cfg = self.cfg

@@ -182,11 +182,15 @@ class ArmRunner:
             return False
         with self.files.clock.phase(self.name, "checkpoints"):
             self.history, self.scoring.best, self.events, extra = state.restore_arm(
-                path, self.pop, self.stream, self.cfg.members)
+                path, self.pop, self.stream, self.cfg.members, self.prepare_elders)
         self.pop.sync()
         self.load_extra_state(extra)
         self.saved_at = self.pop.steps
         return True
+
+    def prepare_elders(self, extra: dict) -> None:
+        """Build the elders a checkpoint's own state names, before their carried states are
+        restored (none here: a runner's elders are given when it is built)."""
 
     def load_extra_state(self, extra: dict) -> None:
         """The runner's own state from a checkpoint (`extra_state`'s)."""

@@ -29,7 +29,6 @@ from multitudes.models import build
 from multitudes.population.elders import Elders
 from multitudes.population.member import Member
 from multitudes.population.population import Population
-from multitudes.runs import checkpoint
 from multitudes.training import state
 from multitudes.training.arms import Arm, ArmContext
 from multitudes.training.loop import ArmRunner
@@ -44,10 +43,8 @@ class Snapshots(Arm):
         compare = ctx.cfg.compare
         members = [g.replace(alpha=compare.snapshot_alpha, tau=compare.snapshot_tau)
                    for g in ctx.cfg.members]
-        cfg = replace(ctx.cfg, members=members)
-        return SnapshotRunner(cfg, ctx.splits, ctx.files, name=self.name, social=self.social,
-                              total_bytes=self.total_bytes, unique_bytes=self.unique_bytes,
-                              replay=ctx.replay, cycles=self.cycles)
+        return ctx.runner(self, replace(ctx.cfg, members=members), kind=SnapshotRunner,
+                          cycles=self.cycles)
 
 
 def check(cfg: RunConfig, steps: int) -> None:
@@ -135,14 +132,12 @@ class SnapshotRunner(ArmRunner):
     def extra_state(self) -> dict:
         return {**super().extra_state(), "cycles_done": self.cycles_done}
 
-    def try_resume(self) -> bool:
-        path = self.checkpoints.latest()
-        if path is not None:  # its teachers first: the checkpoint holds their carried states
-            with checkpoint.damaged(path):
-                done = int(checkpoint.load(path)[1]["extra"].get("cycles_done", 0))
-            if done and done < self.cycles:
-                self._teachers(done)
-        return super().try_resume()
+    def prepare_elders(self, extra: dict) -> None:
+        """On resume, each member's teacher of the cycle the checkpoint is in, rebuilt from its
+        file before the checkpoint's carried states of the teachers are loaded."""
+        done = int(extra.get("cycles_done", 0))
+        if 0 < done < self.cycles:
+            self._teachers(done)
 
     def load_extra_state(self, extra: dict) -> None:
         super().load_extra_state(extra)

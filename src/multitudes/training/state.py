@@ -69,20 +69,22 @@ def save_arm(path: Path, pop: Population, stream: Stream, history: list[dict],
     checkpoint.save(path, tensors, state)
 
 
-def restore_arm(path: Path, pop: Population, stream: Stream, founders: list[Genome]
-                ) -> tuple[list[dict], dict, list[dict], dict]:
+def restore_arm(path: Path, pop: Population, stream: Stream, founders: list[Genome],
+                prepare=None) -> tuple[list[dict], dict, list[dict], dict]:
     """Load `path` into a freshly built population; returns (history, best, events, extra).
 
     With evolution the members may no longer be the founders: each is rebuilt from its saved
-    genome (reusing the freshly built founder when it is still alive).
+    genome (reusing the freshly built founder when it is still alive). `prepare(extra)` is
+    called with the runner's own state before the elders' carried states are loaded, so that a
+    runner can build the elders the checkpoint names (the snapshot arm's teachers).
     """
     tensors, state = checkpoint.load(path)
     with checkpoint.damaged(path):
-        return _restore(path, tensors, state, pop, stream, founders)
+        return _restore(path, tensors, state, pop, stream, founders, prepare)
 
 
 def _restore(path: Path, tensors: dict, state: dict, pop: Population, stream: Stream,
-             founders: list[Genome]) -> tuple[list[dict], dict, list[dict], dict]:
+             founders: list[Genome], prepare=None) -> tuple[list[dict], dict, list[dict], dict]:
     if state.get("kind") != "arm":
         raise UserError(f"checkpoint {path} is not a training-state checkpoint")
     if state.get("founders") != [g.to_dict() for g in founders]:
@@ -117,6 +119,8 @@ def _restore(path: Path, tensors: dict, state: dict, pop: Population, stream: St
     pop.generated_bytes = state["generated_bytes"]
     pop.culture.load_state(state["culture"])
     stream.load_state_dict(state["stream"])
+    if prepare is not None:
+        prepare(state["extra"])
     if pop.elders is not None:
         pop.elders.load_state_tensors(tensors, state.get("elder_state_tuples", []), pop.device)
     for i, elders in enumerate(pop.own_elders or []):

@@ -21,9 +21,9 @@ from multitudes.runs.device import resolve_device
 from multitudes.runs.files import RunFiles
 
 
-def genome_of(files: RunFiles, member: dict) -> list:
-    """The genome of one finished member (its entry in an arm's results), as a population."""
-    return [load_member(files.out / member["checkpoint"])[0]]
+def genome_of(files: RunFiles, member: dict):
+    """The genome of one finished member (its entry in an arm's results)."""
+    return load_member(files.out / member["checkpoint"])[0]
 
 
 def offspring_of(cfg: RunConfig, files: RunFiles, parent: dict, generation: int) -> list:
