@@ -92,7 +92,8 @@ def table(runs: list[dict]) -> str:
         else:
             row += ["(reference)", "(reference)"]
         # compute beside bpb: a generation's own arm only (its lineage is the rows above it)
-        row.append(f"{statistics.mean(x['train_flops'] / r['arms']['isolated']['train_flops'] for x, r in zip(res, runs)):.2f}x")
+        flops = [x["train_flops"] / r["arms"]["isolated"]["train_flops"] for x, r in zip(res, runs)]
+        row.append(f"{statistics.mean(flops):.2f}x")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from multitudes.errors import UserError
+from multitudes.evaluation.placement import reference_arm
 from multitudes.runs.checkpoint import write_bytes_atomic
 from multitudes.runs.results import read as read_results
 
@@ -55,8 +56,9 @@ def table(horizons: list[list[dict]]) -> dict[str, list[tuple[float, list[float]
     out: dict[str, list[tuple[float, list[float]]]] = {}
     for runs in horizons:
         epochs = statistics.mean(epochs_of(r) for r in runs)
-        arms = [a for a in runs[0]["arms"] if not a.startswith("isolated-")
-                and not runs[0]["arms"][a].get("from_record")]
+        beyond_u = {reference_arm(q["k"]) for q in runs[0]["data_limited"]["reference"]
+                    if q["k"] > 1}  # the reference's points read other data
+        arms = [a for a in runs[0]["arms"] if a not in beyond_u]
         for arm in arms:
             values = [r["arms"][arm]["mixture_test_bpb"] for r in runs if arm in r["arms"]]
             out.setdefault(arm, []).append((epochs, values))
