@@ -102,7 +102,7 @@ def main() -> None:
             if cfg.regime != "data-limited":
                 raise UserError(f"the snapshot arm is data-limited; {args.preset} is "
                                 f"{cfg.regime}")
-            snapshots.check(cfg, cfg.train.real_bytes // (cfg.train.batch_size * cfg.context))
+            snapshots.check(cfg)
             check_trainable(load_splits(resolve(cfg.data.corpus)), cfg.train.batch_size,
                             cfg.context, cfg.train.dev_bytes, cfg.data.corpus,
                             cfg.data.unique_bytes)

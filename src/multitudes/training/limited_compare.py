@@ -53,8 +53,7 @@ class LimitedCompare(Compare):
                 + cyclic + students)
 
     def check(self) -> None:
-        cfg = self.cfg
-        snapshots.check(cfg, cfg.train.real_bytes // (cfg.train.batch_size * cfg.context))
+        snapshots.check(self.cfg)
 
     def largest_multiple(self) -> int:
         return max(self.cfg.compare.unique_multiples)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from multitudes.config.schema import RunConfig
+from multitudes.data.splits import steps_for
 from multitudes.errors import UserError
 from multitudes.evaluation.target import load_member
 from multitudes.models import build
@@ -47,11 +48,12 @@ class Snapshots(Arm):
                           cycles=self.cycles)
 
 
-def check(cfg: RunConfig, steps: int) -> None:
+def check(cfg: RunConfig) -> None:
     """A snapshot arm this config cannot run, before any arm trains."""
     cycles = cfg.compare.snapshot_cycles
     if not cycles:
         return
+    steps = steps_for(cfg.train.real_bytes, cfg.train.batch_size, cfg.context)  # the arm's
     if cfg.train.schedule != "cosine":
         raise UserError(f"compare.snapshot_cycles={cycles} needs train.schedule = \"cosine\" "
                         f"(each cycle is a cosine of its own)")
