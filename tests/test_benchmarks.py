@@ -173,14 +173,22 @@ def test_the_horizons_figure_draws_the_recorded_horizons_and_refuses_bad_input(t
                 str(png)).stdout
     assert numbers_after("isolated", out)[:2] == [3.2760, 3.2468], out  # the records' mixtures
     assert png.read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "link.png").symlink_to(png)  # a figure is never written through a link
     for args in ([str(tmp_path)], [str(docs / "h16"), "--png", str(tmp_path / "h.txt")],
-                 [str(docs / "h16"), "--png", str(tmp_path / "no" / "h.png")]):
+                 [str(docs / "h16"), "--png", str(tmp_path / "no" / "h.png")],
+                 [str(docs / "h16"), "--png", str(tmp_path / "link.png")]):
         bad = bench("horizons_figure.py", *args, check=False)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
-def test_the_snapshot_sweep_refuses_a_bad_grid_before_any_work():
+def test_the_snapshot_sweep_refuses_a_bad_grid_before_any_work(tmp_path):
+    (tmp_path / "rows.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    (tmp_path / "damaged.jsonl").write_text("{not json\n")
     for args in (["--cycles", "1"], ["--cycles", "x"], ["--cycles", "2", "--perturb", "1"],
-                 ["--cycles", "2", "--jobs", "0"], ["--preset", "debug", "--cycles", "2"]):
+                 ["--cycles", "2", "--jobs", "0"], ["--preset", "debug", "--cycles", "2"],
+                 ["--cycles", "2", "--out", str(tmp_path / "rows.jsonl")],
+                 ["--cycles", "2", "--out", str(tmp_path / "damaged.jsonl")]):
         bad = bench("sweep_snapshots.py", *args, check=False)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert not (tmp_path / "elsewhere.jsonl").exists()
+    assert (tmp_path / "damaged.jsonl").read_text() == "{not json\n"
