@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 
 from multitudes.errors import UserError
-from multitudes.evaluation.placement import reference_arm
 from multitudes.runs.checkpoint import write_bytes_atomic
-from multitudes.runs.results import read as read_results
+from multitudes.runs.results import arms_of_kind, read as read_results
 
 YARDSTICKS = ("ppmd", "xz")  # the two strongest classical coders, given the same U bytes
 
@@ -46,9 +45,15 @@ def runs_in(path: Path) -> list[dict]:
     return runs
 
 
+def ensemble_of(run: dict) -> str:
+    """The independent ensemble's arm: the reference on U itself (k = 1)."""
+    return next(name for name in arms_of_kind(run, "reference")
+                if run["arms"][name]["arm"]["k"] == 1)
+
+
 def epochs_of(run: dict) -> float:
-    """The epochs of U every arm on U read (the isolated arm's, as recorded)."""
-    return run["arms"]["isolated"]["epochs"]
+    """The epochs of U every arm on U read (the ensemble's, as recorded)."""
+    return run["arms"][ensemble_of(run)]["epochs"]
 
 
 def table(horizons: list[list[dict]]) -> dict[str, list[tuple[float, list[float]]]]:
@@ -56,16 +61,15 @@ def table(horizons: list[list[dict]]) -> dict[str, list[tuple[float, list[float]
     out: dict[str, list[tuple[float, list[float]]]] = {}
     for runs in horizons:
         epochs = statistics.mean(epochs_of(r) for r in runs)
-        beyond_u = {reference_arm(q["k"]) for q in runs[0]["data_limited"]["reference"]
-                    if q["k"] > 1}  # the reference's points read other data
-        arms = [a for a in runs[0]["arms"] if a not in beyond_u]
+        arms = [name for name, a in runs[0]["arms"].items()  # the reference's points
+                if a["arm"]["kind"] != "reference" or a["arm"]["k"] == 1]  # beyond U: other data
         for arm in arms:
             values = [r["arms"][arm]["mixture_test_bpb"] for r in runs if arm in r["arms"]]
             out.setdefault(arm, []).append((epochs, values))
     return out
 
 
-def draw(points: dict, yard: dict[str, float], png: Path) -> None:
+def draw(points: dict, ensemble: str, yard: dict[str, float], png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,10 +81,10 @@ def draw(points: dict, yard: dict[str, float], png: Path) -> None:
         ys = [statistics.mean(v) for _, v in series]
         low = [y - min(v) for y, (_, v) in zip(ys, series)]
         high = [max(v) - y for y, (_, v) in zip(ys, series)]
-        bold = arm == "isolated"
+        bold = arm == ensemble
         ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3,
                     linewidth=2.5 if bold else 1.2, color="black" if bold else None,
-                    label="independent ensemble (isolated, mixed)" if bold else arm)
+                    label=f"independent ensemble ({arm}, mixed)" if bold else arm)
     ax.set_xscale("log", base=2)
     for name, value in yard.items():
         ax.axhline(value, linestyle=":", color="grey")
@@ -108,19 +112,19 @@ def main() -> None:
         horizons = [runs_in(p) for p in args.runs]
     except UserError as e:
         refuse(str(e))
-    points = table(horizons)
+    points, ensemble = table(horizons), ensemble_of(horizons[0][0])
     first = horizons[0][0]["yardsticks"]["test"]
     yard = {name: first[name]["given"] for name in YARDSTICKS if name in first}
-    print(f"{'arm':>20} " + " ".join(f"{e:>14.1f}" for e, _ in points["isolated"]) +
+    print(f"{'arm':>20} " + " ".join(f"{e:>14.1f}" for e, _ in points[ensemble]) +
           "   (epochs; test bpb of the dev-fit mixture, mean over seeds)")
     for arm, series in points.items():
         cells = {round(e, 1): v for e, v in series}
         print(f"{arm:>20} " + " ".join(
             f"{statistics.mean(cells[round(e, 1)]):>9.4f} (n={len(cells[round(e, 1)])})"
-            if round(e, 1) in cells else f"{'-':>14}" for e, _ in points["isolated"]))
+            if round(e, 1) in cells else f"{'-':>14}" for e, _ in points[ensemble]))
     print("yardsticks given U: " + ", ".join(f"{k} {v:.4f}" for k, v in yard.items()))
     if args.png:
-        draw(points, yard, args.png)
+        draw(points, ensemble, yard, args.png)
         print(f"figure: {args.png}")
 
 

@@ -63,6 +63,7 @@ def test_a_new_arm_kind_is_one_class_and_the_compare_places_it(tmp_path):
     assert set(results["data_limited"]["placed"]["shuffled"]) == {"best", "consensus",
                                                                   "mixture"}
     shuffled, alone = results["arms"]["shuffled"], results["arms"]["isolated"]
+    assert shuffled["arm"] == {"kind": "shuffled", "listens": False}  # its kind, recorded
     assert shuffled["real_bytes"] == alone["real_bytes"]
     assert shuffled["best_test_bpb"] != alone["best_test_bpb"]  # other windows, other numbers
 
@@ -88,3 +89,28 @@ def test_generations_taught_by_all_elders_and_the_genomes_apart_control_are_plan
 def test_a_generations_option_without_generations_is_refused(override):
     with pytest.raises(UserError):
         config_files.load("debug", None, LIMITED + [override])
+
+
+def test_every_arm_records_its_kind_and_an_older_file_is_read_with_the_same_kinds():
+    """results.json's `arm` entry (schema 3) is the arm's own description; a schema-2 file,
+    whose arms had only their names, is upgraded to entries that agree with it."""
+    from multitudes.runs.results import upgrade
+
+    cfg = config_files.load("debug", None, LIMITED + [
+        "compare.distill=true", "compare.generations=3", "compare.apart=true",
+        "compare.snapshot_cycles=2", "compare.snapshot_social=true"])
+    planned = plan("compare", cfg)
+    described = {a.name: a.describe() for a in planned}
+    assert described["isolated-2U"] == {"kind": "reference", "listens": False, "k": 2}
+    assert described["generation-3"] == {"kind": "generation", "listens": True, "g": 3,
+                                         "parent": "generation-2",
+                                         "teachers": ["generation-2"], "bred": True}
+    assert described["social+snapshots"] == {"kind": "snapshots", "listens": True, "cycles": 2}
+    assert described["generation-3-apart"]["kind"] == "apart"
+    old = {"schema": 2, "command": "compare", "arms": {name: {} for name in described},
+           "data_limited": {"placed": {"social": {}, "ensemble (isolated on U)": {"x": 1}}}}
+    new = upgrade(old)
+    assert new["schema"] == 3 and new["data_limited"]["ensemble"] == {"x": 1}
+    assert "ensemble (isolated on U)" not in new["data_limited"]["placed"]
+    for name, arm in new["arms"].items():
+        assert arm["arm"].items() <= described[name].items(), name

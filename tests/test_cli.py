@@ -510,14 +510,18 @@ def test_compare_writes_results_and_report(tmp_path):
     (out / "report.html").unlink()
     cli("report", out)
     assert (out / "report.html").is_file()
-    # results.json speaks the run loop's vocabulary (schema 2); a schema-1 file (its curve's
-    # best_bpb and consensus_bpb) is read as schema 2, a newer one refused in one line
-    assert results["schema"] == 2
+    # results.json speaks the run loop's vocabulary (schema 3: every arm says its kind); a
+    # schema-1 file (its curve's best_bpb and consensus_bpb, no kinds) is read as schema 3,
+    # a newer one refused in one line
+    assert results["schema"] == 3
+    assert results["arms"]["social"]["arm"] == {"kind": "measured", "listens": True}
+    assert results["arms"]["isolated"]["arm"] == {"kind": "reference", "listens": False, "k": 1}
     assert results["arms"]["social"]["curve"][-1]["best_dev_bpb"] == min(
         r["best_dev_bpb"] for r in map(json.loads, (out / "metrics.jsonl").open())
         if r["arm"] == "social" and r["real_bytes"] == N)
     old = json.loads(json.dumps({k: v for k, v in results.items() if k != "schema"}))
     for arm in old["arms"].values():
+        del arm["arm"]
         arm["curve"] = [{{"best_dev_bpb": "best_bpb", "consensus_dev_bpb": "consensus_bpb"}
                          .get(k, k): v for k, v in point.items()} for point in arm["curve"]]
     (out / "results.json").write_text(json.dumps(old))
@@ -539,8 +543,8 @@ def test_compare_writes_results_and_report(tmp_path):
                            "damaged")):
         (out / "timings.json").write_text(damaged)
         one_line_error(cli("report", out, check=False), says)
-    (out / "results.json").write_text(json.dumps({**results, "schema": 3}))
-    one_line_error(cli("report", out, check=False), "schema 3")
+    (out / "results.json").write_text(json.dumps({**results, "schema": 4}))
+    one_line_error(cli("report", out, check=False), "schema 4")
 
 
 def one_line_error(result, needle):
@@ -694,7 +698,9 @@ def test_the_data_limited_regime_end_to_end(tmp_path):
             assert m["best_step"] <= arm["steps"] and m["epochs_to_best"] <= arm["epochs"]
     limited = results["data_limited"]
     assert [q["k"] for q in limited["reference"]] == [1, 2, 4]
-    assert set(limited["placed"]) == {"social", "ensemble (isolated on U)"}
+    assert set(limited["placed"]) == {"social"}
+    assert set(limited["ensemble"]) == {"consensus", "mixture"}
+    assert [a["arm"].get("k") for a in results["arms"].values()] == [None, 1, 2, 4]
     best = limited["placed"]["social"]["best"]
     assert best["test_bpb"] == results["arms"]["social"]["best_test_bpb"]
     assert best["vs_single_flag"] in ("", "<=", ">") and 1 <= best["vs_single"] <= 4

@@ -110,6 +110,11 @@ class SocialConfig:
     culture_size: int = 256
     """Texts the culture buffer keeps (oldest out)."""
 
+    @property
+    def listens(self) -> bool:
+        """Whether members hear their peers: a channel is open (isolated arms: none)."""
+        return self.channel != "none" or self.language_every > 0
+
     def __post_init__(self) -> None:
         check_fields(self, "social.")
         positive(self, "social.", "top_k", "fitness_temperature", "language_prompts",

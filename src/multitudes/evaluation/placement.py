@@ -31,9 +31,9 @@ def place(points: list[dict], arms: dict, references: list[str]) -> dict:
     reference's points ("> K" past its largest, "<= 1" when the isolated arm on U is already as
     good). Two curves: one isolated member (the best of each point's members) and the ensemble
     of them (their dev-fit mixture). Every arm not in `references` (the names of the points'
-    arms, U's first) is placed for its best member, consensus and dev-fit mixture, and so is the
-    ensemble control (the isolated members on U mixed, no extra training). A power law bpb =
-    E + A k^-a is fit to each curve, residuals beside it."""
+    arms, U's first) is placed for its best member, consensus and dev-fit mixture; the ensemble
+    control (the isolated members on U mixed, no extra training) for its consensus and mixture,
+    under `ensemble`. A power law bpb = E + A k^-a is fit to each curve, residuals beside it."""
     curves = {"single": [(q["k"], q["best_test_bpb"]) for q in points],
               "ensemble": [(q["k"], q["mixture_test_bpb"]) for q in points]}
     bound = points[-1]["k"]
@@ -49,8 +49,8 @@ def place(points: list[dict], arms: dict, references: list[str]) -> dict:
         return out
     placed = {a: {what: at(arms[a][f"{what}_test_bpb"]) for what in WHATS}
               for a in arms if a not in references}
-    placed["ensemble (isolated on U)"] = {what: at(arms[references[0]][f"{what}_test_bpb"])
-                                          for what in ("consensus", "mixture")}
+    ensemble = {what: at(arms[references[0]][f"{what}_test_bpb"])
+                for what in ("consensus", "mixture")}
     return {"reference": points,
             "fits": {name: power_law_fit(curve) for name, curve in curves.items()},
-            "placed": placed}
+            "placed": placed, "ensemble": ensemble}

@@ -10,6 +10,7 @@ import io
 import textwrap
 
 from multitudes.evaluation.placement import reference_arm
+from multitudes.runs.results import arms_of_kind
 
 FAMILY_COLOURS = {"gpt": "#1f77b4", "looped": "#9467bd", "lstm": "#d62728", "gru": "#2ca02c"}
 YARDSTICK_STYLES = {"gzip": ":", "bzip2": "-.", "xz": "--", "ppmd": (0, (6, 2, 1, 2, 1, 2))}
@@ -76,11 +77,12 @@ def figures(results: dict) -> list[tuple[str, str]]:
 
     colour = _member_colours(results)
     figures = [_curves_figure(results, plt, colour), _compute_figure(results, plt, colour)]
-    if results.get("regime") == "stream" and "isolated" in results["arms"]:
-        iso = results["arms"]["isolated"].get("curve") or []
-        soc = results["arms"]["social"].get("curve") or []
+    measured, reference = (arms_of_kind(results, k) for k in ("measured", "reference"))
+    if results.get("regime") == "stream" and measured and reference:
+        iso = results["arms"][reference[0]].get("curve") or []
+        soc = results["arms"][measured[0]].get("curve") or []
         if iso and soc:
-            figures.append(_multiplier_figure(results, plt, iso, soc))
+            figures.append(_multiplier_figure(results, plt, iso, soc, reference[0]))
     figures += evolution_plots(results, plt)
     if "data_limited" in results:
         figures += _data_limited_plots(results, plt)
@@ -89,18 +91,18 @@ def figures(results: dict) -> list[tuple[str, str]]:
 
 def _curves_figure(results: dict, plt, colour: dict) -> tuple[str, str]:
     """Dev bpb against real bytes, every member of every arm, and each arm's consensus."""
-    styles = {"social": "-", "isolated": "--"}
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for arm, res in results["arms"].items():
+        style = _style(res)
         curve = res.get("curve") or []
         ids = list(dict.fromkeys(i for r in curve for i in r["members"]))  # newborns too
         for n, part in enumerate(_curve_parts(curve)):  # the trunk, then each cooldown branch
             xs = [r["real_bytes"] for r in part]
             for mid in ids:
                 ys = [r["members"].get(mid, float("nan")) for r in part]
-                ax.plot(xs, ys, styles.get(arm, ":"), color=colour[mid], marker=".", ms=3,
+                ax.plot(xs, ys, style, color=colour[mid], marker=".", ms=3,
                         alpha=0.75, label=None if n else f"{arm} {mid}")  # a lone point shows
-            ax.plot(xs, [r["consensus_dev_bpb"] for r in part], styles.get(arm, ":"),
+            ax.plot(xs, [r["consensus_dev_bpb"] for r in part], style,
                     color="black", lw=2, label=None if n else f"{arm} consensus")
     ax.axvline(results["real_bytes"], color="grey", lw=0.8)
     _draw_yardsticks(ax, results)
@@ -108,8 +110,9 @@ def _curves_figure(results: dict, plt, colour: dict) -> tuple[str, str]:
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     if len(results["arms"]) > 1:
-        caption = ("Dev-slice bpb against real bytes, every member of every arm (solid: social, "
-                   "dashed: isolated, whose cooldown branches leave its stable trunk; the grey "
+        caption = ("Dev-slice bpb against real bytes, every member of every arm (solid: arms "
+                   "whose members listen, dashed: arms whose members train alone, a reference's "
+                   "cooldown branches leaving its stable trunk; the grey "
                    "vertical line marks equal real bytes; grey horizontal lines: the classical "
                    "compressors on the dev slice given the bytes the run read)")
     else:
@@ -120,15 +123,21 @@ def _curves_figure(results: dict, plt, colour: dict) -> tuple[str, str]:
     return caption, encoded
 
 
+def _style(arm: dict) -> str:
+    """An arm's line: solid where its members listen (to peers or elders), dashed alone."""
+    return "-" if arm["arm"]["listens"] else "--"
+
+
 def _compute_figure(results: dict, plt, colour: dict) -> tuple[str, str]:
     """Each member's test bpb against its training FLOPs."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for arm, res in results["arms"].items():
         for m in res["members"]:
             ax.scatter(m["train_flops"], m["test_bpb"], color=colour[m["id"]],
-                       marker="o" if arm == "social" else "x", s=40, label=f"{arm} {m['id']}")
+                       marker="o" if res["arm"]["listens"] else "x", s=40,
+                       label=f"{arm} {m['id']}")
     ax.set(xscale="log", xlabel="training FLOPs (member, incl. channels)", ylabel="test bpb",
-           title="Test bpb against training compute (o social, x isolated)")
+           title="Test bpb against training compute (o listening, x alone)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     encoded = png(fig)
@@ -136,7 +145,8 @@ def _compute_figure(results: dict, plt, colour: dict) -> tuple[str, str]:
     return "Compute-matched view: each member's test bpb against its training FLOPs", encoded
 
 
-def _multiplier_figure(results: dict, plt, iso: list, soc: list) -> tuple[str, str]:
+def _multiplier_figure(results: dict, plt, iso: list, soc: list, reference: str
+                       ) -> tuple[str, str]:
     """The stream multiplier: the isolated arm's best dev bpb read on until it reaches the
     social arm's at equal bytes."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -144,7 +154,7 @@ def _multiplier_figure(results: dict, plt, iso: list, soc: list) -> tuple[str, s
     ax.plot([r["real_bytes"] for r in trunk], [r["best_dev_bpb"] for r in trunk], "--",
             color="grey", label="isolated, best member"
             + (" (stable trunk)" if len(trunk) < len(iso) else ""))
-    finished = results["arms"]["isolated"].get("finished") or []
+    finished = results["arms"][reference].get("finished") or []
     if finished:
         ax.plot([p["real_bytes"] for p in finished],
                 [p["best_dev_bpb"] for p in finished], "o-", color="tab:blue",
@@ -179,7 +189,7 @@ def _data_limited_plots(results: dict, plt) -> list[tuple[str, str]]:
     for n, (arm, res) in enumerate(results["arms"].items()):
         trunk = [r for r in res.get("curve") or [] if "branch" not in r]
         ax.plot([r["real_bytes"] / unique.get(arm, U) for r in trunk],
-                [r["best_dev_bpb"] for r in trunk], "-" if arm == "social" else "--",
+                [r["best_dev_bpb"] for r in trunk], _style(res),
                 color=f"C{n}", marker=".", ms=3, label=f"{arm}, best member")
     ax.set(xlabel="epochs over the arm's unique bytes", ylabel="best dev bpb",
            title="Dev bpb against epochs (each member scored with its best weights so far)")
@@ -201,7 +211,8 @@ def _data_limited_plots(results: dict, plt) -> list[tuple[str, str]]:
             ax.plot(grid, [fit["E"] + fit["A"] * k ** -fit["a"] for k in grid], color="grey",
                     lw=0.8, ls=":", label=f"fit ({name}): {fit['E']:.3f} + {fit['A']:.3f} "
                                           f"k^-{fit['a']:.2f}")
-    for n, (arm, placed) in enumerate(d["placed"].items()):
+    placed_arms = {**d["placed"], "ensemble (isolated on U)": d["ensemble"]}
+    for n, (arm, placed) in enumerate(placed_arms.items()):
         p = placed.get("best") or placed["mixture"]
         ax.axhline(p["test_bpb"], color=f"C{n}", lw=1,
                    label=f"{arm} ({'best' if 'best' in placed else 'mixture'}): "

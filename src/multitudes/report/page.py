@@ -84,7 +84,7 @@ def data_limited_lines(d: dict) -> list[str]:
             lines.append(f"  {name}: bpb = {fit['E']:.3f} + {fit['A']:.3f} k^-{fit['a']:.2f} "
                          f"(residuals {', '.join(f'{r:+.4f}' for r in fit['residuals'])})")
     lines.append("data efficiency U'/U on the reference's best member / its ensemble:")
-    for arm, placed in d["placed"].items():
+    for arm, placed in {**d["placed"], "ensemble (isolated on U)": d["ensemble"]}.items():
         lines.append(f"  {arm:<26} " + "; ".join(
             f"{what} {p['test_bpb']:.4f}: {p['vs_single_flag']}{p['vs_single']:.2f}x / "
             f"{p['vs_ensemble_flag']}{p['vs_ensemble']:.2f}x" for what, p in placed.items()))

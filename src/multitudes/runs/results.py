@@ -3,19 +3,22 @@
 One vocabulary from the run loop to the report: a dev evaluation is the same record in
 metrics.jsonl, in an arm's `curve` and in its `finished` runs, with the keys `real_bytes`,
 `best_dev_bpb`, `consensus_dev_bpb` and `members` ({id: dev_bpb}). Schema 1 (a results.json
-without a "schema" key) named the curve's `best_bpb` and `consensus_bpb`; `read` renames them, so
-every reader sees schema 2.
+without a "schema" key) named the curve's `best_bpb` and `consensus_bpb`; schema 2 said an arm's
+kind only by its name, and kept the ensemble's placement under a label among the placed arms.
+Schema 3 gives every arm an `arm` entry (its kind and whether it listens: training/arms.py) and
+the ensemble's placement its own key. `read` upgrades older files, so every reader sees schema 3.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from multitudes.errors import UserError
 from multitudes.runs.checkpoint import read_json
 
-SCHEMA = 2
+SCHEMA = 3
 SCHEMA_1_CURVE = {"best_bpb": "best_dev_bpb", "consensus_bpb": "consensus_dev_bpb"}
 
 
@@ -62,21 +65,60 @@ class FinishedRun:
 
 
 def upgrade(results: dict) -> dict:
-    """A results document in schema 2 (schema 1's curves renamed; a newer one refused)."""
+    """A results document in schema 3 (older ones upgraded; a newer one refused)."""
     schema = results.get("schema", 1)
     if not isinstance(schema, int) or not 1 <= schema <= SCHEMA:
         raise UserError(f"results.json has schema {schema!r}; this multitudes reads 1 to {SCHEMA}")
+    arms = results.get("arms") if isinstance(results.get("arms"), dict) else {}
     if schema == 1:
-        for arm in (results.get("arms") or {}).values():
+        for arm in arms.values():
             if isinstance(arm, dict) and isinstance(arm.get("curve"), list):
                 arm["curve"] = [{SCHEMA_1_CURVE.get(k, k): v for k, v in point.items()}
                                 if isinstance(point, dict) else point for point in arm["curve"]]
-        results = {"schema": SCHEMA, **results}
-    return results
+    if schema <= 2:
+        for name, arm in arms.items():
+            if isinstance(arm, dict) and "arm" not in arm:
+                arm["arm"] = _kind_by_name(name, results.get("command"))
+        limited = results.get("data_limited")
+        placed = limited.get("placed") if isinstance(limited, dict) else None
+        if isinstance(placed, dict) and SCHEMA_2_ENSEMBLE in placed:
+            limited["ensemble"] = placed.pop(SCHEMA_2_ENSEMBLE)
+    return {"schema": SCHEMA, **{k: v for k, v in results.items() if k != "schema"}}
+
+
+SCHEMA_2_ENSEMBLE = "ensemble (isolated on U)"
+
+
+def arms_of_kind(results: dict, kind: str) -> list[str]:
+    """The names of the arms of one kind ("measured", "reference", ...), in the run's order."""
+    return [name for name, arm in results["arms"].items() if arm["arm"]["kind"] == kind]
+
+
+def _kind_by_name(name: str, command: str | None) -> dict:
+    """An arm's `arm` entry, for a file written before arms recorded it: the names the older
+    versions gave each kind of arm (the one place a name is read for a kind, and only here)."""
+    if command == "train":
+        return {"kind": "measured", "listens": name == "social"}
+    if name in ("social", "social+evolution"):
+        return {"kind": "measured", "listens": True}
+    if m := re.fullmatch(r"isolated(?:-(\d+)U)?", name):
+        return {"kind": "reference", "listens": False, "k": int(m[1] or 1)}
+    if name in ("distilled", "distilled-ensemble"):
+        return {"kind": "student", "listens": True, "ranked": "isolated",
+                "teacher": "social" if name == "distilled" else "isolated"}
+    if m := re.fullmatch(r"generation-(\d+)(-apart)?", name):
+        if m[2]:
+            return {"kind": "apart", "listens": False, "source": name[:-len("-apart")]}
+        g = int(m[1])
+        parent = "social" if g == 2 else f"generation-{g - 1}"
+        return {"kind": "generation", "listens": True, "g": g, "parent": parent}
+    if name in ("snapshots", "social+snapshots"):
+        return {"kind": "snapshots", "listens": name != "snapshots"}
+    return {"kind": "unknown", "listens": False}
 
 
 def read(path: Path, what: str = "run results") -> dict:
-    """A run's results.json, in schema 2."""
+    """A run's results.json, in schema 3."""
     results = read_json(Path(path), what)
     if not isinstance(results, dict):
         raise UserError(f"{path} is not a run's results (a JSON object)")

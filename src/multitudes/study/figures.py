@@ -114,10 +114,8 @@ def _inference_time(fig, summary: dict) -> str | None:
     a1, a2 = fig.subplots(1, 2)
     named = set()  # one legend entry per mix and size: seeds and arms share it
     for r in cells:
-        for arm, ls in (("social", "-"), ("isolated", "--")):
-            inf = r["inference"].get(arm)
-            if not inf:
-                continue
+        for inf in r["inference"].values():
+            ls = "-" if inf.get("listens") else "--"
             c = MIX_COLOURS.get(r["mix"], "#555")
             name = f"{r['mix']} {r['size']}"
             a1.plot([p["size"] for p in inf["consensus"]],

@@ -16,20 +16,31 @@ import statistics
 from pathlib import Path
 
 from multitudes.runs.checkpoint import damaged, read_json, write_bytes_atomic, write_json_atomic
-from multitudes.runs.results import read as read_results
+from multitudes.runs.results import arms_of_kind, read as read_results
 from multitudes.errors import UserError
 from multitudes.study.plan import Cell
 from multitudes.study.render import SIZE_METRICS, page
 from multitudes.study.rows import MIXTURE_KEYS, CellRow, check_row
 
 
+def measured_and_alone(results: dict) -> tuple[str, str]:
+    """The names of a cell's measured arm and of the isolated arm it is read against: a
+    `compare` cell's measured arm and its reference, a `train` cell's one arm twice."""
+    measured = arms_of_kind(results, "measured")
+    reference = arms_of_kind(results, "reference")
+    if not measured:
+        raise KeyError("a measured arm")
+    return measured[0], reference[0] if reference else measured[0]
+
+
 def cell_line(results: dict) -> str:
     arms = results["arms"]
-    if "social" not in arms:
-        return f"alone {arms['isolated']['best_test_bpb']:.4f} test bpb"
-    return (f"multiplier {_multiplier_text(results)}, best test bpb social "
-            f"{arms['social']['best_test_bpb']:.4f} / isolated "
-            f"{arms['isolated']['best_test_bpb']:.4f}")
+    soc, iso = measured_and_alone(results)
+    if soc == iso:
+        return f"alone {arms[iso]['best_test_bpb']:.4f} test bpb"
+    return (f"multiplier {_multiplier_text(results)}, best test bpb {soc} "
+            f"{arms[soc]['best_test_bpb']:.4f} / {iso} "
+            f"{arms[iso]['best_test_bpb']:.4f}")
 
 
 def _multiplier(results: dict) -> tuple[float | None, str]:
@@ -52,8 +63,7 @@ def _multiplier_text(results: dict) -> str:
 
 def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
     arms = results["arms"]
-    iso = arms["isolated"]
-    soc = arms.get("social", iso)
+    soc, iso = (arms[name] for name in measured_and_alone(results))
     value, flag = _multiplier(results)
     wall, inference = cell_dir / "wall.json", cell_dir / "inference.json"
     mixtures = {}
@@ -78,8 +88,18 @@ def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
         yardsticks_test_given={k: v["given"] for k, v in results["yardsticks"]["test"].items()},
         wall_seconds=(float(read_json(wall, "a cell's wall time")["seconds"])
                       if wall.is_file() else None),
-        inference=(read_json(inference, "a cell's inference axis") if inference.is_file()
-                   else None), **mixtures).to_json()
+        inference=_inference(inference, arms), **mixtures).to_json()
+
+
+def _inference(path: Path, arms: dict) -> dict | None:
+    """The cell's inference axis, each arm's marked with whether its members listen."""
+    if not path.is_file():
+        return None
+    axis = read_json(path, "a cell's inference axis")
+    if not isinstance(axis, dict):  # damaged: check_row says so in one line
+        return axis
+    return {name: {**axis[name], "listens": arms[name]["arm"]["listens"]}
+            if isinstance(axis[name], dict) and name in arms else axis[name] for name in axis}
 
 
 def _spread(values: list[float]) -> dict:

@@ -10,7 +10,7 @@ Every arm starts from the same genomes and seeds and reads the same batches as t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
 from multitudes.population.elders import Elders
@@ -56,9 +56,21 @@ class Arm:
         """The arms that must finish before this one is built (their results feed it)."""
         return ()
 
+    def describe(self) -> dict:
+        """What results.json records of the arm beside its numbers (its `arm` entry): its kind,
+        whether its members hear their peers, and its kind's own fields (k, teacher, g, ...).
+        Readers (the report, the study) choose by these, never by the arm's name."""
+        own = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in _ARM_FIELDS}
+        return {"kind": type(self).__name__.lower(), "listens": self.social.listens,
+                **{k: list(v) if isinstance(v, tuple) else v for k, v in own.items()}}
+
     def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
         """Its runner; `arms`: the results of the arms finished so far, by name."""
         return ctx.runner(self)
+
+
+_ARM_FIELDS = {f.name for f in fields(Arm)}
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,8 @@ class Compare(Protocol):
                    "regime": cfg.regime, "corpus": cfg.data.corpus,
                    "real_bytes": cfg.train.real_bytes, **self.read_out(plan, arms),
                    **equal_bytes_gap(plan, arms, len(first.scoring.held_out["valid"])),
-                   "yardsticks": yardsticks_of(first, cfg.train.real_bytes), "arms": arms}
+                   "yardsticks": yardsticks_of(first, cfg.train.real_bytes),
+                   "arms": {a.name: {"arm": a.describe(), **arms[a.name]} for a in plan}}
         files.write_results(results)
         files.write_timings(resume)
         return results

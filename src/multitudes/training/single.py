@@ -10,7 +10,7 @@ from multitudes.runs.directory import drop_shorter
 from multitudes.runs.distributed import Group
 from multitudes.runs.files import RunFiles
 from multitudes.runs.results import SCHEMA
-from multitudes.training.arms import Arm, ArmContext
+from multitudes.training.arms import Arm, ArmContext, Measured
 from multitudes.training.protocol import Protocol, add_curves, register, yardsticks_of
 
 
@@ -20,9 +20,8 @@ class Train(Protocol):
 
     def plan(self) -> list[Arm]:
         cfg = self.cfg
-        talks = cfg.social.channel != "none" or cfg.social.language_every > 0
-        name = "social" if talks and len(cfg.members) > 1 else "isolated"
-        return [Arm(name, cfg.social, cfg.train.real_bytes, unique_bytes=cfg.data.unique_bytes,
+        name = "social" if cfg.social.listens and len(cfg.members) > 1 else "isolated"
+        return [Measured(name, cfg.social, cfg.train.real_bytes, unique_bytes=cfg.data.unique_bytes,
                     evolution=cfg.evolution)]
 
     def run(self, out: Path, resume: bool = False, progress: bool = True,
@@ -43,7 +42,7 @@ class Train(Protocol):
                    "regime": cfg.regime, "corpus": cfg.data.corpus,
                    "real_bytes": result["real_bytes"],
                    "yardsticks": yardsticks_of(runner, result["real_bytes"]),
-                   "arms": {arm.name: result}}
+                   "arms": {arm.name: {"arm": arm.describe(), **result}}}
         files.write_results(results)
         files.for_writer(lambda: drop_shorter(out))  # a longer run finished: no going back now
         files.write_timings(resume)
