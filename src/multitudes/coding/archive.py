@@ -32,6 +32,7 @@ from multitudes.config.files import from_dict
 from multitudes.runs.device import resolve_device
 from multitudes.errors import UserError
 from multitudes.evaluation.target import load_member
+from multitudes.runs.results import read as read_results
 
 def members_of(run: Path, arm: str | None, member: str | None) -> list[Path]:
     """The member checkpoints that code: one member, or every member of an arm (the consensus).
@@ -39,9 +40,12 @@ def members_of(run: Path, arm: str | None, member: str | None) -> list[Path]:
     run = Path(run)
     if (run / "manifest.json").is_file():
         return [run]
-    results = checkpoint.read_json(run / "results.json", "run results")
+    results = read_results(run / "results.json")
     arms = results.get("arms") or {}
-    arm = arm or ("social" if "social" in arms else next(iter(arms), None))
+    kinds = {name: a.get("arm") if isinstance(a, dict) else None for name, a in arms.items()}
+    listening = [name for name, k in kinds.items() if isinstance(k, dict)  # by default the
+                 and k.get("kind") == "measured" and k.get("listens")]  # social arm's members
+    arm = arm or next(iter(listening or arms), None)
     if arm not in arms:
         raise UserError(f"--arm {arm}: {run} has the arms {', '.join(arms) or 'none'}")
     if arms[arm].get("from_record"):
