@@ -14,12 +14,56 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from multitudes.errors import UserError
 from multitudes.runs.checkpoint import read_json
 
 SCHEMA = 3
 SCHEMA_1_CURVE = {"best_bpb": "best_dev_bpb", "consensus_bpb": "consensus_dev_bpb"}
+
+
+class MemberResult(TypedDict, total=False):
+    """One member in an arm's result: who it is and its scores with its best dev weights."""
+    id: str
+    family: str
+    params: int
+    valid_bpb: float
+    test_bpb: float
+    best_dev_bpb: float
+    best_step: int
+    epochs_to_best: float  # data-limited
+    train_flops: float
+    flops_per_byte: float
+    checkpoint: str  # relative to the run directory
+
+
+class ArmResult(TypedDict, total=False):
+    """One arm's entry in results.json, as its runner's milestone returns it (plus `arm`, what
+    the arm is, and `curve`): the members, the best member, the consensus (uniform mixture),
+    the dev-fit mixture (data-limited), and the dev curve. What every reader (the compare's
+    read-out, the report, the study, the benchmarks) reads of an arm."""
+    arm: dict  # training/arms.py Arm.describe(): kind, listens, the kind's own fields
+    members: list[MemberResult]
+    best_member: str
+    best_valid_bpb: float
+    best_test_bpb: float
+    consensus_dev_bpb: float
+    consensus_valid_bpb: float
+    consensus_test_bpb: float
+    mixture_dev_bpb: float  # data-limited: weights fit on the dev slice
+    mixture_valid_bpb: float
+    mixture_test_bpb: float
+    mixture_weights: dict[str, float]
+    real_bytes: int
+    steps: int
+    epochs: float
+    train_flops: float
+    generated_bytes: int
+    valid_blocks: dict  # per-block bits on valid beyond the dev slice, for paired gaps
+    curve: list[dict]  # DevPoint.to_json() of every dev evaluation
+    finished: list[dict]  # FinishedRun.to_json(): `wsd` runs off the trunk
+    from_record: str  # a reference point read from a record, not trained here
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
 from multitudes.population.elders import Elders
 from multitudes.runs.files import RunFiles
+from multitudes.runs.results import ArmResult
 from multitudes.training import taught
 from multitudes.training.loop import ArmRunner
 
@@ -65,7 +66,7 @@ class Arm:
         return {"kind": type(self).__name__.lower(), "listens": self.social.listens,
                 **{k: list(v) if isinstance(v, tuple) else v for k, v in own.items()}}
 
-    def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
+    def build(self, ctx: ArmContext, arms: dict[str, ArmResult]) -> ArmRunner:
         """Its runner; `arms`: the results of the arms finished so far, by name."""
         return ctx.runner(self)
 

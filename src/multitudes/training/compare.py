@@ -15,7 +15,7 @@ from multitudes.data.splits import load_splits
 from multitudes.evaluation.bpb import paired_gap
 from multitudes.runs.distributed import Group
 from multitudes.runs.files import RunFiles
-from multitudes.runs.results import SCHEMA
+from multitudes.runs.results import SCHEMA, ArmResult
 from multitudes.training.arms import Arm, ArmContext, Measured, Reference
 from multitudes.training.loop import ArmRunner
 from multitudes.training.protocol import Protocol, add_curves, yardsticks_of
@@ -62,7 +62,7 @@ class Compare(Protocol):
             for runner in runners.values():
                 runner.try_resume()
         _rewrite_logs(files, runners)
-        arms: dict[str, dict] = {}
+        arms: dict[str, ArmResult] = {}
         for arm in plan:
             if arm.name in recorded:  # a reference point read from a record, not trained
                 files.say(f"{arm.name}: read from the reference record "

@@ -28,7 +28,7 @@ from multitudes.runs.device import resolve_device
 from multitudes.population.elders import Elders
 from multitudes.population.population import Population
 from multitudes.runs.files import RunFiles
-from multitudes.runs.results import DevPoint, FinishedRun
+from multitudes.runs.results import ArmResult, DevPoint, FinishedRun
 from multitudes.training.scoring import LN2, Scoring
 
 class ArmRunner:
@@ -119,7 +119,7 @@ class ArmRunner:
             self._log(rows)
             self.files.say(line, bar)
 
-    def milestone(self) -> dict:
+    def milestone(self) -> ArmResult:
         """Valid and test scores of every member (read back when scored before a kill)."""
         def score() -> dict:
             with self.files.clock.phase(self.name, "held-out scoring"):
