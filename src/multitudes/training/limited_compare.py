@@ -46,9 +46,9 @@ class LimitedCompare(Compare):
                     ] if cfg.compare.distill else []
         students += generations(cfg)
         C = cfg.compare.snapshot_cycles
-        cyclic = [Snapshots(name, social, N, U, cycles=C) for name, social in (
-            ("snapshots", alone), ("social+snapshots", cfg.social))
-            if name == "snapshots" or cfg.compare.snapshot_social] if C else []
+        cyclic = [Snapshots("snapshots", alone, N, U, cycles=C)] if C else []
+        if C and cfg.compare.snapshot_social:
+            cyclic.append(Snapshots("social+snapshots", cfg.social, N, U, cycles=C))
         return ([replace(a, unique_bytes=U) for a in measured_arms(cfg)] + references
                 + cyclic + students)
 
