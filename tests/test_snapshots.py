@@ -136,3 +136,32 @@ def test_a_damaged_snapshot_on_resume_is_refused_in_one_line(tmp_path):
     with pytest.raises(UserError) as refused:
         again.try_resume()
     assert "m0-gpt-c1" in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_finished_compare_takes_more_arms_on_resume_bit_for_bit(tmp_path):
+    """`compare --resume DIR --set compare.snapshot_social=true` trains the new arm only, reads
+    the finished ones back, and ends with the results one run with every arm writes; a resume
+    that would change or drop an arm, add none, or change anything else is one line."""
+    sets = [arg for s in LIMITED for arg in ("--set", s)]
+    whole, grown = tmp_path / "whole", tmp_path / "grown"
+    cli("compare", "--preset", "debug", *sets, "--set", "compare.snapshot_social=true",
+        "--out", whole, "--quiet")
+    cli("compare", "--preset", "debug", *sets, "--out", grown, "--quiet")
+    before = json.loads((grown / "results.json").read_text())
+    assert "social+snapshots" not in before["arms"]
+    from test_cli import one_line_error
+    for bad, says in ((["--set", "train.batch_size=4"], "may only add arms"),
+                      (["--set", "compare.snapshot_social=false"], "adds no arm"),
+                      (["--set", "compare.snapshot_cycles=4"], "may only add arms")):
+        one_line_error(cli("compare", "--resume", grown, *bad, check=False), says)
+    assert json.loads((grown / "results.json").read_text()) == before  # nothing lost
+    out = cli("compare", "--resume", grown, "--set", "compare.snapshot_social=true", "--quiet")
+    after = json.loads((grown / "results.json").read_text())
+    assert after == json.loads((whole / "results.json").read_text())
+    assert all(after["arms"][name] == arm for name, arm in before["arms"].items())
+    # the finished arms were read back, not trained again: only the new arm has training time
+    trained = json.loads((grown / "timings.json").read_text())["arms"]
+    assert [a for a in trained if trained[a].get("training steps")] == ["social+snapshots"], out
+    for log in ("metrics.jsonl", "lineage.jsonl"):  # a resume writes them sorted by arm
+        lines = [sorted((d / log).read_text().splitlines()) for d in (grown, whole)]
+        assert lines[0] == lines[1] and (lines[0] or log == "lineage.jsonl")

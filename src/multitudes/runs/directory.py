@@ -3,7 +3,8 @@ finished one back.
 
 A run directory holds `config.json` (the command, the config, its sha256 and the thread count),
 and what the run writes (RUN_FILES). A resume reopens it with the recorded config: an edited
-record is refused, a different thread count is announced.
+record is refused, a different thread count is announced; `--set` on a resume reads a `train`
+run on to more bytes, or adds arms to a `compare`.
 """
 
 from __future__ import annotations
@@ -37,11 +38,18 @@ ASIDE = ("milestones", "results.json", "checkpoints")
 # state describe another run.
 EXTENSIBLE = ("train.real_bytes", "train.checkpoint_every")
 
+# What a resume of a `compare` may change: arms added beside the ones it has (a control, more
+# generations). Arms are independent given their teachers: the new ones train, the finished ones
+# are read back from their milestones, and every number is what one run with them all gives.
+ARM_ADDING = ("compare.snapshot_social", "compare.apart", "compare.generations",
+              "compare.distill")
+
 
 def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool,
                     force: bool, extend: list[str] = ()) -> RunConfig:
     """Create, check or reopen a run directory; returns the config the run uses. `extend`:
-    `--set` overrides a resume may apply (EXTENSIBLE keys only)."""
+    `--set` overrides a resume may apply (EXTENSIBLE keys for `train`, ARM_ADDING for
+    `compare`)."""
     out = Path(out)
     record_path = out / "config.json"
     if resume:
@@ -93,12 +101,13 @@ def check_new_run_dir(out: Path, force: bool) -> None:
 
 def _extend(out: Path, record: dict, command: str, overrides: list[str]) -> RunConfig:
     """A finished or stopped `train` run, resumed with more bytes (or another checkpoint
-    interval); `record_extension` then writes the new config."""
+    interval), or a `compare` with more arms; `record_extension` then writes the new config."""
     from multitudes.config.files import apply_overrides, parse_override
 
+    if command == "compare":
+        return _more_arms(record, overrides)
     if command != "train":
-        raise UserError(f"--resume --set extends `train` runs only; a `{command}` run's arms "
-                        f"are planned from its byte budget (start a new run)")
+        raise UserError("--resume --set extends `train` and `compare` runs only")
     for text in overrides:
         key = ".".join(parse_override(text)[0])
         if key not in EXTENSIBLE:
@@ -114,6 +123,30 @@ def _extend(out: Path, record: dict, command: str, overrides: list[str]) -> RunC
                         + ("" if (out / "results.json").is_file() and not (out / SHORTER).is_dir()
                            else " and is not finished")
                         + "; a resume reads on, not back (a shorter run is a new run)")
+    return cfg
+
+
+def _more_arms(record: dict, overrides: list[str]) -> RunConfig:
+    """A `compare` run resumed with more arms: every arm it planned is planned again, the same."""
+    from multitudes.config.files import apply_overrides, parse_override
+    from multitudes.training.protocols import check_runnable, plan
+
+    for text in overrides:
+        key = ".".join(parse_override(text)[0])
+        if key not in ARM_ADDING:
+            raise UserError(f"--resume --set {key}: a compare's resume may only add arms, with "
+                            f"{', '.join(ARM_ADDING)}")
+    before = from_dict(record["config"])
+    cfg = from_dict(apply_overrides(record["config"], overrides))
+    check_runnable(cfg, "compare")
+    old = {a.name: a.describe() for a in plan("compare", before)}
+    new = {a.name: a.describe() for a in plan("compare", cfg)}
+    changed = [name for name in old if new.get(name) != old[name]]
+    if changed:
+        raise UserError(f"--resume --set: the arms {', '.join(changed)} would change or go; a "
+                        f"resume may only add arms (a new run for other arms)")
+    if new.keys() == old.keys():
+        raise UserError("--resume --set: adds no arm to this run")
     return cfg
 
 
@@ -140,7 +173,9 @@ def record_extension(out: Path, cfg: RunConfig) -> None:
     out = Path(out)
     aside = out / SHORTER
     record = read_json(out / "config.json", "the run's config")
-    if cfg.train.real_bytes == _shorter_length(out, record):  # the extension taken back
+    if record.get("command") == "compare":  # arms added: the finished ones stay as they are
+        pass
+    elif cfg.train.real_bytes == _shorter_length(out, record):  # the extension taken back
         for name in ASIDE:
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
