@@ -249,19 +249,64 @@ def test_a_step_reads_its_losses_back_in_one_transfer():
         [None, a.item(), b.item()], [None, None, None], [b.item(), None, a.item()]]
 
 
-def test_a_step_waits_for_the_device_once_a_member_not_three(monkeypatch):
-    """The loss's and gradients' finite checks stay on the device and cross with the losses in
-    the step's one transfer: a member alone asks the host one question a step (its logits'
-    health), where it used to ask three."""
+def _host_questions(monkeypatch) -> list[str]:
+    """Every way the package's code brings a tensor's value to Python in a step, counted:
+    `bool()`, `.item()`, `.tolist()` (host_values' one stacked copy is one `.tolist()`). The
+    CPU AdamW's `.item()` of its own step counter is not counted: it is a CPU tensor on every
+    device (and the fused AdamW a GPU run takes keeps it on the device)."""
+    import sys
+
+    asked = []
+
+    def counting(name, real):
+        def call(t, *a):
+            if "multitudes" in sys._getframe(1).f_code.co_filename:
+                asked.append(name)
+            return real(t, *a)
+        return call
+
+    for name in ("__bool__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
+    return asked
+
+
+def _population(*sets):
     from multitudes.config import files as config_files
     from multitudes.population.population import Population
     from multitudes.runs.distributed import Group
 
-    cfg = config_files.load("debug", None, ["social.channel='none'"])
+    cfg = config_files.load("debug", None, list(sets))
     pop = Population.found(cfg.members, cfg.social, cfg.train, 10, torch.device("cpu"), Group())
-    batch = torch.randint(0, 256, (cfg.train.batch_size, cfg.context + 1))
-    asked = []
-    real_bool = torch.Tensor.__bool__
-    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: asked.append(1) or real_bool(t))
+    return pop, torch.randint(0, 256, (cfg.train.batch_size, cfg.context + 1))
+
+
+def test_a_step_asks_the_host_once_alone_and_twice_listening(monkeypatch):
+    """Every finite check (each member's logits, loss and gradients) stays on the device and
+    crosses with the losses in the step's one transfer: members alone ask the host one
+    question a step whatever K (they asked three per member, then one per member); members
+    that listen ask two (their health before the consensus, then the losses)."""
+    pop, batch = _population("social.channel='none'")
+    assert len(pop.members) >= 2
+    asked = _host_questions(monkeypatch)
     pop.step(batch)
-    assert len(asked) == len(cfg.members)
+    assert asked == ["tolist"]
+    monkeypatch.undo()
+    pop, batch = _population()
+    asked = _host_questions(monkeypatch)
+    pop.step(batch)
+    assert asked == ["tolist", "tolist"]
+
+
+def test_a_member_alone_whose_logits_are_not_finite_is_reborn_and_its_step_discarded():
+    """Its logits read with the losses: the same reset, reason and FLOPs as a check before the
+    step gave (the member's step is discarded with its weights)."""
+    pop, batch = _population("social.channel='none'")
+    sick = pop.members[0]
+    healthy_flops = pop.members[1].flops
+    with torch.no_grad():
+        next(sick.model.parameters()).fill_(float("nan"))
+    pop.step(batch)
+    assert [e["reason"] for e in pop.events] == ["non-finite logits"]
+    assert sick.resets == 1 and sick.steps == 0 and sick.flops == 0
+    assert pop.members[1].flops > healthy_flops and pop.members[1].resets == 0
+    assert all(torch.isfinite(p).all() for p in sick.model.parameters())

@@ -106,8 +106,10 @@ class Population(Roster):
         reads_texts = bool(self.social.language_every and self.social.beta > 0)
         if self.listening or self.elders is not None or self.own_elders or reads_texts:
             logits = self._perceive(x, continues)
-            # A sick member (non-finite thoughts) is heard by no one and reborn below.
-            healthy = {i: bool(torch.isfinite(z).all()) for i, z in logits.items()}
+            # A sick member (non-finite thoughts) is heard by no one and reborn below. Every
+            # member's health crosses to the host in one transfer (one wait on a GPU).
+            flags = host_values([[torch.isfinite(z).all()] for z in logits.values()], 1)
+            healthy = {i: ok == 1 for i, (ok,) in zip(logits, flags)}
             targets = self._consensus(logits, healthy) if self.listening else {}
             if self.elders is not None:  # one frozen population every member hears
                 targets = self._with_elders(targets, x, continues,
@@ -128,15 +130,18 @@ class Population(Roster):
         else:  # nobody to hear or read: each member reads and learns in one go, one wait a step
             learned = side_by_side.each(lambda i: self._alone(i, x, y, continues), mine,
                                         self.workers(len(mine)))
-        # every loss the step reports and whether each member's loss and gradients were finite,
-        # read back to the host in one transfer (one wait on a GPU, not three per member)
+        # every loss the step reports and whether each member's logits (alone), loss and
+        # gradients were finite, read back to the host in one transfer (one wait on a GPU)
         read = host_values([[losses.listen, losses.language, losses.data, *finite]
-                            if losses is not None else [] for losses, _, finite in learned], 5)
-        for i, (_, problem, _), (listen, language, data, loss_ok, grads_ok) in zip(
+                            if losses is not None else [] for losses, _, finite in learned], 6)
+        for i, (_, problem, _), (listen, language, data, logits_ok, loss_ok, grads_ok) in zip(
                 mine, learned, read):
             m = self.members[i]
-            problem = problem or ("non-finite loss" if loss_ok == 0 else
+            problem = problem or ("non-finite logits" if logits_ok == 0 else
+                                  "non-finite loss" if loss_ok == 0 else
                                   "non-finite gradients" if grads_ok == 0 else None)
+            if problem != "non-finite logits":  # a step that learned from its bytes
+                m.flops += m.flops_per_byte * y.numel()
             stats.listen_loss += [listen] if listen is not None else []
             stats.language_loss += [language] if language is not None else []
             if problem:
@@ -172,18 +177,21 @@ class Population(Roster):
         """Member i's whole step when it hears no one: `_perceive` and `_learn` for one member."""
         m = self.members[i]
         z = self._read(m, x, continues)
-        return self._learn(m, z, y, None, bool(torch.isfinite(z).all()), [])
+        # its logits' health is read with the step's losses (no wait here); a member whose
+        # logits were not finite is then rebuilt, and what this step did is discarded with it
+        losses = self._losses(m, z, y, None, [])
+        return losses, None, (torch.isfinite(z).all(),
+                              *self._update(m, losses.total(m.alpha, self.social.beta)))
 
     def _learn(self, m: Member, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
                healthy: bool, texts: list
                ) -> tuple[social.MemberLoss | None, str | None, tuple]:
         """Member m's losses and optimizer step: (losses, the problem known on the host that
-        makes it sick, the device flags of a finite loss and finite gradients)."""
+        makes it sick, the device flags of finite logits (None: known), loss and gradients)."""
         if not healthy:
             return None, "non-finite logits", ()
         losses = self._losses(m, z, y, target, texts)
-        m.flops += m.flops_per_byte * y.numel()
-        return losses, None, self._update(m, losses.total(m.alpha, self.social.beta))
+        return losses, None, (None, *self._update(m, losses.total(m.alpha, self.social.beta)))
 
     def _losses(self, m: Member, z: torch.Tensor, y: torch.Tensor,
                 target: torch.Tensor | None, texts: list) -> social.MemberLoss:
