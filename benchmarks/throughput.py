@@ -10,12 +10,15 @@ two K = 8 cells of the scaling studies, every member's bytes per second of one
 channel), for each way the population can step: one after another, side by side (one thread
 per member, the default on a CPU), side by side with the channel closed (the isolated arm,
 whose members each read and learn in one task), side by side in bf16 autocast
-(`train.precision`). Target (issue 25): >= 2x on 2 cores. On a GPU the plain loop runs in bf16
-autocast as `auto` does there, every timing waits for the GPU's queue, and only the rows that
-differ there are timed (one after another, channel closed).
+(`train.precision`), and with `--compile` side by side compiled (`train.compile`; its
+compilation, about a minute per member on a CPU, is in the warm-up, not in the timing). Target (issue 25): >= 2x on 2 cores. On a GPU the plain loop runs
+in bf16 autocast as `auto` does there, every timing waits for the GPU's queue, and the rows are
+one after another (one stream), one CUDA stream per member (`side_by_side` there), with the
+channel closed (and compiled, with `--compile`).
 
     python benchmarks/throughput.py [--steps 20] [--repeats 3]
     python benchmarks/throughput.py --only limited   # one population's rows, no family table
+    python benchmarks/throughput.py --only quick --compile   # with the compiled row
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def main() -> None:
     parser.add_argument("--only", metavar="TEXT", default=None,
                         help="only the populations whose name contains TEXT, without the "
                         "per-family table")
+    parser.add_argument("--compile", action="store_true",
+                        help="add the row of the population compiled (train.compile)")
     args = parser.parse_args()
     chosen = [(name, cfg) for name, cfg in populations()
               if args.only is None or args.only in name]
@@ -77,7 +82,7 @@ def main() -> None:
         print(f"(on {device.type} the members step one after another, one stream, and `auto` "
               f"is bf16 already: the side-by-side and bf16 rows would repeat the first)")
     for name, cfg in chosen:
-        population_rows(name, cfg, device, args.steps, args.repeats)
+        population_rows(name, cfg, device, args.steps, args.repeats, args.compile)
 
 
 def populations():
@@ -90,14 +95,15 @@ def populations():
         yield f"{study}: {cell[:-9]}", next(c.cfg for c in plan.cells(doc) if c.name == cell)
 
 
-def population_rows(name: str, cfg, device, steps: int, repeats: int) -> None:
+def population_rows(name: str, cfg, device, steps: int, repeats: int, compiled: bool = False
+                    ) -> None:
     """One row per way of stepping the population (`ways_to_step`), each against the plain
     loop timed beside it."""
     train = cfg.train
     data = batches(steps, train.batch_size, cfg.members[0].context, sampling=train.sampling)
     k = len(cfg.members)
     nbytes = k * steps * data[0][0][:, 1:].numel()
-    for how, switches, social in ways_to_step(cfg.social, device):
+    for how, switches, social in ways_to_step(cfg.social, device, compiled):
         members = [Member.create(f"m{i}", g, device) for i, g in enumerate(cfg.members)]
         pop = Population(members, social, replace(train, **switches), 10**6, device)
         plain = plain_loop(members, data, train.grad_clip, device, uses_bf16(device))
@@ -106,19 +112,23 @@ def population_rows(name: str, cfg, device, steps: int, repeats: int) -> None:
               f"{ours_bps / plain_bps:>6.3f}   {how}", flush=True)
 
 
-def ways_to_step(social: SocialConfig, device) -> list[tuple[str, dict, SocialConfig]]:
+def ways_to_step(social: SocialConfig, device, compiled: bool = False
+                 ) -> list[tuple[str, dict, SocialConfig]]:
     """(how, train switches, social config) of each row. The plain loop beside every row runs in
     the precision `auto` gives the device (fp32 on the CPU, so the CPU's bf16 row measures what
-    bf16 buys; bf16 on CUDA). On a GPU the side-by-side and bf16 rows would repeat the first:
-    `side_by_side` steps one after another there, and `auto` is bf16."""
+    bf16 buys; bf16 on CUDA, where a bf16 row would repeat the others)."""
     closed = SocialConfig(channel="none")  # the isolated arm: a member's step is one task
-    ways = [("one after another", dict(side_by_side=False), social),
-            ("side by side", dict(side_by_side=True), social),
-            ("side by side, channel closed", dict(side_by_side=True), closed),
-            ("side by side, bf16", dict(side_by_side=True, precision="bf16"), social)]
     if torch.device(device).type == "cpu":
-        return ways
-    return [ways[0], ("channel closed", dict(side_by_side=False), closed)]
+        ways = [("one after another", dict(side_by_side=False), social),
+                ("side by side", dict(side_by_side=True), social),
+                ("side by side, channel closed", dict(side_by_side=True), closed),
+                ("side by side, bf16", dict(side_by_side=True, precision="bf16"), social)]
+    else:
+        ways = [("one stream", dict(side_by_side=False), social),
+                ("a stream per member", dict(side_by_side=True), social),
+                ("a stream per member, channel closed", dict(side_by_side=True), closed)]
+    return ways + [(f"{ways[1][0]}, compiled", dict(side_by_side=True, compile=True), social)
+                   ] * compiled
 
 
 def pop_loop(pop: Population, data):

@@ -109,24 +109,27 @@ def test_every_benchmark_refuses_a_bad_count_or_run_in_one_line(tmp_path):
 
 
 def test_throughputs_rows_on_a_gpu_are_the_ways_that_differ_there():
-    """On CUDA `side_by_side` steps one after another and `auto` is bf16, so throughput.py
-    keeps two rows there (it needs no GPU to say which), and its plain loop runs in the
-    precision `auto` gives the device: fp32 on the CPU, bf16 on CUDA."""
+    """On CUDA `side_by_side` gives each member a stream and `auto` is bf16, so throughput.py's
+    rows there are one stream, a stream per member (channel open and closed) and compiled (it
+    needs no GPU to say which), and its plain loop runs in the precision `auto` gives the
+    device: fp32 on the CPU, bf16 on CUDA."""
     code = """
 import torch
 from throughput import ways_to_step
 from multitudes.config.schema import SocialConfig
 from multitudes.runs.device import uses_bf16
 for device in ("cpu", "cuda"):
-    rows = ways_to_step(SocialConfig(), torch.device(device))
+    rows = ways_to_step(SocialConfig(), torch.device(device), compiled=device == "cpu")
     print(device, "|".join(how for how, _, _ in rows),
-          any(s.get("side_by_side") or s.get("precision") for _, s, _ in rows),
+          [s.get("side_by_side") for _, s, _ in rows], any(s.get("precision") for _, s, _ in rows),
           uses_bf16(device), uses_bf16(device, "bf16"), uses_bf16(device, "fp32"))
 """
     cpu, cuda = bench("-c", code).stdout.splitlines()
     assert cpu == ("cpu one after another|side by side|side by side, channel closed|"
-                   "side by side, bf16 True False True False")
-    assert cuda == "cuda one after another|channel closed False True True False"
+                   "side by side, bf16|side by side, compiled "
+                   "[False, True, True, True, True] True False True False")
+    assert cuda == ("cuda one stream|a stream per member|a stream per member, channel closed "
+                    "[False, True, True] False True True False")  # compiled: on request
 
 
 def test_the_gpu_recipe_adds_up_and_refuses_bad_options():

@@ -81,3 +81,28 @@ def test_archives_coded_on_the_gpu_decode_to_the_original(tmp_path):
         cli("compress", src, "-o", archive, *how, "--quiet")
         cli("decompress", archive, "-o", back, "--quiet")
         assert back.read_bytes() == src.read_bytes(), name
+
+
+@pytest.mark.parametrize("channel", ["none", "logit"])
+def test_members_on_streams_of_their_own_learn_what_one_stream_learns(channel):
+    """The members' steps queued on one CUDA stream each (the default) against one after
+    another on the current stream: the same losses, step by step (a member's arithmetic does
+    not depend on its stream; cuBLAS may pick another kernel per stream, hence a tolerance)."""
+    from dataclasses import replace
+
+    from multitudes.config import files as config_files
+    from multitudes.population.population import Population
+    from multitudes.runs.distributed import Group
+
+    cfg = config_files.load("debug", None, [f"social.channel='{channel}'"])
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, 256, (cfg.train.batch_size, cfg.context + 1), generator=g)
+               for _ in range(4)]
+    losses = []
+    for side_by_side in (True, False):
+        train = replace(cfg.train, side_by_side=side_by_side)
+        pop = Population.found(cfg.members, cfg.social, train, 10, torch.device("cuda"),
+                               Group())
+        losses.append([pop.step(b, continues=i > 0).data_loss for i, b in enumerate(batches)])
+        assert bool(pop.__dict__.get("_streams")) == side_by_side
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)

@@ -6,6 +6,7 @@ devices and dtypes without a GPU; forward passes only (autograd on them needs a 
 
 import os
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,91 @@ def test_a_member_alone_whose_logits_are_not_finite_is_reborn_and_its_step_disca
     assert sick.resets == 1 and sick.steps == 0 and sick.flops == 0
     assert pop.members[1].flops > healthy_flops and pop.members[1].resets == 0
     assert all(torch.isfinite(p).all() for p in sick.model.parameters())
+
+
+class _FakeStream:
+    """A CUDA stream as on_streams uses it, recording the order of what it is asked."""
+
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def wait_stream(self, other):
+        self.log.append(("wait", self.name, other.name))
+
+
+def test_members_queue_their_kernels_on_streams_of_their_own(monkeypatch):
+    """On a GPU each member's work is queued on its own stream: the stream waits for what the
+    current stream queued (the batch, the consensus), the inputs are marked as read there, and
+    the current stream waits for every member's stream before anything reads the results."""
+    from multitudes.population import side_by_side
+
+    log = []
+    current = _FakeStream("current", log)
+
+    class Queued:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __enter__(self):
+            log.append(("enter", self.stream.name))
+
+        def __exit__(self, *exc):
+            log.append(("exit", self.stream.name))
+
+    class Input:
+        def record_stream(self, stream):
+            log.append(("record", stream.name))
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: current)
+    monkeypatch.setattr(torch.cuda, "stream", Queued)
+    streams = [_FakeStream("s0", log), _FakeStream("s1", log)]
+    out = side_by_side.on_streams(lambda i: log.append(("run", i)) or 10 * i, [0, 1], streams,
+                                  (Input(),))
+    assert out == [0, 10]
+    assert log == [("wait", "s0", "current"), ("record", "s0"), ("enter", "s0"), ("run", 0),
+                   ("exit", "s0"), ("wait", "s1", "current"), ("record", "s1"),
+                   ("enter", "s1"), ("run", 1), ("exit", "s1"),
+                   ("wait", "current", "s0"), ("wait", "current", "s1")]
+
+
+def test_a_population_on_a_gpu_steps_its_members_on_one_stream_each(monkeypatch):
+    """Population.each picks the streams on a CUDA device (one per member, kept from step to
+    step), threads on the CPU, and neither when side by side is switched off."""
+    from multitudes.population import side_by_side
+
+    pop, _ = _population()
+    made, calls = [], []
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device: made.append(device) or
+                        _FakeStream(f"s{len(made)}", []))
+    monkeypatch.setattr(side_by_side, "on_streams", lambda fn, items, streams, inputs:
+                        calls.append([s.name for s in streams]) or [fn(i) for i in items])
+    assert pop.each(lambda i: i, [0, 1]) == [0, 1] and not calls  # the CPU: threads
+    pop.device = torch.device("cuda", 0)
+    assert pop.each(lambda i: i + 1, [0, 1]) == [1, 2]
+    assert pop.each(lambda i: i, [0, 1]) == [0, 1]
+    assert calls == [["s1", "s2"], ["s1", "s2"]] and made == [torch.device("cuda", 0)] * 2
+    pop.train = replace(pop.train, side_by_side=False)
+    assert pop.each(lambda i: i, [0, 1]) == [0, 1] and len(calls) == 2
+
+
+def test_train_compile_compiles_each_training_model_once_in_place(monkeypatch):
+    """`train.compile`: a member's model is compiled on its first training step (forward, and
+    a stateful member's decode), once, in place: its parameters and state_dict keys are the
+    model's own. torch.compile is stubbed here (a real compile takes a minute on this CPU:
+    benchmarks/throughput.py measures it)."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, *a, **k: compiled.append(fn) or fn)
+    pop, batch = _population("train.compile=true")
+    keys = [list(m.model.state_dict()) for m in pop.members]
+    pop.step(batch)
+    pop.step(batch, continues=True)
+    stateful = sum(m.stateful for m in pop.members)
+    assert len(compiled) == len(pop.members) + stateful  # the forwards, the decodes, once
+    assert [list(m.model.state_dict()) for m in pop.members] == keys
+    pop.members[0].reborn(pop.device, 0)  # a new model: compiled on its first step
+    pop.step(batch)
+    assert len(compiled) == len(pop.members) + stateful + 1 + pop.members[0].stateful
+    monkeypatch.undo()
+    pop, batch = _population()
+    pop.step(batch)
+    assert all(getattr(m.model, "_compiled_call_impl", None) is None for m in pop.members)

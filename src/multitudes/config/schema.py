@@ -69,9 +69,15 @@ class TrainConfig:
     """The members' training steps: `auto` (bf16 autocast on CUDA, fp32 on the CPU), `fp32`,
     or `bf16` (autocast on either; BENCHMARKS.md measures what it buys on a CPU). Scoring on
     the dev slice, valid and test keeps `auto`'s choice (fp32 on the CPU) whatever this says."""
+    compile: bool = False
+    """`torch.compile` each member's training forward (in place: its weights, checkpoints and
+    genome unchanged; the numbers differ from eager in the last digits). Off by default: on
+    the CPU it buys nothing measurable (BENCHMARKS.md, `benchmarks/throughput.py`'s compiled
+    row) for seconds of compilation per member and per reborn member."""
     side_by_side: bool = True
-    """On the CPU, step the members concurrently, one thread each, up to the process's thread
-    count (population/side_by_side.py); false: one after another, each on every thread."""
+    """Step the members concurrently: on the CPU one thread each, up to the process's thread
+    count; on a GPU one CUDA stream each (population/side_by_side.py); false: one after
+    another, each on every thread (one stream)."""
 
     def __post_init__(self) -> None:
         check_fields(self, "train.")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from multitudes.runs import distributed
-from multitudes.population import side_by_side, social
+from multitudes.population import social
 from multitudes.config.schema import SocialConfig, TrainConfig
 from multitudes.runs.distributed import Group
 from multitudes.runs.device import autocast_for
@@ -32,6 +32,16 @@ from multitudes.population.schedule import lr_at, set_lr
 
 def _nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else value
+
+
+def compiled(m: Member) -> None:
+    """Member m's model compiled in place for training, once per model (a reborn or newborn
+    member's new model on its first step): its forward, and a stateful one's `decode`."""
+    model = m.model
+    if getattr(model, "_compiled_call_impl", None) is None:
+        model.compile()  # nn.Module.compile: the module, its parameters and state_dict stay
+        if m.stateful:
+            model.decode = torch.compile(model.decode)
 
 
 @dataclass
@@ -105,7 +115,7 @@ class Population(Roster):
         mine = self.mine()
         reads_texts = bool(self.social.language_every and self.social.beta > 0)
         if self.listening or self.elders is not None or self.own_elders or reads_texts:
-            logits = self._perceive(x, continues)
+            logits = self._perceive(batch, x, continues)
             # A sick member (non-finite thoughts) is heard by no one and reborn below. Every
             # member's health crosses to the host in one transfer (one wait on a GPU).
             flags = host_values([[torch.isfinite(z).all()] for z in logits.values()], 1)
@@ -124,12 +134,12 @@ class Population(Roster):
                      else [] for i in mine}
             # Each member learns on its own (side by side when it may); what it reports is
             # gathered in the members' order, so the stats and resets read the same either way.
-            learned = side_by_side.each(
+            heard = tuple(t for t in targets.values() if t is not None)
+            learned = self.each(
                 lambda i: self._learn(self.members[i], logits[i], y, targets.get(i),
-                                      healthy[i], texts[i]), mine, self.workers(len(mine)))
+                                      healthy[i], texts[i]), mine, (batch, *heard))
         else:  # nobody to hear or read: each member reads and learns in one go, one wait a step
-            learned = side_by_side.each(lambda i: self._alone(i, x, y, continues), mine,
-                                        self.workers(len(mine)))
+            learned = self.each(lambda i: self._alone(i, x, y, continues), mine, (batch,))
         # every loss the step reports and whether each member's logits (alone), loss and
         # gradients were finite, read back to the host in one transfer (one wait on a GPU)
         read = host_values([[losses.listen, losses.language, losses.data, *finite]
@@ -156,13 +166,17 @@ class Population(Roster):
         self.generated_bytes += stats.generated_bytes
         return stats
 
-    def _perceive(self, x: torch.Tensor, continues: bool) -> dict[int, torch.Tensor]:
-        """Every member this rank owns reads the real bytes on its own: its logits (B, T, 256)."""
-        return self.each_owned(lambda m: self._read(m, x, continues))
+    def _perceive(self, batch: torch.Tensor, x: torch.Tensor, continues: bool
+                  ) -> dict[int, torch.Tensor]:
+        """Every member this rank owns reads the real bytes x (of `batch`) on its own: its
+        logits (B, T, 256)."""
+        return self.each_owned(lambda m: self._read(m, x, continues), (batch,))
 
     def _read(self, m: Member, x: torch.Tensor, continues: bool) -> torch.Tensor:
         """Member m's logits (B, T, 256) of the real bytes x."""
         m.model.train()
+        if self.train.compile:
+            compiled(m)
         # Its dropout from its own stream, without racing the members beside it on torch's
         # global generator (Member.draws).
         with m.draws(), self.autocast():

@@ -89,12 +89,23 @@ class Roster:
         self.events = sorted(events, key=lambda e: (e["step"], index.get(e["member"], -1)))
         return merged
 
-    def each_owned(self, fn) -> dict[int, object]:
+    def each_owned(self, fn, inputs: tuple = ()) -> dict[int, object]:
         """{index: fn(member)} for every member this rank owns, side by side where allowed
         (one thread per member gives the same numbers as one thread for all)."""
         mine = self.mine()
-        return dict(zip(mine, side_by_side.each(lambda i: fn(self.members[i]), mine,
-                                                self.workers(len(mine)))))
+        return dict(zip(mine, self.each(lambda i: fn(self.members[i]), mine, inputs)))
+
+    def each(self, fn, items: list[int], inputs: tuple = ()) -> list:
+        """[fn(i) for i in items] (member indices): side by side on CPU threads, or on a GPU
+        each member's kernels on a CUDA stream of its own (side_by_side.py); `inputs`: the
+        tensors on the device the members read."""
+        if self.device.type == "cuda" and self.train.side_by_side and len(items) > 1:
+            streams = self.__dict__.setdefault("_streams", {})  # one per member slot, kept
+            for i in items:
+                if i not in streams:
+                    streams[i] = torch.cuda.Stream(self.device)
+            return side_by_side.on_streams(fn, items, [streams[i] for i in items], inputs)
+        return side_by_side.each(fn, items, self.workers(len(items)))
 
     def mine(self) -> list[int]:
         """The indices of the members this rank owns (all of them in one process)."""

@@ -1,4 +1,5 @@
-"""Members stepped side by side: one CPU thread each, instead of one after another on all.
+"""Members stepped side by side: one CPU thread each, instead of one after another on all; on a
+GPU, one CUDA stream each (`on_streams`).
 
 At the per-byte recipe's batch shape (16 x 32 bytes) a member's step gained 1.4-1.6x from a
 second intra-op thread (one day's reading), while two members on one thread each ran at nearly
@@ -33,8 +34,8 @@ _pools: dict[int, ThreadPoolExecutor] = {}  # one pool per width, shared by ever
 
 def workers_for(members: int, device: torch.device, enabled: bool) -> int:
     """Worker threads for stepping `members` members: one per intra-op thread this process may
-    use, at most one per member; 1 (one after another) on a GPU, whose kernels queue on one
-    stream anyway, or when switched off."""
+    use, at most one per member; 1 on a GPU (one Python thread queues every member's kernels,
+    each on its own stream: `on_streams`), or when switched off."""
     if not enabled or torch.device(device).type != "cpu":
         return 1
     return max(1, min(members, torch.get_num_threads()))
@@ -57,3 +58,28 @@ def each(fn, items: list, workers: int) -> list:
         for f in futures:
             f.cancel()
         wait(futures)
+
+
+def on_streams(fn, items: list, streams: list, inputs: tuple = ()) -> list:
+    """[fn(item) for item in items] on a GPU, item k's kernels queued on `streams[k]`, so that
+    the members' small kernels run beside each other instead of one member's after another's
+    (a member's step launches hundreds of kernels that each fill a fraction of an H100).
+
+    One Python thread queues them all (no host wait in a member's step: population.py reads its
+    values back once, after). Each stream first waits for what the current stream has queued
+    (the batch, the consensus); the current stream then waits for every one of them, so what
+    follows reads finished results. `inputs` (tensors made on the current stream that the
+    members read) are marked as used on each stream, so their memory is not handed out again
+    while a member may still read it. A member's arithmetic is the same on any stream.
+    """
+    current = torch.cuda.current_stream()
+    out = []
+    for item, stream in zip(items, streams):
+        stream.wait_stream(current)
+        for t in inputs:
+            t.record_stream(stream)
+        with torch.cuda.stream(stream):
+            out.append(fn(item))
+    for stream in streams:
+        current.wait_stream(stream)
+    return out

@@ -77,7 +77,8 @@ def corpus_digest(splits: dict) -> str:
 
 def point_config(cfg: RunConfig, corpus: str, k: int) -> dict:
     """What sets the numbers of the reference's point on k x U (its key is their digest)."""
-    train = {key: v for key, v in cfg.to_dict()["train"].items() if key != "checkpoint_every"}
+    train = {key: v for key, v in cfg.to_dict()["train"].items() if key != "checkpoint_every"
+             and not (key == "compile" and not v)}  # absent when off: older records match
     # A member alone hears no one: alpha (how much it listens) and tau (the temperature of
     # what it hears) do not touch its numbers, so the social arm's alpha and tau can be tuned
     # against one recorded reference.
