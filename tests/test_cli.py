@@ -566,6 +566,7 @@ def one_line_error(result, needle):
     (["train", "--preset", "debug", "--set", "train.real_bytes=-5"], "must be positive"),
     (["train", "--preset", "debug", "--set", "evolution.inherit='aunt'"], "evolution.inherit"),
     (["train", "--preset", "debug", "--set", "train.side_by_side='yes'"], "expected bool"),
+    (["compare", "--preset", "debug", "--set", "train.compile='yes'"], "expected bool"),
     (["train", "--preset", "debug", "--set", "train.precision='half'"], "train.precision"),
     (["train", "--config", "/nonexistent.toml"], "does not exist"),
     (["train", "--preset", "debug", "--set", "train.device='cuda'"], "no CUDA"),

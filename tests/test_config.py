@@ -32,6 +32,7 @@ def test_overrides():
     ("train.batch_size=-1", "train.batch_size=-1: must be positive"),
     ("social.trust=gossip", "social.trust='gossip': expected one of"),
     ("train.side_by_side=1", "train.side_by_side=1: expected bool"),
+    ("train.compile=3", "train.compile=3: expected bool"),
     ("train.precision='fp16'", "train.precision='fp16': expected one of auto, fp32, bf16"),
     ("members.0.d_model=33", "d_model=33: must be divisible by n_head"),
     ("members.0.alpha=-1", "alpha=-1.0: must be non-negative"),
