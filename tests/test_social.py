@@ -84,6 +84,7 @@ def batches(n, seed=0):
 
 
 @pytest.mark.parametrize("social_kw", [dict(channel="none"), dict(channel="logit"),
+                                       dict(channel="complement"),
                                        dict(channel="logit", trust="random_peer",
                                             language_every=2, language_length=8)])
 def test_one_member_with_any_channel_is_plain_training(social_kw):
@@ -115,6 +116,58 @@ def test_listening_changes_training_and_is_deterministic():
     alone, heard, again = run(channel="none"), run(channel="logit"), run(channel="logit")
     assert all(torch.equal(a, b) for a, b in zip(heard, again))
     assert not all(torch.equal(a, b) for a, b in zip(alone, heard))
+
+
+def test_the_complement_channel_is_the_mixtures_loss_through_the_members_own_probabilities():
+    """-log((1/K) p(y) + ((K-1)/K) q(y)) at the real bytes: the gradient reaches the member
+    only (q detached), and it learns less where its peers already put weight on the truth."""
+    from multitudes.population.channels import complement_loss
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 5, 256, generator=g, requires_grad=True)
+    q = torch.softmax(torch.randn(2, 5, 256, generator=g), -1).requires_grad_()
+    y = torch.randint(256, (2, 5), generator=g)
+    loss = complement_loss(z, q, y, 3)
+    p = torch.softmax(z.detach(), -1)
+    by_hand = -torch.log(p.gather(-1, y[..., None]) / 3 + 2 / 3 * q.detach().gather(
+        -1, y[..., None])).mean()
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-6)
+    loss.backward()
+    assert q.grad is None and z.grad.abs().sum() > 0
+    # the same logits, peers right (q(y) = 0.9) or wrong (q(y) = 0): a smaller pull when right
+    one = torch.zeros(1, 1, 256)
+    right, wrong = one.clone(), one.clone()
+    right[..., 7], wrong[..., 8] = 1.0, 1.0
+    pulls = []
+    for heard in (0.9 * right + 0.1 * wrong, wrong):
+        z1 = torch.zeros(1, 1, 256, requires_grad=True)
+        complement_loss(z1, heard, torch.tensor([[7]]), 2).backward()
+        pulls.append(-z1.grad[0, 0, 7].item())
+    assert 0 < pulls[0] < pulls[1]
+
+
+def test_the_complement_channel_at_alpha_zero_is_training_alone():
+    """Negative correlation learning at lambda = 0 is independent training, bit for bit."""
+    def run(**kw):
+        pop = make_pop([tiny("gpt", alpha=0.0), tiny("gru", seed=4, alpha=0.0)], **kw)
+        for b in batches(4):
+            pop.step(b)
+        return [p.detach().clone() for m in pop.members for p in m.model.parameters()]
+    alone, complement = run(channel="none"), run(channel="complement")
+    assert all(torch.equal(a, b) for a, b in zip(alone, complement))
+    listening = make_pop([tiny("gpt"), tiny("gru", seed=4)], channel="complement")
+    for b in batches(4):
+        listening.step(b)
+    assert not all(torch.equal(a, b) for a, b in zip(alone, (
+        p for m in listening.members for p in m.model.parameters())))
+
+
+def test_every_channel_the_config_names_is_registered():
+    from typing import get_args, get_type_hints
+
+    from multitudes.population.channels import CHANNELS
+    choices = set(get_args(get_type_hints(SocialConfig)["channel"]))
+    assert choices == {"none", *CHANNELS}
 
 
 def test_language_channel_fills_a_bounded_culture_and_counts_bytes_apart():

@@ -74,6 +74,15 @@ class Member:
     def stateful(self) -> bool:
         return getattr(self.model, "stateful", False)
 
+    def compile(self) -> None:
+        """Its model compiled in place for training (`train.compile`), once per model (a
+        reborn or newborn member's new model on its first step): its forward, and a stateful
+        one's `decode`. nn.Module.compile keeps the module, its parameters and state_dict."""
+        if getattr(self.model, "_compiled_call_impl", None) is None:
+            self.model.compile()
+            if self.stateful:
+                self.model.decode = torch.compile(self.model.decode)
+
     def counters(self) -> dict:
         return {name: getattr(self, name) for name in COUNTERS}
 

@@ -1,11 +1,8 @@
 """The population: members (member.py) trained together on one stream of real bytes.
 
-Under torchrun a rank holds the weights of the members it owns (`Member.rank`) and the
-bookkeeping of all of them (roster.py); the thoughts of the others reach it through the
-`distributed.Group` (see distributed.py). In one process the group is the identity.
-
-No parameter and no gradient crosses members: each has its own model, optimizer and random
-state, and what it hears from its peers is detached.
+Under torchrun a rank holds the members it owns and the bookkeeping of all (roster.py); the
+others' thoughts reach it through the `distributed.Group`. No parameter and no gradient crosses
+members: each has its own model, optimizer and random state; what it hears is detached.
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ import torch
 
 from multitudes.runs import distributed
 from multitudes.population import social
+from multitudes.population.channels import LOGIT, channel_for
 from multitudes.config.schema import SocialConfig, TrainConfig
 from multitudes.runs.distributed import Group
 from multitudes.runs.device import autocast_for
@@ -32,16 +30,6 @@ from multitudes.population.schedule import lr_at, set_lr
 
 def _nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else value
-
-
-def compiled(m: Member) -> None:
-    """Member m's model compiled in place for training, once per model (a reborn or newborn
-    member's new model on its first step): its forward, and a stateful one's `decode`."""
-    model = m.model
-    if getattr(model, "_compiled_call_impl", None) is None:
-        model.compile()  # nn.Module.compile: the module, its parameters and state_dict stay
-        if m.stateful:
-            model.decode = torch.compile(model.decode)
 
 
 @dataclass
@@ -94,7 +82,7 @@ class Population(Roster):
 
     @property
     def listening(self) -> bool:
-        return (self.social.channel == "logit" and len(self.members) > 1
+        return (channel_for(self.social.channel) is not None and len(self.members) > 1
                 and self.real_bytes >= self.social.listen_after)
 
     def autocast(self):
@@ -176,7 +164,7 @@ class Population(Roster):
         """Member m's logits (B, T, 256) of the real bytes x."""
         m.model.train()
         if self.train.compile:
-            compiled(m)
+            m.compile()
         # Its dropout from its own stream, without racing the members beside it on torch's
         # global generator (Member.draws).
         with m.draws(), self.autocast():
@@ -212,8 +200,9 @@ class Population(Roster):
         """What member m learns from this step: the bytes, the consensus it hears (when it
         listens), and the peers' `texts` it reads (language channel); social.py's losses."""
         losses = social.MemberLoss(social.data_loss(z, y))
-        if target is not None and m.alpha > 0:
-            losses.listen = social.listen_loss(z, target, m.genome.tau)
+        if target is not None and m.alpha > 0:  # its peers (or elders, always by logits)
+            channel = channel_for(self.social.channel) or LOGIT
+            losses.listen = channel.loss(z, target, y, m.genome.tau, len(self.members))
         if texts:
             # its dropout from its own stream, as in its forward on the bytes (Member.draws)
             with m.draws(), self.autocast():
@@ -229,8 +218,9 @@ class Population(Roster):
         are shared across ranks first, so every rank mixes the same consensus.
         """
         mine = sorted(logits)
-        probs = dict(zip(mine, social.thoughts([logits[i] for i in mine],
-                                               [self.members[i].genome.tau for i in mine])))
+        channel = channel_for(self.social.channel)
+        probs = dict(zip(mine, social.thoughts(
+            [logits[i] for i in mine], [channel.tau(self.members[i].genome.tau) for i in mine])))
         status = {i: [float(healthy[i]), _nan_if_none(self.members[i].fitness)] for i in mine}
         heard, rows = self.group.share_thoughts(probs, status, self.owners)
         for m, (_, fitness) in zip(self.members, rows):  # a reset elsewhere shows here
