@@ -101,7 +101,8 @@ def test_every_benchmark_refuses_a_bad_count_or_run_in_one_line(tmp_path):
                               ("social_overhead.py", ["--repeats", "x"], "--repeats"),
                               ("scaling.py", ["--ranks", "0"], "--ranks"),
                               ("coding.py", ["--run", str(tmp_path / "nowhere")], "nowhere"),
-                              ("soak.py", ["--kill-every", "0"], "--kill-every")):
+                              ("soak.py", ["--kill-every", "0"], "--kill-every"),
+                              ("sweep_social.py", ["--channel", "gossip"], "--channel")):
         refused = bench(script, *bad, check=False)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, (script, refused)
         assert says in refused.stderr.strip().splitlines()[-1] and not refused.stdout, script
