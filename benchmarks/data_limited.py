@@ -76,8 +76,8 @@ def table(runs: list[dict]) -> str:
     placed = runs[0]["data_limited"]["placed"]
     lines = ["| arm | test bpb: best member | consensus | dev-fit mixture | epochs (to best) "
              "| U'/U best (vs single / vs ensemble) | U'/U mixture (vs single / vs ensemble) "
-             "| its own training FLOPs (x the isolated arm's) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| its own training FLOPs (x the isolated arm's) | diversity (valid) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for arm in arms:
         res = [r["arms"][arm] for r in runs]
         row = [arm] + [mean_std([x[f"{w}_test_bpb"] for x in res]) for w in WHATS]
@@ -94,8 +94,16 @@ def table(runs: list[dict]) -> str:
         # compute beside bpb: a generation's own arm only (its lineage is the rows above it)
         flops = [x["train_flops"] / r["arms"]["isolated"]["train_flops"] for x, r in zip(res, runs)]
         row.append(f"{statistics.mean(flops):.2f}x")
+        row.append(mean_std([diversity(x) for x in res]))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def diversity(arm: dict) -> float:
+    """The members' mean valid bpb less their consensus's: what their disagreement is worth to
+    their average (the log loss's ambiguity; 0 when the members agree everywhere)."""
+    members = arm["members"]
+    return sum(m["valid_bpb"] for m in members) / len(members) - arm["consensus_valid_bpb"]
 
 
 def paired(runs: list[dict], a: tuple[str, str], b: tuple[str, str], split: str = "test"

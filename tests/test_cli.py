@@ -274,6 +274,10 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
             f"{social['mixture_test_bpb']:.4f} ± 0.0000 |") in table
     lead = a["arms"]["isolated"]["mixture_test_bpb"] - social["mixture_test_bpb"]
     assert f"social mixture vs isolated mixture: {lead:+.4f} bpb" in table
+    spread = (sum(m["valid_bpb"] for m in social["members"]) / len(social["members"])
+              - social["consensus_valid_bpb"])  # the members' diversity, last column
+    assert [line for line in table.splitlines() if line.startswith("| social |")][0].endswith(
+        f"| {spread:.4f} ± 0.0000 |")
     # --against: the same seeds of another set (before a tuning), each changed arm's lead
     before = json.loads(json.dumps(a))
     before["arms"]["social"]["mixture_test_bpb"] += 0.01
@@ -311,9 +315,11 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
     ours = {arm: a["data_limited"]["placed"][arm]["mixture"]["vs_single"]
             for arm in ("social", "generation-2")}
     there = {}
-    for arm in ours:
+    header = next(x for x in lower.stdout.splitlines() if x.startswith("| arm |")).split("|")
+    mixture = next(i for i, h in enumerate(header) if h.strip().startswith("U'/U mixture"))
+    for arm in ours:  # the mixture's U'/U vs the single member, found by its header
         cells = next(x for x in lower.stdout.splitlines() if x.startswith(f"| {arm} |"))
-        there[arm] = float(cells.split("|")[-2].split("x")[0].strip().lstrip("<=>"))
+        there[arm] = float(cells.split("|")[mixture].split("x")[0].strip().lstrip("<=>"))
     # the lower curve: never more data, and less for an arm placed between its points
     assert all(there[arm] <= round(k, 2) for arm, k in ours.items()), (ours, there)
     assert any(there[arm] < round(k, 2) for arm, k in ours.items()), (ours, there)
