@@ -228,12 +228,6 @@ class RunConfig:
         if self.compare.reference_record and self.regime != "data-limited":
             raise UserError("compare.reference_record keeps the data-limited regime's reference "
                             "curve (set regime = \"data-limited\" and data.unique_bytes)")
-        teachers = [key for key in ("distill", "generations", "snapshot_social")
-                    if getattr(self.compare, key)]
-        if self.social.channel == "complement" and teachers:
-            raise UserError(f"social.channel='complement' with compare.{teachers[0]}: taught "
-                            f"arms hear their teachers through the logit channel, which the "
-                            f"complement channel does not blend with (one at a time)")
         if self.compare.generations and self.compare.evolution_ablation:
             raise UserError("compare.generations and compare.evolution_ablation: one at a time")
         if self.evolution.every and self.evolution.every % self.train.eval_every:

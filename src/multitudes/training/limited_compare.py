@@ -15,6 +15,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from multitudes.errors import UserError
 from multitudes.evaluation.placement import place, reference_arm, reference_point
 from multitudes.training.arms import Apart, Arm, Generation, Reference, Student
 from multitudes.training.compare import Compare
@@ -54,6 +55,13 @@ class LimitedCompare(Compare):
 
     def check(self) -> None:
         snapshots.check(self.cfg)
+        compare = self.cfg.compare
+        teachers = [key for key in ("distill", "generations", "snapshot_social")
+                    if getattr(compare, key)]
+        if self.cfg.social.channel == "complement" and teachers:
+            raise UserError(f"social.channel='complement' with compare.{teachers[0]}: taught "
+                            f"arms hear their teachers through the logit channel, which the "
+                            f"complement channel does not blend with (one at a time)")
 
     def largest_multiple(self) -> int:
         return max(self.cfg.compare.unique_multiples)
