@@ -133,9 +133,15 @@ def verdict_lines(runs: list[dict]) -> list[str]:
     if "distilled" in arms:
         pairs += [(("isolated", "best"), ("distilled", "best")),
                   (("distilled-ensemble", "best"), ("distilled", "best"))]
+    # the seed's method on q0's cycles against q0's recipe alone (the snapshot arm that
+    # listens against the one that does not), on test and on valid beyond dev
+    cyclic = {a["arm"]["listens"]: name for name, a in arms.items()
+              if a["arm"]["kind"] == "snapshots"}
+    versus = [((cyclic[False], "mixture"), (cyclic[True], "mixture"))] if len(cyclic) == 2 else []
     # every other arm on U against the independent ensemble, on test and on valid beyond dev
     others = [a for a in runs[0]["data_limited"]["placed"] if a in arms and a != "social"]
     return [paired(runs, a, b) for a, b in pairs] + [
+        paired(runs, a, b, split) for a, b in versus for split in ("test", "valid")] + [
         paired(runs, ("isolated", "mixture"), ("social", "mixture"), split="valid")] + [
         paired(runs, ("isolated", "mixture"), (arm, "mixture"), split=split)
         for arm in others for split in ("test", "valid")]
