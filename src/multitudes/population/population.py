@@ -89,17 +89,13 @@ class Population(Roster):
         return autocast_for(self.device, self.train.precision)
 
     def step(self, batch: torch.Tensor, continues: bool = False) -> StepStats:
-        """One training step of every member on the same batch (B, T+1) of real bytes.
-
-        `continues`: row b of this batch follows row b of the last one (contiguous lanes), so
-        a stateful member goes on from its carried state; otherwise it starts afresh.
-        """
+        """One training step of every member on the same batch (B, T+1) of real bytes;
+        `continues`: row b follows row b of the last batch (a stateful member goes on)."""
         batch = to_device(batch, self.device)
         x, y = batch[:, :-1], batch[:, 1:]
         stats = StepStats([], [], [])
         if self.social.language_every and self.steps % self.social.language_every == 0:
             stats.generated_bytes = self._speak(x)
-
         mine = self.mine()
         reads_texts = bool(self.social.language_every and self.social.beta > 0)
         if self.listening or self.elders is not None or self.own_elders or reads_texts:
@@ -128,8 +124,16 @@ class Population(Roster):
                                       healthy[i], texts[i]), mine, (batch, *heard))
         else:  # nobody to hear or read: each member reads and learns in one go, one wait a step
             learned = self.each(lambda i: self._alone(i, x, y, continues), mine, (batch,))
-        # every loss the step reports and whether each member's logits (alone), loss and
-        # gradients were finite, read back to the host in one transfer (one wait on a GPU)
+        self._settle(mine, learned, y.numel(), stats)
+        self.steps += 1
+        self.real_bytes += x.numel()
+        self.generated_bytes += stats.generated_bytes
+        return stats
+
+    def _settle(self, mine: list[int], learned: list, predicted: int, stats: StepStats
+                ) -> None:
+        """Every loss of the step and whether each member's logits (alone), loss and gradients
+        were finite, read back in one transfer (one wait on a GPU); a sick member is reborn."""
         read = host_values([[losses.listen, losses.language, losses.data, *finite]
                             if losses is not None else [] for losses, _, finite in learned], 6)
         for i, (_, problem, _), (listen, language, data, logits_ok, loss_ok, grads_ok) in zip(
@@ -139,7 +143,7 @@ class Population(Roster):
                                   "non-finite loss" if loss_ok == 0 else
                                   "non-finite gradients" if grads_ok == 0 else None)
             if problem != "non-finite logits":  # a step that learned from its bytes
-                m.flops += m.flops_per_byte * y.numel()
+                m.flops += m.flops_per_byte * predicted
             stats.listen_loss += [listen] if listen is not None else []
             stats.language_loss += [language] if language is not None else []
             if problem:
@@ -149,10 +153,6 @@ class Population(Roster):
             m.last_loss = data
             m.childhood_left = max(0, m.childhood_left - 1)
             stats.data_loss.append(m.last_loss)
-        self.steps += 1
-        self.real_bytes += x.numel()
-        self.generated_bytes += stats.generated_bytes
-        return stats
 
     def _perceive(self, batch: torch.Tensor, x: torch.Tensor, continues: bool
                   ) -> dict[int, torch.Tensor]:
