@@ -142,7 +142,8 @@ def test_a_finished_compare_takes_more_arms_on_resume_bit_for_bit(tmp_path):
     """`compare --resume DIR --set compare.snapshot_social=true` trains the new arm only, reads
     the finished ones back, and ends with the results one run with every arm writes; a resume
     that would change or drop an arm, add none, or change anything else is one line."""
-    sets = [arg for s in LIMITED for arg in ("--set", s)]
+    sets = [arg for s in LIMITED + ["compare.unique_multiples=[1, 2]", "train.real_bytes=8192",
+                                   "compare.snapshot_cycles=2"] for arg in ("--set", s)]
     whole, grown = tmp_path / "whole", tmp_path / "grown"
     cli("compare", "--preset", "debug", *sets, "--set", "compare.snapshot_social=true",
         "--out", whole, "--quiet")
