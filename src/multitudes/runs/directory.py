@@ -102,17 +102,15 @@ def check_new_run_dir(out: Path, force: bool) -> None:
 def _extend(out: Path, record: dict, command: str, overrides: list[str]) -> RunConfig:
     """A finished or stopped `train` run, resumed with more bytes (or another checkpoint
     interval), or a `compare` with more arms; `record_extension` then writes the new config."""
-    from multitudes.config.files import apply_overrides, parse_override
+    from multitudes.config.files import apply_overrides
 
     if command == "compare":
         return _more_arms(record, overrides)
     if command != "train":
         raise UserError("--resume --set extends `train` and `compare` runs only")
-    for text in overrides:
-        key = ".".join(parse_override(text)[0])
-        if key not in EXTENSIBLE:
-            raise UserError(f"--resume --set {key}: a resume may change only "
-                            f"{' and '.join(EXTENSIBLE)}")
+    if key := _key_outside(overrides, EXTENSIBLE):
+        raise UserError(f"--resume --set {key}: a resume may change only "
+                        f"{' and '.join(EXTENSIBLE)}")
     before = from_dict(record["config"])
     config = apply_overrides(record["config"], overrides)
     cfg = from_dict(config)
@@ -126,16 +124,22 @@ def _extend(out: Path, record: dict, command: str, overrides: list[str]) -> RunC
     return cfg
 
 
+def _key_outside(overrides: list[str], allowed: tuple[str, ...]) -> str | None:
+    """The first key of the `--set` overrides a resume may not change, or None."""
+    from multitudes.config.files import parse_override
+
+    keys = (".".join(parse_override(text)[0]) for text in overrides)
+    return next((key for key in keys if key not in allowed), None)
+
+
 def _more_arms(record: dict, overrides: list[str]) -> RunConfig:
     """A `compare` run resumed with more arms: every arm it planned is planned again, the same."""
-    from multitudes.config.files import apply_overrides, parse_override
+    from multitudes.config.files import apply_overrides
     from multitudes.training.protocols import check_runnable, plan
 
-    for text in overrides:
-        key = ".".join(parse_override(text)[0])
-        if key not in ARM_ADDING:
-            raise UserError(f"--resume --set {key}: a compare's resume may only add arms, with "
-                            f"{', '.join(ARM_ADDING)}")
+    if key := _key_outside(overrides, ARM_ADDING):
+        raise UserError(f"--resume --set {key}: a compare's resume may only add arms, with "
+                        f"{', '.join(ARM_ADDING)}")
     before = from_dict(record["config"])
     cfg = from_dict(apply_overrides(record["config"], overrides))
     check_runnable(cfg, "compare")
