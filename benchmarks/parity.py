@@ -10,6 +10,7 @@ defect (as the N(0, 0.1) RNN embedding was); the gap is printed beside the seed-
     python benchmarks/parity.py [--preset quick] [--seeds 2] [--real-bytes N] [--out FILE.json]
     python benchmarks/parity.py --family gpt --seeds 1 --real-bytes 262144 --project-models
     python benchmarks/parity.py --real-bytes 262144 --set "train.precision='bf16'"  # ours in bf16
+    python benchmarks/parity.py --family ssm --set "members.0.family='ssm'"  # gpt's shape
 """
 
 from __future__ import annotations
@@ -65,6 +66,40 @@ class PlainTransformer(nn.Module):
         return self.head(self.norm(h)), None
 
 
+class PlainSSM(nn.Module):
+    """The `ssm` as its recurrence reads, one byte at a time in a Python loop (no chunked scan),
+    from stock modules: h = a h + (1 - a) v with a = sigmoid(d), out W_o (h silu(g)), pre-LN
+    residual layers with a GELU MLP; the decay logits' bias spread as the project's (a design
+    choice, not a shared line)."""
+
+    def __init__(self, d: int, layers: int, d_ff: int):
+        super().__init__()
+        self.emb = nn.Embedding(256, d)
+        self.layers = nn.ModuleList(nn.ModuleDict({
+            "ln_1": nn.LayerNorm(d), "inp": nn.Linear(d, 3 * d), "out": nn.Linear(d, d),
+            "ln_2": nn.LayerNorm(d), "fc": nn.Linear(d, d_ff), "proj": nn.Linear(d_ff, d)})
+            for _ in range(layers))
+        for layer in self.layers:
+            with torch.no_grad():
+                layer["inp"].bias[d:2 * d] = torch.linspace(-1.0, 5.0, d)
+        self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, 256, bias=False)
+
+    def forward(self, x, state=None):
+        h, states = self.emb(x), []
+        for i, layer in enumerate(self.layers):
+            v, d, g = layer["inp"](layer["ln_1"](h)).chunk(3, dim=-1)
+            a = torch.sigmoid(d)
+            s = state[i] if state is not None else torch.zeros_like(v[:, 0])
+            ys = []
+            for t in range(x.shape[1]):
+                s = a[:, t] * s + (1 - a[:, t]) * v[:, t]
+                ys.append(s)
+            h = h + layer["out"](torch.stack(ys, 1) * F.silu(g))
+            h = h + layer["proj"](F.gelu(layer["fc"](layer["ln_2"](h))))
+            states.append(s)
+        return self.head(self.norm(h)), torch.stack(states)
+
+
 class ProjectModel(nn.Module):
     """The project's own model (`models.build`) behind the plain loop's interface: with
     `--project-models` a gap that remains is in the model, one that closes is in the loop."""
@@ -84,6 +119,8 @@ def plain_model(g, project_models: bool = False):
         return ProjectModel(g)
     if g.family in ("lstm", "gru"):
         return PlainRNN(g.family, g.d_model, g.n_layer)
+    if g.family == "ssm":
+        return PlainSSM(g.d_model, g.n_layer, g.d_ff)
     return PlainTransformer(g.d_model, g.n_layer, g.n_head, g.d_ff, g.context, g.n_loop)
 
 
@@ -123,7 +160,7 @@ def plain_run(g, train_cfg, train: np.ndarray, dev: np.ndarray, real_bytes: int,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
         opt.step()
-    return plain_dev_bpb(model, dev, T, stateful=contiguous and g.family in ("lstm", "gru"))
+    return plain_dev_bpb(model, dev, T, stateful=contiguous and g.family in ("lstm", "gru", "ssm"))
 
 
 @torch.no_grad()

@@ -22,6 +22,12 @@ each.
         --epochs 4,8
 
 `--epochs` (data-limited) sets the real bytes to that many passes over the point's unique bytes.
+
+`--base` starts a family the preset lacks from the genome of one it has (its shape and recipe,
+the family changed): a new family tuned where the others were, e.g. the `ssm` in a transformer's
+shape (the same matmul FLOPs per byte):
+
+    python benchmarks/sweep.py --preset limited --family ssm --base gpt --set lr=1e-3,2e-3,4e-3
 """
 
 from __future__ import annotations
@@ -54,20 +60,27 @@ def _values(specs: list[str], option: str) -> dict[str, list]:
 
 
 def point(preset: str, family: str, genome_changes: dict, train_changes: dict,
-          data_changes: dict):
-    """The config and the member one grid point trains."""
+          data_changes: dict, base: str | None = None):
+    """The config and the member one grid point trains: the preset's member of `family`, or
+    of `base` turned into `family`."""
     cfg = config_files.load(preset=preset)
     cfg = replace(cfg, train=replace(cfg.train, **train_changes),
                   data=replace(cfg.data, **data_changes))
-    return cfg, next(g for g in cfg.members if g.family == family).replace(**genome_changes)
+    member = next(g for g in cfg.members if g.family == (base or family))
+    return cfg, member.replace(family=family, **genome_changes)
 
 
 def check(grid: list[tuple]) -> None:
     """Every point of the grid built before any is trained: a family the preset lacks, an
     unknown field or a bad value is one line and exit 2."""
     cfg = load_or_refuse(grid[0][0])
-    refuse_missing_families(cfg, grid[0][0], dict.fromkeys(point[1] for point in grid))
-    for preset, family, genome_changes, train_changes, data_changes, _, _ in grid:
+    base = grid[0][-1]
+    if base is not None and base not in {g.family for g in cfg.members}:
+        refuse(f"--base {base}: the preset {grid[0][0]} has "
+               f"{', '.join(sorted({g.family for g in cfg.members}))}")
+    refuse_missing_families(cfg, grid[0][0], dict.fromkeys(point[1] for point in grid
+                                                            if base is None))
+    for preset, family, genome_changes, train_changes, data_changes, _, _, base in grid:
         for option, changes, section in (("--set", genome_changes, cfg.members[0]),
                                          ("--train", train_changes, cfg.train),
                                          ("--data", data_changes, cfg.data)):
@@ -76,19 +89,19 @@ def check(grid: list[tuple]) -> None:
                 if key not in known:
                     refuse(f"{option} {key}: no such field (known: {', '.join(sorted(known))})")
         try:
-            point(preset, family, genome_changes, train_changes, data_changes)
+            point(preset, family, genome_changes, train_changes, data_changes, base)
         except UserError as e:
             refuse(str(e))
 
 
 def one(args: tuple) -> dict:
-    preset, family, genome_changes, train_changes, data_changes, real_bytes, epochs = args
+    preset, family, genome_changes, train_changes, data_changes, real_bytes, epochs, base = args
     torch.set_num_threads(1)
-    cfg, member = point(preset, family, genome_changes, train_changes, data_changes)
+    cfg, member = point(preset, family, genome_changes, train_changes, data_changes, base)
     if epochs:
         real_bytes = round(epochs * cfg.data.unique_bytes)
     curve = alone_dev_curve(cfg, member, real_bytes or cfg.train.real_bytes)
-    row = {"family": family, **genome_changes, **train_changes, **data_changes,
+    row = {"family": family, **({"base": base} if base else {}), **genome_changes, **train_changes, **data_changes,
            **({"epochs": epochs} if epochs else {})}
     if cfg.regime != "data-limited":
         return row | {"dev_bpb": curve[-1][1]}
@@ -103,6 +116,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--family", required=True, action="append")
+    parser.add_argument("--base", help="the preset's family whose member a family it lacks "
+                                       "starts from (its shape and recipe)")
     parser.add_argument("--set", dest="genome", action="append", default=[])
     parser.add_argument("--train", action="append", default=[])
     parser.add_argument("--data", action="append", default=[])
@@ -114,7 +129,7 @@ def main() -> None:
     genome, train, data = (_values(args.genome, "--set"), _values(args.train, "--train"),
                            _values(args.data, "--data"))
     grid = [(args.preset, family, dict(zip(genome, g)), dict(zip(train, t)),
-             dict(zip(data, d)), args.real_bytes, e)
+             dict(zip(data, d)), args.real_bytes, e, args.base)
             for family in args.family
             for g in itertools.product(*genome.values())
             for t in itertools.product(*train.values())

@@ -10,7 +10,7 @@ from multitudes.evaluation.adaptive import adaptive_log2probs, choose_lr
 from multitudes.evaluation.bpb import bpb, byte_log2probs
 from multitudes.models import build
 
-FAMILIES = ["gpt", "looped", "lstm", "gru"]
+FAMILIES = ["gpt", "looped", "lstm", "gru", "ssm"]
 
 
 def model_of(family):

@@ -72,6 +72,10 @@ def test_the_sweep_trains_a_point_and_refuses_a_bad_grid_before_any_work():
                 "--real-bytes", "4096", "--jobs", "1").stdout
     [row] = [json.loads(line) for line in out.splitlines()]
     assert row["family"] == "gpt" and row["lr"] == 0.01 and 0 < row["dev_bpb"] < 9
+    out = bench("sweep.py", "--preset", "debug", "--family", "ssm", "--base", "gpt", "--set",
+                "lr=0.01", "--real-bytes", "4096", "--jobs", "1").stdout  # a family it lacks
+    [row] = [json.loads(line) for line in out.splitlines()]
+    assert (row["family"], row["base"]) == ("ssm", "gpt") and 0 < row["dev_bpb"] < 9
     debug = ["sweep.py", "--preset", "debug"]
     for bad, says in ((["--family", "gru"], "--family gru"),
                       (["--family", "gpt", "--set", "lr"], "--set 'lr'"),
@@ -79,7 +83,10 @@ def test_the_sweep_trains_a_point_and_refuses_a_bad_grid_before_any_work():
                       (["--family", "gpt", "--set", "nope=1"], "--set nope: no such field"),
                       (["--family", "gpt", "--train", "batch_size=0"], "batch_size"),
                       (["--family", "gpt", "--set", "lr=-1"], "lr"),
-                      (["--family", "gpt", "--jobs", "0"], "--jobs")):
+                      (["--family", "gpt", "--jobs", "0"], "--jobs"),
+                      (["--family", "ssm"], "--family ssm"),
+                      (["--family", "ssm", "--base", "gru"], "--base gru: the preset debug has"),
+                      (["--family", "ssm", "--base", "gpt", "--set", "n_loop=2"], "n_loop")):
         refused = bench(*debug, *bad, check=False)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
         assert says in refused.stderr.strip().splitlines()[-1] and not refused.stdout

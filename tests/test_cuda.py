@@ -31,14 +31,17 @@ def cli(*args):
 def test_auto_is_the_gpu_and_the_forward_pass_runs_in_bf16():
     device = resolve_device("auto")
     assert device.type == "cuda"
-    for family in ("gpt", "looped", "lstm", "gru"):
+    for family in ("gpt", "looped", "lstm", "gru", "ssm"):
         member = Member.create("m", tiny(family), device)
         x = torch.randint(0, 256, (4, 32), device=device)
         with autocast_for(device):
             logits = member.model(x)
         assert logits.is_cuda and torch.isfinite(logits.float()).all()
-        if family in ("gpt", "looped"):  # the transformers' matmuls run in bf16
+        if family in ("gpt", "looped", "ssm"):  # the blocks' matmuls run in bf16
             assert logits.dtype == torch.bfloat16
+        if family == "ssm":  # and its scan and state in fp32 (models/ssm.py)
+            with autocast_for(device):
+                assert member.model.decode(x, None)[1].dtype == torch.float32
 
 
 def test_a_run_on_the_gpu_trains_checkpoints_and_resumes(tmp_path):

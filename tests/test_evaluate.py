@@ -43,7 +43,7 @@ def test_consensus_of_the_mixture():
     assert consensus_bpb([p[0], p[0]]) == pytest.approx(bpb(p[0]))
 
 
-@pytest.mark.parametrize("family", ["gru", "lstm"])
+@pytest.mark.parametrize("family", ["gru", "lstm", "ssm"])
 def test_carried_state_scores_every_byte_once_as_one_pass_would(family):
     model = build(tiny(family))
     data = np.frombuffer(b"the state is carried through the split. " * 30, dtype=np.uint8)

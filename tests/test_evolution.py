@@ -13,7 +13,7 @@ BUDGET = 400_000
 
 @st.composite
 def genomes(draw):
-    family = draw(st.sampled_from(["gpt", "looped", "lstm", "gru"]))
+    family = draw(st.sampled_from(["gpt", "looped", "lstm", "gru", "ssm"]))
     d_model = draw(st.sampled_from([32, 64, 96, 128, 192]))
     return Genome(family=family, d_model=d_model, n_layer=draw(st.integers(1, 4)),
                   n_head=draw(st.sampled_from([1, 2, 4])), d_ff=draw(st.sampled_from([64, 256])),

@@ -31,7 +31,7 @@ def test_json_round_trip_and_unknown_keys():
         Genome.from_dict({"d_modle": 3})
 
 
-@pytest.mark.parametrize("family", ["gpt", "looped", "lstm", "gru"])
+@pytest.mark.parametrize("family", ["gpt", "looped", "lstm", "gru", "ssm"])
 @pytest.mark.parametrize("shape", [{}, {"d_model": 64, "n_layer": 3, "d_ff": 96, "context": 48}])
 def test_param_count_matches_the_built_model(family, shape):
     """genome.py counts by arithmetic; the built model is the truth it must match."""

@@ -20,7 +20,7 @@ from multitudes.models import build
 from multitudes.runs import distributed
 from multitudes.runs.device import scoring_precision, uses_bf16
 
-FAMILIES = ("gpt", "looped", "lstm", "gru")
+FAMILIES = ("gpt", "looped", "lstm", "gru", "ssm")
 
 
 def genome(family: str, **kw) -> Genome:

@@ -15,9 +15,12 @@ from typing import Literal
 from multitudes.errors import UserError
 from multitudes.config.typed import check_fields, non_negative, positive
 
-Family = Literal["gpt", "looped", "lstm", "gru"]
+Family = Literal["gpt", "looped", "lstm", "gru", "ssm"]
 FAMILIES = typing.get_args(Family)
 TRANSFORMERS = ("gpt", "looped")
+SWITCHABLE = ("gpt", "looped", "lstm", "gru")  # evolution.families' default
+BLOCKS = TRANSFORMERS + ("ssm",)  # a pre-LN block of 3d x d in, d x d out and an MLP
+SCAN_CHUNK = 16  # the ssm's chunk of bytes in closed form (models/ssm.py's CHUNK)
 GATES = {"lstm": 4, "gru": 3}  # gate blocks of one recurrent layer
 VOCAB = 256
 
@@ -79,10 +82,12 @@ class Genome:
     def n_params(self) -> int:
         """Every weight of the model this genome builds (models/; a test checks the count)."""
         d, vocab = self.d_model, VOCAB
-        if self.family in TRANSFORMERS:  # wte, wpe; per block 2 LayerNorms, qkv, proj, MLP
+        if self.family in BLOCKS:  # wte, wpe; per block 2 LayerNorms, qkv, proj, MLP (the
+            # ssm's value, decay and gate projection in place of qkv, and no wpe)
             block = 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d * self.d_ff \
                 + self.d_ff + d
-            return vocab * d + self.context * d + self.n_layer * block + 2 * d + d * vocab
+            wpe = self.context * d if self.family in TRANSFORMERS else 0
+            return vocab * d + wpe + self.n_layer * block + 2 * d + d * vocab
         gates = GATES[self.family]  # embedding, per layer W_ih, W_hh and their biases, head
         return vocab * d + self.n_layer * gates * (2 * d * d + 2 * d) + d * vocab + vocab
 
@@ -91,22 +96,27 @@ class Genome:
         """Weights that take part in a matmul per byte, per application (embeddings are lookups;
         a looped stack counts once per loop)."""
         d = self.d_model
-        if self.family in TRANSFORMERS:
+        if self.family in BLOCKS:
             return self.n_layer * self.n_loop * (4 * d * d + 2 * d * self.d_ff) + d * VOCAB
         return self.n_layer * GATES[self.family] * 2 * d * d + d * VOCAB
 
     @property
-    def attention_flops(self) -> int:
-        """Forward FLOPs per byte of QK^T and AV at full context (Kaplan et al. 2020)."""
-        if self.family not in TRANSFORMERS:
-            return 0
-        return 2 * self.n_layer * self.n_loop * self.context * self.d_model
+    def mixing_flops(self) -> int:
+        """Forward FLOPs per byte of mixing across time outside the matmul weights: attention's
+        QK^T and AV at full context (Kaplan et al. 2020); the ssm's chunked scan, a weighted
+        sum over up to SCAN_CHUNK earlier bytes per channel and layer, counted as the code
+        computes it (a sequential scan would need a few per channel)."""
+        if self.family in TRANSFORMERS:
+            return 2 * self.n_layer * self.n_loop * self.context * self.d_model
+        if self.family == "ssm":
+            return 2 * self.n_layer * min(SCAN_CHUNK, self.context) * self.d_model
+        return 0
 
     @property
     def flops_per_byte(self) -> int:
-        """Training FLOPs per predicted byte: 3 x (2 x matmul params + attention), forward and
-        backward (the 6N rule plus attention)."""
-        return 3 * (2 * self.matmul_params + self.attention_flops)
+        """Training FLOPs per predicted byte: 3 x (2 x matmul params + mixing), forward and
+        backward (the 6N rule plus attention or the scan)."""
+        return 3 * (2 * self.matmul_params + self.mixing_flops)
 
 
 def member_id(number: int, family: str) -> str:
@@ -126,7 +136,7 @@ def describe(genomes: list[Genome], names: list[str] | None = None) -> str:
     for i, g in enumerate(genomes):
         attn = g.family in TRANSFORMERS
         rows.append([names[i] if names else str(i), g.family, g.d_model,
-                     g.d_head if attn else "-", g.d_ff if attn else "-",
+                     g.d_head if attn else "-", g.d_ff if g.family in BLOCKS else "-",
                      g.n_head if attn else "-", g.n_layer, g.n_loop, g.context, VOCAB,
                      f"{g.n_params:,}", f"{g.flops_per_byte:.3g}"])
     widths = [max(len(str(x)) for x in [c, *(r[i] for r in rows)]) for i, c in enumerate(cols)]

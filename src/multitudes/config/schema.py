@@ -14,7 +14,7 @@ from typing import Literal
 
 from multitudes.errors import UserError
 from multitudes.config.compare import CompareConfig
-from multitudes.config.genome import Genome
+from multitudes.config.genome import FAMILIES, SWITCHABLE, Genome
 from multitudes.config.typed import check_fields, non_negative, positive, within
 
 DEFAULT_GRAD_CLIP = 1.0  # train.grad_clip's default; adaptive evaluation clips with it too
@@ -146,6 +146,10 @@ class EvolutionConfig:
     """Chance that a birth crosses two parents; otherwise it mutates one."""
     family_switch: float = 0.05
     """Chance that a mutation switches the family."""
+    families: list[str] = field(default_factory=lambda: list(SWITCHABLE))
+    """The families a switch may choose (a member of another family may still switch out):
+    the four of the first populations by default, so that a new family changes no run that
+    does not ask for it (e.g. `["gpt", "looped", "lstm", "gru", "ssm"]`)."""
     budget: int = 0
     """Parameters a newborn may have (0: twice the largest founder's count)."""
     inherit: Literal["none", "parent"] = "none"
@@ -164,6 +168,11 @@ class EvolutionConfig:
         positive(self, "evolution.", "tournament")
         for name in ("replace_fraction", "crossover", "family_switch"):
             within(self, "evolution.", name, 0, 1)
+        if not isinstance(self.families, list) or len(set(self.families)) < 2 \
+                or len(set(self.families)) != len(self.families) \
+                or any(f not in FAMILIES for f in self.families):
+            raise UserError(f"evolution.families={self.families!r}: expected a list of at least "
+                            f"two distinct families of {', '.join(FAMILIES)}")
 
 
 @dataclass
@@ -235,6 +244,11 @@ class RunConfig:
                             f"train.eval_every={self.train.eval_every} (fitness is dev bpb)")
         if self.evolution.every and len(self.members) < 2:
             raise UserError("evolution needs at least 2 members (the best never dies)")
+        if self.evolution.every or self.compare.generations:
+            from multitudes.evolution import generations, operators  # they import the config
+            operators.check_reachable(self.members, tuple(self.evolution.families),
+                                      self.evolution.family_switch,
+                                      generations.default_budget(self.evolution, self.members))
         contexts = {g.context for g in self.members}
         if len(contexts) > 1:
             raise UserError(f"members.*.context must agree (all members read the same windows), "

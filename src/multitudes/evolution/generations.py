@@ -55,7 +55,8 @@ def breed(fitness: dict[str, float], genomes: dict, rng: random.Random, cfg: Evo
         second = operators.tournament(others, rng, cfg.tournament)
         genome, ops = operators.crossover(genomes[first], genomes[second], rng, budget)
         return genome, [first, second], ops
-    genome, ops = operators.mutate(genomes[first], rng, budget, cfg.family_switch)
+    genome, ops = operators.mutate(genomes[first], rng, budget, cfg.family_switch,
+                                   tuple(cfg.families))
     return genome, [first], ops
 
 

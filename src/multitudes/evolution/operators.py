@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from multitudes.errors import UserError
-from multitudes.config.genome import FAMILIES, TRANSFORMERS, Genome
+from multitudes.config.genome import BLOCKS, SWITCHABLE, Genome
 
 LADDERS = {
     "d_model": (32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 1024),
@@ -33,7 +33,7 @@ def _step(ladder: tuple, value, up: bool):
 
 def _set(g: Genome, trait: str, value) -> Genome:
     """Change one trait; a new width keeps d_ff's ratio to d_model and heads that divide it."""
-    if trait != "d_model" or g.family not in TRANSFORMERS:
+    if trait != "d_model" or g.family not in BLOCKS:
         return g.replace(**{trait: value})
     d_ff = max(1, round(g.d_ff * value / g.d_model))
     heads = next(h for h in (g.n_head, 8, 4, 2, 1) if h <= value and value % h == 0)
@@ -45,15 +45,22 @@ def traits_of(family: str) -> list[str]:
     return numeric + ["n_loop"] if family == "looped" else numeric
 
 
-def mutate(g: Genome, rng: random.Random, budget: int,
-           family_switch: float = 0.05) -> tuple[Genome, list[str]]:
-    """One or two traits stepped along their ladders; rarely, a switch of family."""
+def switch_family(g: Genome, family: str) -> Genome:
+    """The same architecture in another family: two loops for a looped one (one for the rest),
+    heads that divide the width."""
+    g = g.replace(family=family, n_loop=2 if family == "looped" else 1)
+    return _set(g, "d_model", g.d_model)
+
+
+def mutate(g: Genome, rng: random.Random, budget: int, family_switch: float = 0.05,
+           families: tuple[str, ...] = SWITCHABLE) -> tuple[Genome, list[str]]:
+    """One or two traits stepped along their ladders; rarely, a switch of family to another
+    of `families`."""
     changes = []
     if rng.random() < family_switch:
-        family = rng.choice([f for f in FAMILIES if f != g.family])
+        family = rng.choice([f for f in families if f != g.family])
         changes.append(f"family {g.family} -> {family}")
-        g = g.replace(family=family, n_loop=2 if family == "looped" else 1)
-        g = _set(g, "d_model", g.d_model)  # heads that divide the width
+        g = switch_family(g, family)
     for trait in rng.sample(traits_of(g.family), rng.choice((1, 2))):
         old = getattr(g, trait)
         if trait == "lr":
@@ -104,6 +111,17 @@ def repair(g: Genome, budget: int) -> tuple[Genome, list[str]]:
             raise UserError(f"evolution.budget={budget:,} parameters is below the smallest "
                             f"{g.family} ({g.n_params:,})")
     return g, changes
+
+
+def check_reachable(founders: list[Genome], families: tuple[str, ...], family_switch: float,
+                    budget: int) -> None:
+    """Refuse, before any training, a budget below the smallest genome a birth can reach: each
+    founder's architecture (a crossover takes one whole) in its own family and, when families
+    switch, in each family a switch may choose, shrunk as `repair` shrinks it."""
+    for g in founders:
+        reachable = [g.family, *(families if family_switch > 0 else ())]
+        for family in dict.fromkeys(reachable):
+            repair(g if family == g.family else switch_family(g, family), budget)
 
 
 def tournament(fitness: dict[str, float], rng: random.Random, size: int = 2) -> str:

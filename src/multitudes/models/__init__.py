@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from multitudes.models import gpt, looped, rnn
+from multitudes.models import gpt, looped, rnn, ssm
 
 FAMILIES = {
     "gpt": (gpt.build, "pre-LN decoder-only transformer, causal SDPA, learned positions"),
@@ -16,6 +16,8 @@ FAMILIES = {
                "times"),
     "lstm": (rnn.build, "multi-layer LSTM over byte embeddings"),
     "gru": (rnn.build, "multi-layer GRU over byte embeddings"),
+    "ssm": (ssm.build, "selective state-space model: a gated diagonal linear recurrence per "
+            "layer (Mamba / minGRU style), chunked parallel scan, MLP"),
 }
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from multitudes.config.schema import RunConfig, check_run_name
 from multitudes.config.files import apply_overrides, from_dict, read_toml
 from multitudes.errors import UserError
-from multitudes.config.genome import Genome
+from multitudes.config.genome import BLOCKS, Genome
 
 STUDY_DIR = Path(__file__).parent / "studies"
 AXES = ("members", "sizes", "mixes", "channels")
@@ -189,7 +189,7 @@ def _peer(doc: dict, size: str, family: str, K: int, seed: int, mean_params: flo
     d, best = base["d_model"], None
     for width in range(step, 16 * base["d_model"] + step, step):
         g = {**base, "d_model": width}
-        if family in ("gpt", "looped"):
+        if family in BLOCKS:  # an MLP's width grows with the model's
             g["d_ff"] = base.get("d_ff", 4 * base["d_model"]) * width // d
         params = Genome.from_dict(g, "peer").n_params
         if best is None or abs(params - K * mean_params) < abs(best[0] - K * mean_params):
