@@ -31,7 +31,7 @@ from multitudes.config.files import load
 from multitudes.errors import UserError
 from multitudes.evaluation.placement import WHATS, place, reference_arm
 from multitudes.runs.checkpoint import write_bytes_atomic
-from multitudes.runs.results import read as read_results
+from multitudes.runs.results import diversity, read as read_results
 from multitudes.study.plan import member_seed
 
 
@@ -97,13 +97,6 @@ def table(runs: list[dict]) -> str:
         row.append(mean_std([diversity(x) for x in res]))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
-
-
-def diversity(arm: dict) -> float:
-    """The members' mean valid bpb less their consensus's: what their disagreement is worth to
-    their average (the log loss's ambiguity; 0 when the members agree everywhere)."""
-    members = arm["members"]
-    return sum(m["valid_bpb"] for m in members) / len(members) - arm["consensus_valid_bpb"]
 
 
 def paired(runs: list[dict], a: tuple[str, str], b: tuple[str, str], split: str = "test"

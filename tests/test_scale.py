@@ -296,6 +296,59 @@ def test_the_trend_recovers_a_known_slope_and_the_spread_over_seeds():
     assert max(abs(r["residual"]) for r in fits["multiplier"]["residuals"]) < 1e-12
 
 
+def test_the_variety_axis_recovers_a_known_slope_per_family_and_draws_it():
+    """Four mixes of 1, 2, 3 and 5 distinct families among K = 5 (cycled: v2 is gru, gpt,
+    gru, gpt, gru), leads of 0.01 per family beyond the first, +-0.002 by seed."""
+    from multitudes.study.figures import figures
+    from multitudes.study.render import text_table
+    from multitudes.study.summary import aggregate
+    from multitudes.study.variety import variety, variety_of
+
+    mixes = {"v1": ["gru"], "v2": ["gru", "gpt"], "v3": ["gru", "gpt", "ssm"],
+             "v5": ["gru", "gpt", "ssm", "lstm", "looped"], "twice": ["gru", "gru", "gpt"]}
+    assert [variety_of(mixes[m], 5) for m in mixes] == [1, 2, 3, 5, 2]
+    assert variety_of(mixes["v5"], 3) == 3
+
+    def cell(mix, seed, lead):
+        return {"cell": f"{mix}-s{seed}", "kind": "population", "mix": mix, "size": "S",
+                "channel": "logit", "K": 5, "seed": seed, "family": None, "multiplier": 1.0,
+                "multiplier_flag": "", "best_gain_test_bpb": lead / 2,
+                "consensus_gain_test_bpb": 0.0, "mixture_gain_test_bpb": lead,
+                "social_mixture_test_bpb": 3.0 - lead, "isolated_mixture_test_bpb": 3.0,
+                "social_diversity_valid_bpb": 0.1, "isolated_diversity_valid_bpb": 0.2,
+                **{k: 3.0 for k in ("social_best_test_bpb", "social_consensus_test_bpb",
+                                    "isolated_best_test_bpb", "isolated_consensus_test_bpb")},
+                "social_train_flops": 5, "isolated_train_flops": 5,
+                "yardsticks_test_given": {}}
+    rows = [cell(m, s, 0.01 * (variety_of(mixes[m], 5) - 1) + (0.002 if s == 1 else -0.002))
+            for m in ("v1", "v2", "v3", "v5") for s in (1, 2)]
+    fits = {e["metric"]: e for e in variety(rows, mixes)}
+    mixture = fits["mixture_gain_test_bpb"]
+    assert mixture["slope_per_family"] == pytest.approx(0.01)
+    assert fits["best_gain_test_bpb"]["slope_per_family"] == pytest.approx(0.005)
+    assert mixture["intercept"] == pytest.approx(-0.01) and mixture["cells"] == 8
+    # the seeds' +-0.002 is all the scatter about the line: 8 points, 6 degrees of freedom
+    sxx = 2 * sum((n - 2.75) ** 2 for n in (1, 2, 3, 5))
+    assert mixture["slope_stderr"] == pytest.approx((8 * 0.002 ** 2 / 6 / sxx) ** 0.5)
+    top = mixture["levels"][-1]
+    assert (top["families"], top["mixes"], top["per_seed"]) == (5, ["v5"], {
+        "1": pytest.approx(0.042), "2": pytest.approx(0.038)})
+    assert top["social_diversity_valid_bpb"]["mean"] == pytest.approx(0.1)
+    assert variety(rows[:4], mixes) == []  # two varieties (v1, v2) draw no line
+    summary = {"lines": aggregate(rows, mixes), "trends": [], "cells": rows, "variety":
+               list(fits.values())}
+    assert "+0.0100 (± " in text_table(summary) and "5 families (v5): +0.0400" in \
+        text_table(summary)
+    captions = [c for c, _ in figures(summary)]
+    assert any(c.startswith("Variety:") for c in captions)
+
+
+def test_the_variety_study_plans_every_level_at_k5():
+    result = cli("scale", "--preset", "variety", "--dry-run")
+    assert result.stdout.splitlines()[-1].startswith("12 cells")
+    assert "gru128,gpt64,ssm64,lstm128,looped64" in result.stdout
+
+
 def test_size_effects_pair_the_seeds_a_gain_was_measured_at_both_sizes():
     from multitudes.study.summary import size_effects
 
@@ -392,6 +445,11 @@ def test_a_data_limited_study_reports_the_ensemble_control(text_file, tmp_path):
                                             - arms["social"]["mixture_test_bpb"])
     [line] = [e for e in summary["lines"] if e["K"] == 2]
     assert line["mixture_gain_test_bpb"]["mean"] == row["mixture_gain_test_bpb"]
+    for arm in ("social", "isolated"):  # the members' disagreement, for the variety axis
+        members = arms[arm]["members"]
+        assert row[f"{arm}_diversity_valid_bpb"] == pytest.approx(
+            sum(m["valid_bpb"] for m in members) / len(members)
+            - arms[arm]["consensus_valid_bpb"])
     assert "gain vs ens." in result.stdout and "given the same 2,048 unique bytes" in result.stdout
 
 

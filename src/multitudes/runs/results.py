@@ -133,6 +133,14 @@ def upgrade(results: dict) -> dict:
 SCHEMA_2_ENSEMBLE = "ensemble (isolated on U)"
 
 
+def diversity(arm: ArmResult) -> float:
+    """The members' mean valid bpb less their consensus's: what their disagreement is worth to
+    their average (the log loss's ambiguity, Jensen's gap: 0 when the members agree
+    everywhere). On the whole of valid, which the dev slice's decisions read only a head of."""
+    members = arm["members"]
+    return sum(m["valid_bpb"] for m in members) / len(members) - arm["consensus_valid_bpb"]
+
+
 def arms_of_kind(results: dict, kind: str) -> list[str]:
     """The names of the arms of one kind ("measured", "reference", ...), in the run's order."""
     return [name for name, arm in results["arms"].items() if arm["arm"]["kind"] == kind]

@@ -41,7 +41,8 @@ def figures(summary: dict) -> list[tuple[str, str]]:
     if not summary["lines"]:
         return []
     drawn = []
-    for draw in (_multiplier_and_gain, _compute_matched, _inference_time, _residuals):
+    for draw in (_multiplier_and_gain, _compute_matched, _inference_time, _residuals,
+                 _variety):
         fig = plt.figure()
         caption = draw(fig, summary)
         if caption:
@@ -155,3 +156,38 @@ def _residuals(fig, summary: dict) -> str | None:
     ax.legend(fontsize=7)
     return ("Residuals of the fitted trend gain = a + b log2 K, the best member's test gain "
             "against the number of members (the slope b per doubling in the legend).")
+
+
+def _variety(fig, summary: dict) -> str | None:
+    """The leads against the number of distinct families (study/variety.py), one panel per
+    lead, a line per (size, channel, K): mean ± std over seeds, every seed's point, the fit."""
+    entries = summary.get("variety", [])
+    if not entries:
+        return None
+    metrics = list(dict.fromkeys(e["metric"] for e in entries))
+    fig.set_size_inches(5.5 * len(metrics), 4.2)
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        for i, e in enumerate(x for x in entries if x["metric"] == metric):
+            colour = f"C{i}"
+            xs = [lv["families"] for lv in e["levels"]]
+            ax.errorbar(xs, [lv[metric]["mean"] for lv in e["levels"]],
+                        yerr=[lv[metric]["std"] for lv in e["levels"]], marker="o", capsize=3,
+                        ls="none", color=colour, label=f"{e['size']} {e['channel']} K={e['K']}")
+            for lv in e["levels"]:
+                ax.scatter([lv["families"]] * len(lv["per_seed"]), list(lv["per_seed"].values()),
+                           s=10, color=colour, alpha=0.4)
+            ends = [min(xs), max(xs)]
+            ax.plot(ends, [e["intercept"] + e["slope_per_family"] * x for x in ends], color=colour,
+                    lw=1, label=f"fit {e['slope_per_family']:+.4f} ± {e['slope_stderr']:.4f} "
+                                f"per family")
+        ax.axhline(0, color="grey", lw=1)
+        ax.set_xlabel("distinct families among the K members")
+        ax.set_ylabel({"mixture_gain_test_bpb": "social mixture's lead over the ensemble (bpb)",
+                       "best_gain_test_bpb": "social best member's lead (bpb)"}[metric])
+        ax.set_xticks(sorted({lv["families"] for e in entries for lv in e["levels"]}))
+        ax.legend(fontsize=7)
+    return ("Variety: how much lower the social arm codes test than the same members trained "
+            "apart, against how many distinct families the K members have (mean ± standard "
+            "deviation over seeds; small dots: each seed; line: least squares through every "
+            "seed's point, its slope ± standard error). Positive: the social arm ahead.")

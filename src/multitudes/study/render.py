@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from multitudes.report.html_page import document, figure
+from multitudes.study.variety import text_lines as variety_lines
 
 SIZE_METRICS = {"best_gain_test_bpb": "test gain of the best",
                 "mixture_gain_test_bpb": "test gain of the mixture over the ensemble"}
@@ -66,6 +67,7 @@ def text_table(summary: dict) -> str:
                      f"{SIZE_METRICS[e['metric']]} {e[small]['mean']:+.4f} -> "
                      f"{e[large]['mean']:+.4f}, change {change['mean']:+.4f}{spread} over "
                      f"{len(e['seeds'])} seed(s) paired")
+    lines += variety_lines(summary.get("variety", []))
     sticks = next((r["yardsticks_test_given"] for r in summary["cells"]), None)
     if sticks:
         given = (f"the same {summary['unique_bytes']:,} unique bytes"

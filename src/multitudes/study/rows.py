@@ -4,6 +4,7 @@ cell's, or a merged study's) passes before a table or figure reads it."""
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import MISSING, asdict, dataclass, fields
 
 from multitudes.errors import UserError
@@ -42,22 +43,32 @@ class CellRow:
     social_mixture_test_bpb: float | None = None
     isolated_mixture_test_bpb: float | None = None
     mixture_gain_test_bpb: float | None = None
+    # the members' mean valid bpb less their consensus's (runs/results.py diversity)
+    social_diversity_valid_bpb: float | None = None
+    isolated_diversity_valid_bpb: float | None = None
 
     def to_json(self) -> dict:
         row = asdict(self)
-        for optional in ("wall_seconds", "inference", *MIXTURE_KEYS):
+        for optional in ("wall_seconds", "inference", *MIXTURE_KEYS, *DIVERSITY_KEYS):
             if row[optional] is None:
                 del row[optional]
         return row
 
 
 MIXTURE_KEYS = ("social_mixture_test_bpb", "isolated_mixture_test_bpb", "mixture_gain_test_bpb")
+DIVERSITY_KEYS = ("social_diversity_valid_bpb", "isolated_diversity_valid_bpb")
 
 # the keys every row has (a merged scale.json's rows are checked against them)
 ROW_KEYS = frozenset(f.name for f in fields(CellRow) if f.default is MISSING)
 
 
 KINDS = ("population", "single", "peer")
+
+
+def spread(values: list[float]) -> dict:
+    """Mean, standard deviation (0 for one value) and count."""
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
 
 
 def check_row(r: dict, mixes: dict | None, where) -> dict:
@@ -68,7 +79,7 @@ def check_row(r: dict, mixes: dict | None, where) -> dict:
     if not isinstance(r, dict) or not ROW_KEYS <= r.keys():
         raise UserError(f"{where}: a cell row lacks {', '.join(sorted(ROW_KEYS))}")
     hints = {f.name: f.type for f in fields(CellRow)}
-    for key in ROW_KEYS | ({"wall_seconds", *MIXTURE_KEYS} & r.keys()):
+    for key in ROW_KEYS | ({"wall_seconds", *MIXTURE_KEYS, *DIVERSITY_KEYS} & r.keys()):
         value, hint = r[key], hints[key]
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         ok = {"str": isinstance(value, str), "int": number and isinstance(value, int),

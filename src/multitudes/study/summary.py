@@ -12,15 +12,15 @@ it is at most 1 (counted as its value, marked). K = 1 is 1 by definition.
 from __future__ import annotations
 
 import math
-import statistics
 from pathlib import Path
 
 from multitudes.runs.checkpoint import damaged, read_json, write_bytes_atomic, write_json_atomic
-from multitudes.runs.results import arms_of_kind, read as read_results
+from multitudes.runs.results import arms_of_kind, diversity, read as read_results
 from multitudes.errors import UserError
 from multitudes.study.plan import Cell
 from multitudes.study.render import SIZE_METRICS, page
-from multitudes.study.rows import MIXTURE_KEYS, CellRow, check_row
+from multitudes.study.rows import DIVERSITY_KEYS, MIXTURE_KEYS, CellRow, check_row, spread
+from multitudes.study.variety import variety
 
 
 def measured_and_alone(results: dict) -> tuple[str, str]:
@@ -71,6 +71,9 @@ def row(cell: Cell, results: dict, cell_dir: Path) -> dict:
         mixtures = {"social_mixture_test_bpb": soc["mixture_test_bpb"],
                     "isolated_mixture_test_bpb": iso["mixture_test_bpb"],
                     "mixture_gain_test_bpb": iso["mixture_test_bpb"] - soc["mixture_test_bpb"]}
+    if cell.K > 1:  # a lone member has no one to disagree with
+        mixtures |= {"social_diversity_valid_bpb": diversity(soc),
+                     "isolated_diversity_valid_bpb": diversity(iso)}
     return CellRow(
         cell=cell.name, kind=cell.kind, mix=cell.mix, size=cell.size,
         family=iso["members"][0]["family"] if cell.K == 1 else None,
@@ -102,11 +105,6 @@ def _inference(path: Path, arms: dict) -> dict | None:
             if isinstance(axis[name], dict) and name in arms else axis[name] for name in axis}
 
 
-def _spread(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
-
-
 def aggregate(rows: list[dict], mixes: dict) -> list[dict]:
     """Means and spreads over seeds, per (mix, size, channel, K); K = 1 rows join every
     channel's line as its first point, peers join the K they match."""
@@ -128,19 +126,19 @@ def aggregate(rows: list[dict], mixes: dict) -> list[dict]:
                 continue
             entry = {"mix": mix, "size": size, "channel": channel, "K": K,
                      "seeds": sorted(r["seed"] for r in cells),
-                     "multiplier": _spread([r["multiplier"] for r in cells]),
+                     "multiplier": spread([r["multiplier"] for r in cells]),
                      "multiplier_flags": sorted({r["multiplier_flag"] for r in cells} - {""})}
             for key in ("best_gain_test_bpb", "consensus_gain_test_bpb",
                         "social_best_test_bpb", "social_consensus_test_bpb",
                         "isolated_best_test_bpb", "isolated_consensus_test_bpb",
                         "social_train_flops", "isolated_train_flops"):
-                entry[key] = _spread([r[key] for r in cells])
-            for key in MIXTURE_KEYS:  # data-limited cells: the ensemble control
+                entry[key] = spread([r[key] for r in cells])
+            for key in (*MIXTURE_KEYS, *DIVERSITY_KEYS):  # data-limited: the ensemble control
                 if all(key in r for r in cells):
-                    entry[key] = _spread([r[key] for r in cells])
+                    entry[key] = spread([r[key] for r in cells])
             if peers:
-                entry["peer_test_bpb"] = _spread([r["isolated_best_test_bpb"] for r in peers])
-                entry["peer_train_flops"] = _spread([r["isolated_train_flops"] for r in peers])
+                entry["peer_test_bpb"] = spread([r["isolated_best_test_bpb"] for r in peers])
+                entry["peer_train_flops"] = spread([r["isolated_train_flops"] for r in peers])
                 entry["peer_params"] = peers[0]["params"]
             out.append(entry)
     return out
@@ -196,9 +194,9 @@ def size_effects(rows: list[dict], sizes: list[str]) -> list[dict]:
                 pairs = [(at[small][s][metric], at[large][s][metric]) for s in seeds]
                 out.append({"mix": mix, "channel": channel, "K": K, "metric": metric,
                             "sizes": [small, large], "seeds": seeds,
-                            small: _spread([a for a, _ in pairs]),
-                            large: _spread([b for _, b in pairs]),
-                            "change": _spread([b - a for a, b in pairs])})
+                            small: spread([a for a, _ in pairs]),
+                            large: spread([b for _, b in pairs]),
+                            "change": spread([b - a for a, b in pairs])})
     return out
 
 
@@ -253,7 +251,8 @@ def write(out: Path, doc: dict, plan: list[Cell], others: dict[str, dict] | None
                "real_bytes": real_bytes(doc),
                "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in rows),
                "lines": lines, "trends": trends(lines),
-               "size_effects": size_effects(rows, list(doc.get("size", {}))), "cells": rows}
+               "size_effects": size_effects(rows, list(doc.get("size", {}))),
+               "variety": variety(rows, doc["mix"]), "cells": rows}
     if others:
         summary["merged"] = sorted(others)
         summary["cells_merged"] = len(rows) - finished
