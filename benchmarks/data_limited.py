@@ -31,7 +31,7 @@ from multitudes.config.files import load
 from multitudes.errors import UserError
 from multitudes.evaluation.placement import WHATS, place, reference_arm
 from multitudes.runs.checkpoint import write_bytes_atomic
-from multitudes.runs.results import diversity, read as read_results
+from multitudes.runs.results import diversity, mixture_source, read as read_results
 from multitudes.study.plan import member_seed
 
 
@@ -74,7 +74,8 @@ def efficiency(cells: list[dict], vs: str) -> str:
 def table(runs: list[dict]) -> str:
     arms = list(runs[0]["arms"])
     placed = runs[0]["data_limited"]["placed"]
-    lines = ["| arm | test bpb: best member | consensus | dev-fit mixture | epochs (to best) "
+    fit = mixture_source(runs[0]["arms"][arms[0]])
+    lines = [f"| arm | test bpb: best member | consensus | {fit} mixture | epochs (to best) "
              "| U'/U best (vs single / vs ensemble) | U'/U mixture (vs single / vs ensemble) "
              "| its own training FLOPs (x the isolated arm's) | diversity (valid) |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -618,6 +618,8 @@ def one_line_error(result, needle):
      "one at a time"),
     (["compare", "--preset", "limited", "--set", "compare.teachers='some'"],
      "compare.teachers='some': expected one of parent, all"),
+    (["compare", "--preset", "debug", "--set", "compare.mixture_fit='unique'"],
+     "compare.mixture_fit='unique' carves the mixture's slice out of the data-limited"),
     (["compare", "--preset", "debug", "--set", "compare.apart=true"],
      "need compare.generations >= 2"),
     (["compare", "--preset", "limited", "--set", "compare.snapshot_social=true"],

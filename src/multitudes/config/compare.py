@@ -84,6 +84,14 @@ class CompareConfig:
     snapshot_social: bool = False
     """Also run `social+snapshots`: the social arm's members on the same cycles, hearing their
     peers and (with `elder_weight`) their own previous snapshot."""
+    mixture_fit: Literal["dev", "unique"] = "dev"
+    """Data-limited: where the mixtures' weights are fit. `dev`: the dev slice of valid (the
+    slice every member's best weights are chosen on); `unique`: a slice carved out of each
+    arm's own unique bytes and never trained on (Slowrun's rule: no data beyond U for the
+    mixture), `mixture_fraction` of each of its pieces."""
+    mixture_fraction: float = 0.0625
+    """With `mixture_fit = "unique"`: the share of each arm's unique bytes held out for the
+    mixture's weights (the tail of each of its 16 pieces), in (0, 0.5]."""
     reference_record: str = ""
     """Data-limited: a JSON file that keeps the reference's points beyond U, computed once
     (training/reference_record.py): a point found there with the same corpus, members, recipe,
@@ -122,6 +130,9 @@ class CompareConfig:
         if not self.generations and (self.apart or self.teachers != "parent" or not self.breed):
             raise UserError("compare.apart, compare.teachers and compare.breed shape the "
                             "generations: they need compare.generations >= 2")
+        if not 0 < self.mixture_fraction <= 0.5:
+            raise UserError(f"compare.mixture_fraction={self.mixture_fraction}: must be in "
+                            f"(0, 0.5] (a held-out slice of at most half of U)")
         if self.snapshot_social and not self.snapshot_cycles:
             raise UserError("compare.snapshot_social needs compare.snapshot_cycles >= 2")
         if not 0 <= self.student_alpha < math.inf:

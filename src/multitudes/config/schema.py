@@ -237,6 +237,10 @@ class RunConfig:
         if self.compare.reference_record and self.regime != "data-limited":
             raise UserError("compare.reference_record keeps the data-limited regime's reference "
                             "curve (set regime = \"data-limited\" and data.unique_bytes)")
+        if self.compare.mixture_fit != "dev" and self.regime != "data-limited":
+            raise UserError("compare.mixture_fit='unique' carves the mixture's slice out of the "
+                            "data-limited regime's unique bytes (set regime = \"data-limited\" "
+                            "and data.unique_bytes)")
         if self.compare.generations and self.compare.evolution_ablation:
             raise UserError("compare.generations and compare.evolution_ablation: one at a time")
         if self.evolution.every and self.evolution.every % self.train.eval_every:

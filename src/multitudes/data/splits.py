@@ -95,10 +95,28 @@ def unique_sample(train: np.ndarray, unique_bytes: int, chunks: int = UNIQUE_CHU
                         f"the training split")
     if unique_bytes == n:
         return train
+    return np.concatenate(_pieces(train, unique_bytes, chunks))
+
+
+def _pieces(train: np.ndarray, unique_bytes: int, chunks: int) -> list[np.ndarray]:
     size, extra = divmod(unique_bytes, chunks)
-    stride = n // chunks
-    pieces = [train[i * stride:i * stride + size + (i < extra)] for i in range(chunks)]
-    return np.concatenate(pieces)
+    stride = len(train) // chunks
+    return [train[i * stride:i * stride + size + (i < extra)] for i in range(chunks)]
+
+
+def unique_with_held_out(train: np.ndarray, unique_bytes: int, fraction: float,
+                         chunks: int = UNIQUE_CHUNKS) -> tuple[np.ndarray, np.ndarray]:
+    """The U unique bytes split in two: the bytes trained on, and `fraction` of them held out
+    (the tail of each piece, so that the held-out slice is spread over the split as U is), for
+    what must be fit without data beyond U (`compare.mixture_fit = "unique"`)."""
+    if unique_bytes >= len(train):
+        pieces = [train[i * (len(train) // chunks):(i + 1) * (len(train) // chunks)]
+                  for i in range(chunks)]
+    else:
+        pieces = _pieces(train, unique_bytes, chunks)
+    cut = [len(p) - round(len(p) * fraction) for p in pieces]
+    return (np.concatenate([p[:c] for p, c in zip(pieces, cut)]),
+            np.concatenate([p[c:] for p, c in zip(pieces, cut)]))
 
 
 @dataclass

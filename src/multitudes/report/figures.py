@@ -10,7 +10,7 @@ import io
 import textwrap
 
 from multitudes.evaluation.placement import reference_arm
-from multitudes.runs.results import arms_of_kind
+from multitudes.runs.results import arms_of_kind, mixture_source
 
 FAMILY_COLOURS = {"gpt": "#1f77b4", "looped": "#9467bd", "lstm": "#d62728", "gru": "#2ca02c"}
 YARDSTICK_STYLES = {"gzip": ":", "bzip2": "-.", "xz": "--", "ppmd": (0, (6, 2, 1, 2, 1, 2))}
@@ -201,8 +201,9 @@ def _data_limited_plots(results: dict, plt) -> list[tuple[str, str]]:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ks = [q["k"] for q in d["reference"]]
+    fit = mixture_source(results["arms"][arms_of_kind(results, "reference")[0]])
     for key, label, marker in (("best_test_bpb", "isolated, best member", "o"),
-                               ("mixture_test_bpb", "isolated, ensemble (dev-fit mixture)", "s")):
+                               ("mixture_test_bpb", f"isolated, ensemble ({fit} mixture)", "s")):
         ax.plot(ks, [q[key] for q in d["reference"]], marker=marker, color="black",
                 ls="-" if marker == "o" else "--", label=label)
     for name, fit in d["fits"].items():

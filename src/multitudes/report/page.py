@@ -58,6 +58,11 @@ def table(results: dict) -> str:
     if limited:
         lines.append("epochs read per arm: " + ", ".join(
             f"{arm} {res['epochs']:.2f}" for arm, res in results["arms"].items()))
+    held = {arm: res["mixture_fit_bytes"] for arm, res in results["arms"].items()
+            if res.get("mixture_fit") == "unique"}
+    if held:  # compare.mixture_fit = "unique": no byte beyond U chose the mixture
+        lines.append("mixture weights fit on bytes held out of each arm's unique bytes, never "
+                     "trained on: " + ", ".join(f"{arm} {n:,}" for arm, n in held.items()))
     recorded = [arm for arm, res in results["arms"].items() if res.get("from_record")]
     if recorded:
         lines.append(f"read from the reference record {results['arms'][recorded[0]]['from_record']}"

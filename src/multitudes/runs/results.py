@@ -55,6 +55,9 @@ class ArmResult(TypedDict, total=False):
     mixture_valid_bpb: float
     mixture_test_bpb: float
     mixture_weights: dict[str, float]
+    mixture_fit: str  # "unique" when fit on a slice held out of U (absent: the dev slice)
+    mixture_fit_bytes: int
+    mixture_fit_bpb: float  # in-sample, on that slice
     real_bytes: int
     steps: int
     epochs: float
@@ -131,6 +134,12 @@ def upgrade(results: dict) -> dict:
 
 
 SCHEMA_2_ENSEMBLE = "ensemble (isolated on U)"
+
+
+def mixture_source(arm: ArmResult) -> str:
+    """Where an arm's mixture weights were fit, as a table's header says it: `dev-fit` (the dev
+    slice of valid) or `U-fit` (a slice held out of its unique bytes)."""
+    return "U-fit" if arm.get("mixture_fit") == "unique" else "dev-fit"
 
 
 def diversity(arm: ArmResult) -> float:

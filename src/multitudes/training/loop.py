@@ -23,7 +23,8 @@ from tqdm import tqdm
 from multitudes.training import state
 from multitudes.evolution.births import Births
 from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
-from multitudes.data.splits import make_stream, unique_sample
+from multitudes.errors import UserError
+from multitudes.data.splits import make_stream, unique_sample, unique_with_held_out
 from multitudes.runs.device import resolve_device
 from multitudes.population.elders import Elders
 from multitudes.population.population import Population
@@ -47,9 +48,19 @@ class ArmRunner:
         `elders`: frozen teachers every member also listens to (a distilled student)."""
         self.cfg, self.name, self.files = cfg, name, files
         device = resolve_device(cfg.train.device)
+        held = None
+        if unique_bytes and cfg.compare.mixture_fit == "unique":  # no data beyond U
+            train, held = unique_with_held_out(splits["train"], unique_bytes,
+                                               cfg.compare.mixture_fraction)
+            if len(held) < 2:
+                raise UserError(f"compare.mixture_fraction={cfg.compare.mixture_fraction} holds "
+                                f"{len(held)} of the {unique_bytes:,} unique bytes out: too few "
+                                f"to fit a mixture on")
+        else:
+            train = unique_sample(splits["train"], unique_bytes) if unique_bytes \
+                else splits["train"]
         self.scoring = Scoring(cfg, splits, device, keep_best=unique_bytes > 0,
-                               progress=files.progress)
-        train = unique_sample(splits["train"], unique_bytes) if unique_bytes else splits["train"]
+                               progress=files.progress, mixture_slice=held)
         self.stream = make_stream(train, cfg.train.batch_size, cfg.context, cfg.train.seed,
                                   cfg.train.sampling)
         self.pop = Population.found(cfg.members, social, cfg.train,

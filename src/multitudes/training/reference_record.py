@@ -88,7 +88,10 @@ def point_config(cfg: RunConfig, corpus: str, k: int) -> dict:
             "data": cfg.to_dict()["data"], "regime": cfg.regime, "unique_multiple": k,
             "reference_min_epochs": cfg.compare.reference_min_epochs,
             # its own budget, when it has one (absent otherwise: older records still match)
-            **({"epochs": cfg.compare.own_epochs(k)} if cfg.compare.own_epochs(k) else {})}
+            **({"epochs": cfg.compare.own_epochs(k)} if cfg.compare.own_epochs(k) else {}),
+            # a slice of its unique bytes held out for the mixture: other training bytes
+            **({"mixture_fraction": cfg.compare.mixture_fraction}
+               if cfg.compare.mixture_fit == "unique" else {})}
 
 
 @dataclass

@@ -27,8 +27,11 @@ LN2 = math.log(2)
 
 class Scoring:
     def __init__(self, cfg: RunConfig, splits: dict, device: torch.device, keep_best: bool,
-                 progress: bool = False):
+                 progress: bool = False, mixture_slice=None):
+        """`mixture_slice`: bytes held out of the arm's unique bytes to fit the mixture's
+        weights on (`compare.mixture_fit = "unique"`); None: the dev slice."""
         self.cfg, self.device, self.keep_best, self.progress = cfg, device, keep_best, progress
+        self.mixture_slice = mixture_slice
         self.dev = splits["valid"][: cfg.train.dev_bytes]
         self.held_out = {"valid": splits["valid"][cfg.train.dev_bytes:], "test": splits["test"]}
         if len(self.held_out["valid"]) < 2:
@@ -107,7 +110,10 @@ class Scoring:
         prior (Slowrun, q0), beside the uniform consensus."""
         if "dev" not in logps:
             return {}
-        weights = fit_mixture(logps["dev"])
+        held_out = "fit" in logps  # carved out of U: the weights saw no byte beyond it
+        weights = fit_mixture(logps["fit" if held_out else "dev"])
+        where = {"mixture_fit": "unique", "mixture_fit_bytes": len(self.mixture_slice),
+                 "mixture_fit_bpb": mixture_bpb(logps["fit"], weights)} if held_out else {}
         # On the dev slice itself (what a sweep of the social arm selects by): the uniform
         # consensus of the kept weights, and the mixture scored on the bytes its weights were
         # fit to (in-sample: K weights on the whole slice, the same optimism for every arm).
@@ -115,7 +121,7 @@ class Scoring:
                 "mixture_dev_bpb": mixture_bpb(logps["dev"], weights),
                 "mixture_weights": dict(zip(ids, [round(float(w), 6) for w in weights])),
                 "mixture_valid_bpb": mixture_bpb(logps["valid"], weights),
-                "mixture_test_bpb": mixture_bpb(logps["test"], weights)}
+                "mixture_test_bpb": mixture_bpb(logps["test"], weights), **where}
 
     def _score(self, m: Member, arm: str, label: str, files: RunFiles, real_bytes: int,
                progress: bool) -> tuple[dict, dict]:
@@ -135,6 +141,8 @@ class Scoring:
                 "corpus": self.cfg.data.corpus, "carry_state": self.carry_state}
         if self.keep_best:  # the dev bytes too, for the mixture's weights
             logps["dev"] = self.log2probs(m.model, self.dev)
+            if self.mixture_slice is not None:  # or the bytes held out of U for them
+                logps["fit"] = self.log2probs(m.model, self.mixture_slice)
         if m.id in self.best:
             entry["best_dev_bpb"] = self.best[m.id]["dev_bpb"]
             entry["best_step"] = self.best[m.id]["step"]
