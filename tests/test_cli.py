@@ -221,6 +221,13 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
         [member] = a["arms"][student]["members"]
         assert member["family"] == ranked["family"] and member["params"] == ranked["params"]
         assert student in a["data_limited"]["placed"]
+        # the teachers' forwards, counted apart: each a third of its training FLOPs per byte,
+        # over every byte the student read (its own training FLOPs are one member's)
+        teachers = a["arms"]["social" if student == "distilled" else "isolated"]["members"]
+        assert a["arms"][student]["teacher_flops"] == pytest.approx(
+            sum(t["flops_per_byte"] for t in teachers) / 3
+            * member["train_flops"] / member["flops_per_byte"])
+    assert "teacher_flops" not in a["arms"]["social"]  # no frozen teacher heard
     # benchmarks/sweep_students.py trains the students again from the run's frozen teachers: at
     # the run's own listen weight it reproduces the run's student exactly, at another it differs
     rows = tmp_path / "students.jsonl"

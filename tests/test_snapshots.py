@@ -64,6 +64,11 @@ def test_the_snapshot_arm_mixes_every_snapshot_of_every_member(tmp_path):
     assert result["mixture_test_bpb"] <= max(m["test_bpb"] for m in result["members"])
     for m in result["members"]:
         assert (tmp_path / m["checkpoint"] / "model.safetensors").is_file() and m["best_dev_bpb"] > 0
+    # hearing its snapshot costs a forward of it (a third of a training step) from cycle 2 on:
+    # counted apart from the members' own training FLOPs
+    later = arm.total_bytes - runner.boundary(1) * runner.stream.bytes_per_batch
+    assert result["teacher_flops"] == pytest.approx(
+        sum(m.flops_per_byte for m in runner.pop.members) / 3 * later)
 
 
 def test_a_resumed_snapshot_arm_ends_bit_for_bit_as_an_uninterrupted_one(tmp_path):

@@ -4,7 +4,9 @@ The `distilled` arms of the data-limited regime (chain distillation's step): a m
 to its living peers, if any, and to the elders, whose distribution is the mixture of theirs
 with weights fit on the dev slice. An elder never trains;
 a stateful one (an RNN) carries its state along the lanes as the members do, and that state is
-part of the arm's checkpoint, so a resume is exact.
+part of the arm's checkpoint, so a resume is exact. Their forwards cost compute the listeners'
+training FLOPs do not count: `forward_flops` for their genomes, and each listener's
+`teacher_flops` counter (population.py) keeps its share.
 """
 
 from __future__ import annotations
@@ -17,12 +19,20 @@ import torch.nn.functional as F
 from multitudes.models import detach_state
 
 
+def forward_flops(genomes) -> float:
+    """Forward FLOPs per byte of frozen models of these genomes (training is 3x a forward)."""
+    return sum(g.flops_per_byte for g in genomes) / 3
+
+
 @dataclass
 class Elders:
     models: list[torch.nn.Module]
     weights: list[float]  # the mixture's weights (sum to one)
     states: list[object] = field(default_factory=list)
     tau: float = 1.0  # the temperature of their thoughts (a snapshot teaches at q0's 1.2)
+    # their forwards' FLOPs per byte (a third of each one's training FLOPs per byte): the
+    # compute of hearing them, which the listeners' own training FLOPs do not include
+    forward_flops_per_byte: float = 0.0
 
     def __post_init__(self) -> None:
         for model in self.models:

@@ -47,6 +47,7 @@ class Member:
     last_loss: float = counter(float("nan"), reborn=True)
     birth_bytes: int = counter(0)  # the population's real bytes when it was born
     flops: float = counter(0.0)  # training FLOPs spent so far, the language channel's included
+    teacher_flops: float = counter(0.0)  # its share of frozen teachers' forwards it heard
     resets: int = counter(0)  # times it fell sick (non-finite loss or gradients) and was reborn
     childhood_left: int = counter(0)  # steps it still listens with `childhood_alpha` (a newborn)
     childhood_alpha: float = counter(0.0)

@@ -237,14 +237,19 @@ class Population(Roster):
         `elder_weight`); a member that hears no peer (alone, or the channel closed) hears its
         elders alone, one with none (`teachers[i]` None) its peers alone. Elders heard by
         several members think once a step."""
-        w, out, heard = self.elder_weight, dict(targets), {}
+        w, out, heard, listeners = self.elder_weight, dict(targets), {}, {}
         for i, elders in teachers.items():
             if elders is None:
                 continue
             if id(elders) not in heard:
                 heard[id(elders)] = elders.thoughts(x, continues, self.autocast())
+            listeners.setdefault(id(elders), (elders, []))[1].append(i)
             thought = heard[id(elders)]
             out[i] = thought if targets.get(i) is None else (1 - w) * targets[i] + w * thought
+        for elders, hearing in listeners.values():  # their forwards, shared by who heard them
+            for i in hearing:
+                self.members[i].teacher_flops += \
+                    elders.forward_flops_per_byte * x.numel() / len(hearing)
         return out
 
     def _update(self, m: Member, loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

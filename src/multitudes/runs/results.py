@@ -62,6 +62,7 @@ class ArmResult(TypedDict, total=False):
     steps: int
     epochs: float
     train_flops: float
+    teacher_flops: float  # frozen teachers' forwards heard (absent: none)
     generated_bytes: int
     valid_blocks: dict  # per-block bits on valid beyond the dev slice, for paired gaps
     curve: list[dict]  # DevPoint.to_json() of every dev evaluation

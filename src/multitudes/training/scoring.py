@@ -96,6 +96,8 @@ class Scoring:
             "real_bytes": pop.real_bytes, "steps": pop.steps,
             "generated_bytes": pop.generated_bytes, "epochs": round(epochs, 4),
             "train_flops": sum(m.flops for m in pop.members),
+            # frozen teachers' forwards (taught arms, snapshots): absent where none was heard
+            **({"teacher_flops": t} if (t := sum(m.teacher_flops for m in pop.members)) else {}),
             "members": members, "best_member": best["id"],
             "best_valid_bpb": best["valid_bpb"], "best_test_bpb": best["test_bpb"],
             "consensus_valid_bpb": consensus_bpb(logps["valid"]),

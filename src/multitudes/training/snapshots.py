@@ -27,7 +27,7 @@ from multitudes.data.splits import steps_for
 from multitudes.errors import UserError
 from multitudes.evaluation.target import load_member
 from multitudes.models import build
-from multitudes.population.elders import Elders
+from multitudes.population.elders import Elders, forward_flops
 from multitudes.population.member import Member
 from multitudes.population.population import Population
 from multitudes.training import state
@@ -128,8 +128,9 @@ class SnapshotRunner(ArmRunner):
         device = self.pop.device
         self.pop.own_elders = [
             Elders([load_member(self.snapshot_path(m.id, c))[1].to(device)], [1.0],
-                   tau=self.cfg.compare.snapshot_tau) if self.pop.owns(m) else None
-            for m in self.pop.members]
+                   tau=self.cfg.compare.snapshot_tau,
+                   forward_flops_per_byte=forward_flops([m.genome]))
+            if self.pop.owns(m) else None for m in self.pop.members]
 
     def extra_state(self) -> dict:
         return {**super().extra_state(), "cycles_done": self.cycles_done}
@@ -157,6 +158,7 @@ class SnapshotRunner(ArmRunner):
                 finally:
                     self.scoring.best = live
             result["train_flops"] = sum(m.flops for m in self.pop.members)
+            result["teacher_flops"] = sum(m.teacher_flops for m in self.pop.members)
             result["cycles"] = self.cycles
             return result
         return self.files.milestone(self.name, score)

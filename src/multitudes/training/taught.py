@@ -16,7 +16,7 @@ from dataclasses import replace
 from multitudes.config.schema import RunConfig
 from multitudes.evaluation.target import load_member
 from multitudes.evolution import generations
-from multitudes.population.elders import Elders
+from multitudes.population.elders import Elders, forward_flops
 from multitudes.runs.device import resolve_device
 from multitudes.runs.files import RunFiles
 
@@ -43,7 +43,8 @@ def elders_of(cfg: RunConfig, files: RunFiles, teachers: list[dict]) -> Elders:
     share = 1 / len(teachers)
     return Elders([model.to(device) for _, model, _ in saved],
                   [t["mixture_weights"][m["id"]] * share if len(teachers) > 1
-                   else t["mixture_weights"][m["id"]] for m, t in members])
+                   else t["mixture_weights"][m["id"]] for m, t in members],
+                  forward_flops_per_byte=forward_flops([genome for genome, _, _ in saved]))
 
 
 def student_config(cfg: RunConfig, members: list) -> RunConfig:
