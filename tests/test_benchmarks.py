@@ -98,6 +98,17 @@ def test_the_sweep_trains_a_point_and_refuses_a_bad_grid_before_any_work():
         assert says in refused.stderr.strip().splitlines()[-1] and not refused.stdout
 
 
+def test_the_scan_benchmark_times_every_chunk_size_against_the_loop_and_the_gpt():
+    out = bench("scan.py", "--steps", "1", "--repeats", "1", "--chunks", "2,4").stdout
+    assert re.search(r"a loop over bytes \d+\.\d+ ms", out), out
+    for c in (2, 4):
+        assert re.search(rf"chunks of +{c}: +\d+\.\d+ ms, \d+\.\d+x the loop's speed", out), out
+    assert "(the model's)" in out and re.search(r"the ssm at \d+\.\d+x the gpt's rate", out)
+    for bad in (["--chunks", "4,0"], ["--steps", "0"], ["--width", "x"]):
+        refused = bench("scan.py", *bad, check=False)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+
+
 def test_every_benchmark_refuses_a_bad_count_or_run_in_one_line(tmp_path):
     """A count of 0 used to divide by zero or time nothing; a run that is not there was a
     traceback."""

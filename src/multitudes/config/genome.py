@@ -20,7 +20,9 @@ FAMILIES = typing.get_args(Family)
 TRANSFORMERS = ("gpt", "looped")
 SWITCHABLE = ("gpt", "looped", "lstm", "gru")  # evolution.families' default
 BLOCKS = TRANSFORMERS + ("ssm",)  # a pre-LN block of 3d x d in, d x d out and an MLP
-SCAN_CHUNK = 16  # the ssm's chunk of bytes in closed form (models/ssm.py's CHUNK)
+# the ssm's chunk of bytes in closed form (models/ssm.py): 4 is the fastest of 2-16 on the CPU
+# at T = 32 and 128 (benchmarks/scan.py; BENCHMARKS.md), the work per byte grows with it
+SCAN_CHUNK = 4
 GATES = {"lstm": 4, "gru": 3}  # gate blocks of one recurrent layer
 VOCAB = 256
 

@@ -31,10 +31,11 @@ from multitudes.config.genome import SCAN_CHUNK as CHUNK  # bytes per closed-for
 from multitudes.models.rnn import dropout
 
 
-def linear_scan(log_a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor
+def linear_scan(log_a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, chunk: int = CHUNK
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """h_t = exp(log_a_t) * h_{t-1} + b_t for t = 1..T from h0; log_a, b (B, T, D), h0 (B, D).
-    Returns every h_t (B, T, D) and the last (B, D).
+    Returns every h_t (B, T, D) and the last (B, D). `chunk`: bytes per closed-form chunk (the
+    model's CHUNK; benchmarks/scan.py times others).
 
     In a chunk, h_t = A_t h_0 + sum_{s <= t} (A_t / A_s) b_s with log A_t the cumulative sum of
     log a: only differences log A_t - log A_s <= 0 are exponentiated, so nothing underflows
@@ -42,7 +43,7 @@ def linear_scan(log_a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor
     outs = []
     # split, unsqueeze and select rather than indexing: the same ops, and the ones a fake CUDA
     # tensor takes on a CPU build (tests/test_gpu_path.py)
-    for la, bc in zip(log_a.split(CHUNK, 1), b.split(CHUNK, 1)):
+    for la, bc in zip(log_a.split(chunk, 1), b.split(chunk, 1)):
         cum = la.cumsum(1)  # (B, c, D)
         c = cum.shape[1]
         # (B, t, s, D): exp(log A_t - log A_s) where s <= t, else 0 (masked before exp: the
