@@ -16,4 +16,5 @@ python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --
 python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --out "$out/h64" \
     --set train.real_bytes=$((65536 * 64)) --set compare.generations=0 \
     --set compare.apart=false --set compare.snapshot_cycles=8 --set compare.snapshot_social=true
-python benchmarks/horizons_figure.py "$out/h16" "$out/h64" --png "$out/horizons.png"
+python benchmarks/horizons_figure.py "$out/h16" "$out/h64" --png "$out/horizons.png" \
+    --html "$out/horizons.html"

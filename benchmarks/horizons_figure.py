@@ -8,22 +8,32 @@ bold; the data-scaling reference's points beyond U are left out (they read other
 classical compressors given the same U bytes are the dotted lines. Prints the numbers it draws.
 
     python benchmarks/horizons_figure.py docs/horizons/h16 docs/horizons/h64 \\
-        --png docs/horizons/horizons.png
+        --png docs/horizons/horizons.png --html docs/horizons/horizons.html
+
+`--html` writes a page a reader opens first: the figure, the numbers it draws, and each
+horizon's table of every arm (benchmarks/data_limited.py's, for a set of seeds).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import html
 import io
 import statistics
 import sys
 from pathlib import Path
 
 from multitudes.errors import UserError
+from multitudes.report.html_page import document, figure
 from multitudes.runs.checkpoint import write_bytes_atomic
 from multitudes.runs.results import arms_of_kind, read as read_results
 
 YARDSTICKS = ("ppmd", "xz")  # the two strongest classical coders, given the same U bytes
+CAPTION = ("The test bpb of each arm's dev-fit mixture against the epochs of U it read (log "
+           "scale): mean over seeds, the bar the seeds' range; the independent ensemble (the "
+           "isolated members mixed) is the line to beat, bold; dotted, the classical "
+           "compressors given the same U bytes.")
 
 
 def refuse(why: str) -> None:
@@ -69,7 +79,7 @@ def table(horizons: list[list[dict]]) -> dict[str, list[tuple[float, list[float]
     return out
 
 
-def draw(points: dict, ensemble: str, yard: dict[str, float], png: Path) -> None:
+def draw(points: dict, ensemble: str, yard: dict[str, float]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,17 +107,33 @@ def draw(points: dict, ensemble: str, yard: dict[str, float], png: Path) -> None
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    write_bytes_atomic(png, buf.getvalue())
+    return buf.getvalue()
+
+
+def page(lines: list[str], image: bytes, paths: list[Path]) -> bytes:
+    """The HTML page: the figure, its numbers, and each horizon's own table where one is kept
+    (a set of seeds' table.md, as benchmarks/data_limited.py writes it)."""
+    parts = ["<h1>Where populations pay: every arm against the horizon</h1>",
+             figure(CAPTION, base64.b64encode(image).decode()),
+             "<pre>" + html.escape("\n".join(lines)) + "</pre>"]
+    for path in paths:
+        if (path / "table.md").is_file():
+            parts += [f"<h2>{html.escape(str(path))}</h2>",
+                      "<pre>" + html.escape((path / "table.md").read_text()) + "</pre>"]
+    return document("multitudes horizons", parts, 1100)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="one directory per horizon")
     parser.add_argument("--png", type=Path, help="write the figure here")
+    parser.add_argument("--html", type=Path, help="write a page with the figure and tables here")
     args = parser.parse_args()
-    if args.png and (args.png.is_symlink() or args.png.is_dir() or
-                     args.png.suffix != ".png" or not args.png.parent.is_dir()):
-        refuse(f"--png {args.png}: expected a .png file in an existing folder, not a link")
+    for option, path, suffix in (("--png", args.png, ".png"), ("--html", args.html, ".html")):
+        if path and (path.is_symlink() or path.is_dir() or path.suffix != suffix
+                     or not path.parent.is_dir()):
+            refuse(f"{option} {path}: expected a {suffix} file in an existing folder, not a "
+                   f"link")
     try:
         horizons = [runs_in(p) for p in args.runs]
     except UserError as e:
@@ -115,17 +141,23 @@ def main() -> None:
     points, ensemble = table(horizons), ensemble_of(horizons[0][0])
     first = horizons[0][0]["yardsticks"]["test"]
     yard = {name: first[name]["given"] for name in YARDSTICKS if name in first}
-    print(f"{'arm':>20} " + " ".join(f"{e:>14.1f}" for e, _ in points[ensemble]) +
-          "   (epochs; test bpb of the dev-fit mixture, mean over seeds)")
+    lines = [f"{'arm':>20} " + " ".join(f"{e:>14.1f}" for e, _ in points[ensemble]) +
+             "   (epochs; test bpb of the dev-fit mixture, mean over seeds)"]
     for arm, series in points.items():
         cells = {round(e, 1): v for e, v in series}
-        print(f"{arm:>20} " + " ".join(
+        lines.append(f"{arm:>20} " + " ".join(
             f"{statistics.mean(cells[round(e, 1)]):>9.4f} (n={len(cells[round(e, 1)])})"
             if round(e, 1) in cells else f"{'-':>14}" for e, _ in points[ensemble]))
-    print("yardsticks given U: " + ", ".join(f"{k} {v:.4f}" for k, v in yard.items()))
-    if args.png:
-        draw(points, ensemble, yard, args.png)
-        print(f"figure: {args.png}")
+    lines.append("yardsticks given U: " + ", ".join(f"{k} {v:.4f}" for k, v in yard.items()))
+    print("\n".join(lines))
+    if args.png or args.html:
+        image = draw(points, ensemble, yard)
+        if args.png:
+            write_bytes_atomic(args.png, image)
+            print(f"figure: {args.png}")
+        if args.html:
+            write_bytes_atomic(args.html, page(lines, image, args.runs))
+            print(f"page: {args.html}")
 
 
 if __name__ == "__main__":

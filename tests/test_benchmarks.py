@@ -190,15 +190,18 @@ def test_the_device_checks_probes_refuse_bad_options(script, args):
 
 def test_the_horizons_figure_draws_the_recorded_horizons_and_refuses_bad_input(tmp_path):
     docs = BENCHMARKS.parent / "docs" / "horizons"
-    png = tmp_path / "h.png"
+    png, page = tmp_path / "h.png", tmp_path / "h.html"
     out = bench("horizons_figure.py", str(docs / "h16"), str(docs / "h64"), "--png",
-                str(png)).stdout
+                str(png), "--html", str(page)).stdout
     assert numbers_after("isolated", out)[:2] == [3.2760, 3.2468], out  # the records' mixtures
     assert png.read_bytes()[:4] == b"\x89PNG"
+    text = page.read_text()  # the figure, its numbers and each horizon's table
+    assert "data:image/png;base64," in text and "3.2468" in text and "| social |" in text
     (tmp_path / "link.png").symlink_to(png)  # a figure is never written through a link
     for args in ([str(tmp_path)], [str(docs / "h16"), "--png", str(tmp_path / "h.txt")],
                  [str(docs / "h16"), "--png", str(tmp_path / "no" / "h.png")],
-                 [str(docs / "h16"), "--png", str(tmp_path / "link.png")]):
+                 [str(docs / "h16"), "--png", str(tmp_path / "link.png")],
+                 [str(docs / "h16"), "--html", str(tmp_path / "h.png")]):
         bad = bench("horizons_figure.py", *args, check=False)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
