@@ -73,6 +73,21 @@ def test_carried_state_equals_one_long_window():
     assert torch.allclose(torch.cat([first, second], 1), whole, atol=1e-5)
 
 
+def test_a_member_checkpoint_round_trips_and_scores_the_same(tmp_path):
+    from multitudes.evaluation.target import load_member
+    from multitudes.training.state import save_member
+
+    torch.manual_seed(2)
+    genome = tiny("ssm")
+    model = build(genome).eval()
+    save_member(tmp_path / "m", "m0-ssm", genome, model.state_dict(), {})
+    back_genome, back, _ = load_member(tmp_path / "m")
+    x = torch.randint(256, (2, 40))
+    assert back_genome == genome
+    with torch.no_grad():
+        assert torch.equal(model.decode(x, None)[0], back.eval().decode(x, None)[0])
+
+
 def test_a_sick_ssm_is_reborn_and_its_neighbour_goes_on():
     members = [Member.create(f"m{i}", tiny(f, seed=i), torch.device("cpu"))
                for i, f in enumerate(["ssm", "gru"])]
