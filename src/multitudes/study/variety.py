@@ -75,7 +75,8 @@ def text_lines(entries: list[dict]) -> list[str]:
             lead, seeds = lv[e["metric"]], lv["per_seed"]
             div = "".join(f", {key.split('_')[0]} diversity {lv[key]['mean']:.4f}"
                           for key in DIVERSITY if key in lv)
-            lines.append(f"  {lv['families']} families ({', '.join(lv['mixes'])}): "
+            kinds = "family" if lv["families"] == 1 else "families"
+            lines.append(f"  {lv['families']} {kinds} ({', '.join(lv['mixes'])}): "
                          f"{lead['mean']:+.4f} ± {lead['std']:.4f} (per seed "
                          f"{', '.join(f'{v:+.4f}' for v in seeds.values())}){div}")
     return lines
