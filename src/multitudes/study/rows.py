@@ -65,6 +65,19 @@ ROW_KEYS = frozenset(f.name for f in fields(CellRow) if f.default is MISSING)
 KINDS = ("population", "single", "peer")
 
 
+def line_fit(points: list[tuple[float, float]]) -> dict:
+    """Least squares y = a + b x through `points` (3 or more): a, b, the standard error of b
+    (n - 2 degrees of freedom) and each point's residual."""
+    n = len(points)
+    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    b = sum((x - mx) * (y - my) for x, y in points) / sxx
+    a = my - b * mx
+    residuals = [y - (a + b * x) for x, y in points]
+    return {"intercept": a, "slope": b, "residuals": residuals,
+            "slope_stderr": math.sqrt(sum(r * r for r in residuals) / (n - 2) / sxx)}
+
+
 def spread(values: list[float]) -> dict:
     """Mean, standard deviation (0 for one value) and count."""
     return {"mean": statistics.fmean(values),

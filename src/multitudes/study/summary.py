@@ -19,7 +19,8 @@ from multitudes.runs.results import arms_of_kind, diversity, read as read_result
 from multitudes.errors import UserError
 from multitudes.study.plan import Cell
 from multitudes.study.render import SIZE_METRICS, page
-from multitudes.study.rows import DIVERSITY_KEYS, MIXTURE_KEYS, CellRow, check_row, spread
+from multitudes.study.rows import (DIVERSITY_KEYS, MIXTURE_KEYS, CellRow, check_row, line_fit,
+                                   spread)
 from multitudes.study.variety import variety
 
 
@@ -157,17 +158,12 @@ def trends(lines: list[dict]) -> list[dict]:
                    if (e["mix"], e["size"], e["channel"]) == key and metric in e]
             if len(pts) < 3:
                 continue
-            n = len(pts)
-            mx, my = sum(x for x, _ in pts) / n, sum(y for _, y in pts) / n
-            sxx = sum((x - mx) ** 2 for x, _ in pts)
-            b = sum((x - mx) * (y - my) for x, y in pts) / sxx
-            a = my - b * mx
-            residuals = [y - (a + b * x) for x, y in pts]
-            se = math.sqrt(sum(r * r for r in residuals) / (n - 2) / sxx)
+            fit = line_fit(pts)
             out.append({"mix": key[0], "size": key[1], "channel": key[2], "metric": metric,
-                        "intercept": a, "slope_per_doubling": b, "slope_stderr": se,
+                        "intercept": fit["intercept"], "slope_per_doubling": fit["slope"],
+                        "slope_stderr": fit["slope_stderr"],
                         "residuals": [{"K": 2 ** x, "residual": r}
-                                      for (x, _), r in zip(pts, residuals)]})
+                                      for (x, _), r in zip(pts, fit["residuals"])]})
     return out
 
 

@@ -13,9 +13,7 @@ gain came with disagreement.
 
 from __future__ import annotations
 
-import math
-
-from multitudes.study.rows import spread
+from multitudes.study.rows import line_fit, spread
 
 METRICS = {"mixture_gain_test_bpb": "the social mixture's lead over the ensemble",
            "best_gain_test_bpb": "the social best member's lead over the isolated best"}
@@ -27,16 +25,9 @@ def variety_of(families: list[str], K: int) -> int:
     return len({families[i % len(families)] for i in range(K)})
 
 
-def line_fit(points: list[tuple[float, float]]) -> dict:
-    """Least squares y = a + b x: a, b and b's standard error (n - 2 degrees of freedom)."""
-    n = len(points)
-    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    b = sum((x - mx) * (y - my) for x, y in points) / sxx
-    a = my - b * mx
-    residual = sum((y - a - b * x) ** 2 for x, y in points)
-    return {"intercept": a, "slope_per_family": b,
-            "slope_stderr": math.sqrt(residual / (n - 2) / sxx) if n > 2 else float("nan")}
+def _per_family(fit: dict) -> dict:
+    return {"intercept": fit["intercept"], "slope_per_family": fit["slope"],
+            "slope_stderr": fit["slope_stderr"]}
 
 
 def variety(rows: list[dict], mixes: dict) -> list[dict]:
@@ -61,7 +52,7 @@ def variety(rows: list[dict], mixes: dict) -> list[dict]:
                                   if all(r.get(key) is not None for r in at)}})
             out.append({"size": size, "channel": channel, "K": K, "metric": metric,
                         "levels": levels, "cells": len(cells),
-                        **line_fit([(level[r["cell"]], r[metric]) for r in cells])})
+                        **_per_family(line_fit([(level[r["cell"]], r[metric]) for r in cells]))})
     return out
 
 
