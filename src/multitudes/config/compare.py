@@ -16,6 +16,9 @@ from multitudes.errors import UserError
 # Each generation is a whole arm trained for N real bytes: a thousand is years on a CPU, and a
 # larger number is a typo, refused before anything is written (snapshot cycles alike).
 MAX_GENERATIONS = 1000
+# The ensemble given more compute (compare.ensemble_compute) matches G generations or C cycles;
+# beyond a hundred times its epochs it is a typo.
+MAX_COMPUTE = 100
 
 
 @dataclass
@@ -84,6 +87,12 @@ class CompareConfig:
     snapshot_social: bool = False
     """Also run `social+snapshots`: the social arm's members on the same cycles, hearing their
     peers and (with `elder_weight`) their own previous snapshot."""
+    ensemble_compute: list[float] = field(default_factory=list)
+    """Data-limited: for each F here (> 1) add `isolated-xF`, the independent ensemble given F
+    times its compute as F times its real bytes of U (its members' own schedule planned for
+    them): the control a taught or cyclic arm that spends more must beat at equal compute (the
+    snapshot arm with C cycles spends 1 + (C - 1) / 3C: each cycle after the first runs a
+    teacher's forward, a third of a training step). []: none."""
     mixture_fit: Literal["dev", "unique"] = "dev"
     """Data-limited: where the mixtures' weights are fit. `dev`: the dev slice of valid (the
     slice every member's best weights are chosen on); `unique`: a slice carved out of each
@@ -130,6 +139,13 @@ class CompareConfig:
         if not self.generations and (self.apart or self.teachers != "parent" or not self.breed):
             raise UserError("compare.apart, compare.teachers and compare.breed shape the "
                             "generations: they need compare.generations >= 2")
+        F = self.ensemble_compute
+        if not isinstance(F, list) or not all(
+                type(x) in (int, float) and 1 < x <= MAX_COMPUTE for x in F) or any(
+                b <= a for a, b in zip(F, F[1:])):
+            raise UserError(f"compare.ensemble_compute={F!r}: expected increasing numbers in "
+                            f"(1, {MAX_COMPUTE}] (each a multiple of the ensemble's compute, "
+                            f"e.g. [1.2917]), or []")
         if not 0 < self.mixture_fraction <= 0.5:
             raise UserError(f"compare.mixture_fraction={self.mixture_fraction}: must be in "
                             f"(0, 0.5] (a held-out slice of at most half of U)")

@@ -90,6 +90,14 @@ class Reference(Arm):
 
 
 @dataclass(frozen=True)
+class Longer(Arm):
+    """The independent ensemble given `compute` times its compute, as that many times its real
+    bytes of U (its own schedule planned for them): the control for an arm that spends more
+    (generations, teachers' forwards), at equal compute. Not a point of the reference curve."""
+    compute: float = 1.0
+
+
+@dataclass(frozen=True)
 class Student(Arm):
     """One member (the genome of the member of `ranked` the dev slice ranks first) taught by
     the finished arm `teacher`'s frozen members (training/taught.py)."""

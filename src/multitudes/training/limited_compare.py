@@ -17,7 +17,7 @@ from pathlib import Path
 
 from multitudes.errors import UserError
 from multitudes.evaluation.placement import place, reference_arm, reference_point
-from multitudes.training.arms import Apart, Arm, Generation, Reference, Student
+from multitudes.training.arms import Apart, Arm, Generation, Longer, Reference, Student
 from multitudes.training.compare import Compare
 from multitudes.training.loop import ArmRunner, isolated
 from multitudes.training.protocol import add_curves, register
@@ -33,14 +33,16 @@ class LimitedCompare(Compare):
     point_configs: dict[str, dict] = {}  # the config of each reference point beyond U, by arm
 
     def plan(self) -> list[Arm]:
-        """The measured arms on U, the isolated reference on k x U for every multiple, then the
-        snapshot arms (training/snapshots.py), the students (taught by the social arm and by the
+        """The measured arms on U, the isolated reference on k x U for every multiple, the
+        ensemble given more compute (`compare.ensemble_compute`), then the snapshot arms (training/snapshots.py), the students (taught by the social arm and by the
         isolated ensemble) and generations 2..G."""
         cfg = self.cfg
         N, U, alone = cfg.train.real_bytes, cfg.data.unique_bytes, isolated(cfg.social)
         references = [Reference(reference_arm(k), alone, reference_bytes(cfg, k),
                                 unique_bytes=k * U, k=k) for k in cfg.compare.unique_multiples]
         ensemble = references[0].name
+        longer = [Longer(f"{ensemble}-x{F:g}", alone, round(F * N), unique_bytes=U, compute=F)
+                  for F in cfg.compare.ensemble_compute]
         students = [Student(name, cfg.social, N, U, teacher=teacher, ranked=ensemble)
                     for name, teacher in (("distilled", "social"),
                                           ("distilled-ensemble", ensemble))
@@ -51,7 +53,7 @@ class LimitedCompare(Compare):
         if C and cfg.compare.snapshot_social:
             cyclic.append(Snapshots("social+snapshots", cfg.social, N, U, cycles=C))
         return ([replace(a, unique_bytes=U) for a in measured_arms(cfg)] + references
-                + cyclic + students)
+                + longer + cyclic + students)
 
     def check(self) -> None:
         snapshots.check(self.cfg)
