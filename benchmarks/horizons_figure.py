@@ -5,6 +5,7 @@ set of seeds of benchmarks/data_limited.py, `seed-*/results.json`), and draws, p
 dev-fit mixture's test bpb (mean over seeds, the seeds' range as a bar) against the epochs read
 (log scale): the independent ensemble (the isolated members mixed) is the line to beat, drawn
 bold; the data-scaling reference's points beyond U are left out (they read other data); the
+ensemble given more compute (`compare.ensemble_compute`) is drawn at the epochs it read; the
 classical compressors given the same U bytes are the dotted lines. Prints the numbers it draws.
 
     python benchmarks/horizons_figure.py docs/horizons/h16 docs/horizons/h64 \\
@@ -75,7 +76,10 @@ def table(horizons: list[list[dict]]) -> dict[str, list[tuple[float, list[float]
                 if a["arm"]["kind"] != "reference" or a["arm"]["k"] == 1]  # beyond U: other data
         for arm in arms:
             values = [r["arms"][arm]["mixture_test_bpb"] for r in runs if arm in r["arms"]]
-            out.setdefault(arm, []).append((epochs, values))
+            # the ensemble given more compute reads more epochs than the horizon: drawn at its own
+            own = [r["arms"][arm]["epochs"] for r in runs if arm in r["arms"]] \
+                if runs[0]["arms"][arm]["arm"]["kind"] == "longer" else []
+            out.setdefault(arm, []).append((statistics.mean(own) if own else epochs, values))
     return out
 
 
@@ -143,11 +147,14 @@ def main() -> None:
     yard = {name: first[name]["given"] for name in YARDSTICKS if name in first}
     lines = [f"{'arm':>20} " + " ".join(f"{e:>14.1f}" for e, _ in points[ensemble]) +
              "   (epochs; test bpb of the dev-fit mixture, mean over seeds)"]
+    columns = {round(e, 1) for e, _ in points[ensemble]}
     for arm, series in points.items():
         cells = {round(e, 1): v for e, v in series}
         lines.append(f"{arm:>20} " + " ".join(
             f"{statistics.mean(cells[round(e, 1)]):>9.4f} (n={len(cells[round(e, 1)])})"
-            if round(e, 1) in cells else f"{'-':>14}" for e, _ in points[ensemble]))
+            if round(e, 1) in cells else f"{'-':>14}" for e, _ in points[ensemble])
+            + "".join(f"   at {e:.1f} epochs: {statistics.mean(v):.4f} (n={len(v)})"
+                      for e, v in cells.items() if e not in columns))
     lines.append("yardsticks given U: " + ", ".join(f"{k} {v:.4f}" for k, v in yard.items()))
     print("\n".join(lines))
     if args.png or args.html:

@@ -114,3 +114,38 @@ def test_every_arm_records_its_kind_and_an_older_file_is_read_with_the_same_kind
     assert "ensemble (isolated on U)" not in new["data_limited"]["placed"]
     for name, arm in new["arms"].items():
         assert arm["arm"].items() <= described[name].items(), name
+
+
+def test_the_ensemble_given_more_compute_reads_more_of_u_and_joins_a_finished_run(tmp_path):
+    """`compare.ensemble_compute = [F]`: the isolated members on U for F x N real bytes (their
+    own schedule), F x the ensemble's training FLOPs, placed beside the social arm but not a
+    point of the reference curve; a finished run takes it on resume, the other arms read back,
+    and ends as one run with it from the start."""
+    import json
+
+    from multitudes.training.arms import Longer
+    from test_cli import cli
+
+    sets = LIMITED + ["compare.unique_multiples=[1, 2]"]
+    cfg = config_files.load("debug", None, sets + ["compare.ensemble_compute=[1.5, 2]"])
+    longer = [a for a in plan("compare", cfg) if isinstance(a, Longer)]
+    assert [(a.name, a.total_bytes, a.unique_bytes, a.compute) for a in longer] == [
+        ("isolated-x1.5", 12288, 4096, 1.5), ("isolated-x2", 16384, 4096, 2)]
+    assert all(a.social.channel == "none" and not a.waits_for() for a in longer)
+    args = [x for s in sets for x in ("--set", s)]
+    whole, grown = tmp_path / "whole", tmp_path / "grown"
+    cli("compare", "--preset", "debug", *args, "--set", "compare.ensemble_compute=[1.5]",
+        "--out", whole, "--quiet")
+    cli("compare", "--preset", "debug", *args, "--out", grown, "--quiet")
+    cli("compare", "--resume", grown, "--set", "compare.ensemble_compute=[1.5]", "--quiet")
+    a, b = (json.loads((d / "results.json").read_text()) for d in (whole, grown))
+    assert a == b
+    arms = a["arms"]
+    more, alone = arms["isolated-x1.5"], arms["isolated"]
+    assert more["arm"] == {"kind": "longer", "listens": False, "compute": 1.5}
+    assert more["train_flops"] == 1.5 * alone["train_flops"]
+    assert more["epochs"] == pytest.approx(1.5 * alone["epochs"], abs=1e-3)
+    assert "isolated-x1.5" in a["data_limited"]["placed"]
+    assert [q["k"] for q in a["data_limited"]["reference"]] == [1, 2]
+    trained = json.loads((grown / "timings.json").read_text())["arms"]
+    assert [x for x in trained if trained[x].get("training steps")] == ["isolated-x1.5"]

@@ -631,6 +631,20 @@ def one_line_error(result, needle):
      "need compare.generations >= 2"),
     (["compare", "--preset", "limited", "--set", "compare.snapshot_social=true"],
      "compare.snapshot_social needs compare.snapshot_cycles >= 2"),
+    (["compare", "--preset", "limited", "--set", "compare.ensemble_compute=[1]"],
+     "compare.ensemble_compute=[1]: expected increasing numbers in (1, 100]"),
+    (["compare", "--preset", "limited", "--set", "compare.ensemble_compute=[2, 1.5]"],
+     "compare.ensemble_compute=[2, 1.5]"),
+    (["compare", "--preset", "limited", "--set", "compare.ensemble_compute=[1e9]"],
+     "compare.ensemble_compute=[1000000000.0]"),
+    (["compare", "--preset", "limited", "--set", "compare.ensemble_compute=[true]"],
+     "compare.ensemble_compute=[True]"),
+    (["compare", "--preset", "limited", "--set", "compare.ensemble_compute=1.5"],
+     "compare.ensemble_compute"),
+    (["compare", "--preset", "debug", "--set", "compare.ensemble_compute=[1.5]"],
+     "compare.ensemble_compute is an arm of the data-limited regime"),
+    (["compare", "--preset", "debug", "--set", "compare.snapshot_cycles=2"],
+     "compare.snapshot_cycles is an arm of the data-limited regime"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     one_line_error(cli(*args, "--out", tmp_path / "o", check=False)
