@@ -15,6 +15,17 @@ ensemble of the isolated members, and the paired differences the verdict reads.
 `--reference DIR` places every arm on the data-scaling reference of DIR, another set of the same
 seeds (a reference read for more epochs, say) whose isolated arm on U is the same: the points
 are the expensive part and need not be trained again for every set of arms.
+
+`--default DIR` adds multiplier (a), Slowrun's: each arm on the *default* recipe's curve, the
+unique data its best member needs when every byte is read once (the stream recipe: no weight
+decay, no dropout), the better of its members' families and sizes at each point. DIR is the
+same seeds of the same preset run as that curve (the sample corpus holds 32 x 64 KiB):
+
+    python benchmarks/data_limited.py --preset horizons --seeds 1,2,3 --out runs/default-curve \
+        --set train.real_bytes=65536 --set "compare.unique_multiples=[1, 2, 4, 8, 16, 32]" \
+        --set "compare.reference_epochs=[1, 1, 1, 1, 1]" --set compare.generations=0 \
+        --set compare.apart=false --set compare.snapshot_cycles=0 \
+        --set members.0.weight_decay=0 --set members.0.dropout=0  # ... for every member
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from pathlib import Path
 
 from multitudes.config.files import load
 from multitudes.errors import UserError
+from multitudes.evaluation.curves import data_efficiency
 from multitudes.evaluation.placement import WHATS, place, reference_arm
 from multitudes.runs.checkpoint import write_bytes_atomic
 from multitudes.runs.results import diversity, mixture_source, read as read_results
@@ -74,15 +86,18 @@ def efficiency(cells: list[dict], vs: str) -> str:
     return f"{''.join(sorted(flags))}{statistics.mean(values):.2f}x"
 
 
-def table(runs: list[dict]) -> str:
+def table(runs: list[dict], defaults: list[list[tuple[float, float]]] | None = None) -> str:
+    """The table of a set of seeds; `defaults`: each seed's default-recipe curve (--default),
+    which adds the multiplier on it, (a), for every arm's best member and mixture."""
     arms = list(runs[0]["arms"])
     placed = runs[0]["data_limited"]["placed"]
     fit = mixture_source(runs[0]["arms"][arms[0]])
     lines = [f"| arm | test bpb: best member | consensus | {fit} mixture | epochs (to best) "
              "| U'/U best (vs single / vs ensemble) | U'/U mixture (vs single / vs ensemble) "
-             "| its training FLOPs, teachers' forwards included (x the isolated arm's) "
+             + ("| U'/U on the default recipe's curve (a): best / mixture " if defaults else "")
+             + "| its training FLOPs, teachers' forwards included (x the isolated arm's) "
              "| diversity (valid) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if defaults else "")]
     for arm in arms:
         res = [r["arms"][arm] for r in runs]
         row = [arm] + [mean_std([x[f"{w}_test_bpb"] for x in res]) for w in WHATS]
@@ -96,6 +111,9 @@ def table(runs: list[dict]) -> str:
                 row.append(f"{efficiency(cells, 'single')} / {efficiency(cells, 'ensemble')}")
         else:
             row += ["(reference)", "(reference)"]
+        if defaults:
+            row.append(" / ".join(on_default([x[f"{w}_test_bpb"] for x in res], defaults)
+                                  for w in ("best", "mixture")))
         # compute beside bpb: a generation's own arm only (its lineage is the rows above it)
         flops = [(x["train_flops"] + x.get("teacher_flops", 0.0))
                  / r["arms"]["isolated"]["train_flops"] for x, r in zip(res, runs)]
@@ -107,6 +125,33 @@ def table(runs: list[dict]) -> str:
         row.append(mean_std([diversity(x) for x in res]))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def on_default(values: list[float], curves: list[list[tuple[float, float]]]) -> str:
+    """Multiplier (a), Slowrun's definition: the unique data the default recipe (each byte read
+    once) needs to reach each seed's test bpb, over U, on that seed's curve; mean over seeds,
+    '>' past the curve's largest point, '<=' at or above its first."""
+    ks, flags = [], set()
+    for value, curve in zip(values, curves):
+        if value >= curve[0][1]:
+            ks.append(curve[0][0])
+            flags.add("<=")
+            continue
+        k = data_efficiency(curve, value)
+        ks.append(k if k else curve[-1][0])
+        flags |= set() if k else {">"}
+    return f"{''.join(sorted(flags))}{statistics.mean(ks):.2f}x"
+
+
+def default_curve(run: dict, where: str) -> list[tuple[float, float]]:
+    """The default recipe's curve of one seed: its reference points (k x U, each read once),
+    the best member of each (the better of its members' families and sizes)."""
+    points = run.get("data_limited", {}).get("reference", []) if run.get(
+        "command") == "compare" else []
+    if len(points) < 2 or any(abs(q["epochs"] - 1) > 0.01 for q in points):
+        raise UserError(f"{where}: not a default recipe's curve (a data-limited compare whose "
+                        f"every reference point reads its k x U once; see --help)")
+    return [(q["k"], q["best_test_bpb"]) for q in points]
 
 
 def paired(runs: list[dict], a: tuple[str, str], b: tuple[str, str], split: str = "test"
@@ -264,6 +309,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--reference", type=Path, help="another set of the same seeds whose "
                         "data-scaling reference places the arms (written to "
                         "table-on-NAME.md)")
+    parser.add_argument("--default", type=Path, help="a set of the same seeds that is the "
+                        "default recipe's curve (each point's k x U read once): adds the "
+                        "multiplier on it, (a)")
     return parser.parse_args()
 
 
@@ -290,9 +338,22 @@ def report(args: argparse.Namespace) -> None:
                                                f"{args.reference / d.name}'s results"),
                              str(args.reference / d.name)) for run, d in zip(runs, dirs)]
         placed_on = f"; placed on the reference of {args.reference}"
+    defaults = None
+    if args.default:
+        defaults = [default_curve(read_results(args.default / d.name / "results.json",
+                                               f"{args.default / d.name}'s results"),
+                                  str(args.default / d.name)) for d in dirs]
+        for run, d, curve in zip(runs, dirs, defaults):
+            U = run["data_limited"]["reference"][0]["unique_bytes"]
+            theirs = read_results(args.default / d.name / "results.json")
+            if theirs["data_limited"]["reference"][0]["unique_bytes"] != U or theirs.get(
+                    "corpus") != run.get("corpus"):
+                raise UserError(f"{args.default / d.name}: its U or corpus is not this set's "
+                                f"({U:,} bytes of {run.get('corpus')})")
+        placed_on += f"; (a) on the default recipe's curve of {args.default}"
     text = "\n".join([f"{len(runs)} seeds ({', '.join(d.name for d in dirs)}), test bpb mean ± "
                       f"std; U'/U a mean over seeds ('>' or '<=': a bound in some seed)"
-                      f"{placed_on}", "", table(runs), "", *verdict_lines(runs)])
+                      f"{placed_on}", "", table(runs, defaults), "", *verdict_lines(runs)])
     if args.against:
         before = [read_results(args.against / d.name / "results.json",
                                f"{args.against / d.name}'s results") for d in dirs]

@@ -346,6 +346,29 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
         refused = placed_on(where)
         assert refused.returncode != 0 and refused.stderr.count("\n") == 1, refused.stderr
         assert says in refused.stderr and "Traceback" not in refused.stderr
+    # --default: multiplier (a) on the default recipe's curve (each k x U read once); the
+    # social mixture halfway in log k between a point at 1 and one at 2: sqrt(2) = 1.41x
+    m = social["mixture_test_bpb"]
+    default = json.loads(json.dumps(a))
+    for q, bpb in zip(default["data_limited"]["reference"], (m + 0.1, m - 0.1, m - 0.3)):
+        q["epochs"], q["best_test_bpb"] = 1.0, bpb
+    for seed in (1, 2):
+        (tmp_path / "default" / f"seed-{seed}").mkdir(parents=True)
+        (tmp_path / "default" / f"seed-{seed}" / "results.json").write_text(json.dumps(default))
+
+    def on_default(where: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, BENCHMARKS / "data_limited.py", "--out",
+                               tmp_path / "seeds", "--table-only", "--default", where],
+                              capture_output=True, text=True)
+    done = on_default(tmp_path / "default")
+    assert done.returncode == 0, done.stderr
+    header = next(x for x in done.stdout.splitlines() if x.startswith("| arm |")).split("|")
+    column = next(i for i, h in enumerate(header) if "default recipe's curve (a)" in h)
+    cells = next(x for x in done.stdout.splitlines() if x.startswith("| social |")).split("|")
+    assert cells[column].strip().endswith("/ 1.41x"), cells[column]
+    refused = on_default(tmp_path / "seeds")  # its points read U many times: not the default
+    assert refused.returncode == 2 and "not a default recipe's curve" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
     missing = subprocess.run([sys.executable, BENCHMARKS / "data_limited.py", "--out",
                               tmp_path / "seeds", "--table-only", "--against",
                               tmp_path / "nowhere"], capture_output=True, text=True)
