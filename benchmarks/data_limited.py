@@ -21,10 +21,10 @@ unique data its best member needs when every byte is read once (the stream recip
 decay, no dropout), the better of its members' families and sizes at each point. DIR is the
 same seeds of the same preset run as that curve (the sample corpus holds 32 x 64 KiB):
 
-    python benchmarks/data_limited.py --preset horizons --seeds 1,2,3 --out runs/default-curve \
-        --set train.real_bytes=65536 --set "compare.unique_multiples=[1, 2, 4, 8, 16, 32]" \
-        --set "compare.reference_epochs=[1, 1, 1, 1, 1]" --set compare.generations=0 \
-        --set compare.apart=false --set compare.snapshot_cycles=0 \
+    python benchmarks/data_limited.py --preset horizons --seeds 1,2,3 --out runs/default-curve \\
+        --set train.real_bytes=65536 --set "compare.unique_multiples=[1, 2, 4, 8, 16, 32]" \\
+        --set "compare.reference_epochs=[1, 1, 1, 1, 1]" --set compare.generations=0 \\
+        --set compare.apart=false --set compare.snapshot_cycles=0 \\
         --set members.0.weight_decay=0 --set members.0.dropout=0  # ... for every member
 """
 
@@ -297,7 +297,8 @@ def main() -> None:
 
 
 def parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="limited")
     parser.add_argument("--seeds", type=seed_list, default=[1, 2, 3])
     parser.add_argument("--out", type=Path, default=Path("runs/limited-seeds"))
