@@ -197,6 +197,10 @@ def test_the_horizons_figure_draws_the_recorded_horizons_and_refuses_bad_input(t
     assert png.read_bytes()[:4] == b"\x89PNG"
     text = page.read_text()  # the figure, its numbers and each horizon's table
     assert "data:image/png;base64," in text and "3.2468" in text and "| social |" in text
+    # the three-seed record with the ensemble given 1.29x its compute: drawn at its own epochs
+    seeds = bench("horizons_figure.py", str(docs / "horizons-64")).stdout
+    longer = next(line for line in seeds.splitlines() if "isolated-x1.2917" in line)
+    assert "at 82.7 epochs: 3.2434 (n=3)" in longer, seeds
     (tmp_path / "link.png").symlink_to(png)  # a figure is never written through a link
     for args in ([str(tmp_path)], [str(docs / "h16"), "--png", str(tmp_path / "h.txt")],
                  [str(docs / "h16"), "--png", str(tmp_path / "no" / "h.png")],
