@@ -34,8 +34,9 @@ class LimitedCompare(Compare):
 
     def plan(self) -> list[Arm]:
         """The measured arms on U, the isolated reference on k x U for every multiple, the
-        ensemble given more compute (`compare.ensemble_compute`), then the snapshot arms (training/snapshots.py), the students (taught by the social arm and by the
-        isolated ensemble) and generations 2..G."""
+        ensemble given more compute (`compare.ensemble_compute`), then the snapshot arms
+        (training/snapshots.py), the students (taught by the social arm and by the isolated
+        ensemble) and generations 2..G."""
         cfg = self.cfg
         N, U, alone = cfg.train.real_bytes, cfg.data.unique_bytes, isolated(cfg.social)
         references = [Reference(reference_arm(k), alone, reference_bytes(cfg, k),
