@@ -21,7 +21,8 @@ unique data its best member needs when every byte is read once (the stream recip
 decay, no dropout), the better of its members' families and sizes at each point. DIR is the
 same seeds of the same preset run as that curve (the sample corpus holds 32 x 64 KiB):
 
-    sets=(); for i in 0 1 2 3; do sets+=(--set members.$i.weight_decay=0 --set members.$i.dropout=0); done
+    sets=(); for i in 0 1 2 3; do
+        sets+=(--set members.$i.weight_decay=0 --set members.$i.dropout=0); done
     python benchmarks/data_limited.py --preset horizons --seeds 1,2,3 --out runs/default-curve \\
         --set train.real_bytes=65536 --set "compare.unique_multiples=[1, 2, 4, 8, 16, 32]" \\
         --set "compare.reference_epochs=[1, 1, 1, 1, 1]" --set compare.generations=0 \\
