@@ -41,8 +41,7 @@ from pathlib import Path
 
 from multitudes.config.files import load
 from multitudes.errors import UserError
-from multitudes.evaluation.curves import data_efficiency
-from multitudes.evaluation.placement import WHATS, place, reference_arm
+from multitudes.evaluation.placement import WHATS, on_curve, place, reference_arm
 from multitudes.runs.checkpoint import write_bytes_atomic
 from multitudes.runs.results import diversity, mixture_source, read as read_results
 from multitudes.study.plan import member_seed
@@ -132,16 +131,9 @@ def on_default(values: list[float], curves: list[list[tuple[float, float]]]) -> 
     """Multiplier (a), Slowrun's definition: the unique data the default recipe (each byte read
     once) needs to reach each seed's test bpb, over U, on that seed's curve; mean over seeds,
     '>' past the curve's largest point, '<=' at or above its first."""
-    ks, flags = [], set()
-    for value, curve in zip(values, curves):
-        if value >= curve[0][1]:
-            ks.append(curve[0][0])
-            flags.add("<=")
-            continue
-        k = data_efficiency(curve, value)
-        ks.append(k if k else curve[-1][0])
-        flags |= set() if k else {">"}
-    return f"{''.join(sorted(flags))}{statistics.mean(ks):.2f}x"
+    cells = [on_curve(curve, value) for value, curve in zip(values, curves)]
+    flags = {flag for _, flag in cells} - {""}
+    return f"{''.join(sorted(flags))}{statistics.mean(k for k, _ in cells):.2f}x"
 
 
 def default_curve(run: dict, where: str) -> list[tuple[float, float]]:
@@ -342,12 +334,12 @@ def report(args: argparse.Namespace) -> None:
         placed_on = f"; placed on the reference of {args.reference}"
     defaults = None
     if args.default:
-        defaults = [default_curve(read_results(args.default / d.name / "results.json",
-                                               f"{args.default / d.name}'s results"),
-                                  str(args.default / d.name)) for d in dirs]
-        for run, d, curve in zip(runs, dirs, defaults):
+        curve_runs = [read_results(args.default / d.name / "results.json",
+                                   f"{args.default / d.name}'s results") for d in dirs]
+        defaults = [default_curve(theirs, str(args.default / d.name))
+                    for theirs, d in zip(curve_runs, dirs)]
+        for run, d, theirs in zip(runs, dirs, curve_runs):
             U = run["data_limited"]["reference"][0]["unique_bytes"]
-            theirs = read_results(args.default / d.name / "results.json")
             if theirs["data_limited"]["reference"][0]["unique_bytes"] != U or theirs.get(
                     "corpus") != run.get("corpus"):
                 raise UserError(f"{args.default / d.name}: its U or corpus is not this set's "

@@ -25,6 +25,15 @@ def reference_point(k: int, unique_bytes: int, arm: dict) -> dict:
             "mixture_test_bpb": arm["mixture_test_bpb"]}
 
 
+def on_curve(curve: list[tuple[float, float]], bpb_value: float) -> tuple[float, str]:
+    """U'/U on a curve of (k, bpb) and its flag: "<=" with the first k when the curve's first
+    point is already as good, ">" with the last k when the curve never gets there, "" else."""
+    if bpb_value >= curve[0][1]:
+        return float(curve[0][0]), "<="
+    k = data_efficiency(curve, bpb_value)
+    return (k, "") if k else (curve[-1][0], ">")
+
+
 def place(points: list[dict], arms: dict, references: list[str]) -> dict:
     """Slowrun's definition: an arm's data efficiency is U'/U, where U' is the unique bytes the
     isolated recipe needs to reach that arm's test bpb, piecewise linear in log U' between the
@@ -36,16 +45,11 @@ def place(points: list[dict], arms: dict, references: list[str]) -> dict:
     under `ensemble`. A power law bpb = E + A k^-a is fit to each curve, residuals beside it."""
     curves = {"single": [(q["k"], q["best_test_bpb"]) for q in points],
               "ensemble": [(q["k"], q["mixture_test_bpb"]) for q in points]}
-    bound = points[-1]["k"]
 
     def at(bpb_value: float) -> dict:
         out = {"test_bpb": bpb_value}
         for name, curve in curves.items():
-            if bpb_value >= curve[0][1]:
-                out[f"vs_{name}"], out[f"vs_{name}_flag"] = 1.0, "<="
-            else:
-                k = data_efficiency(curve, bpb_value)
-                out[f"vs_{name}"], out[f"vs_{name}_flag"] = (k, "") if k else (bound, ">")
+            out[f"vs_{name}"], out[f"vs_{name}_flag"] = on_curve(curve, bpb_value)
         return out
     placed = {a: {what: at(arms[a][f"{what}_test_bpb"]) for what in WHATS}
               for a in arms if a not in references}
