@@ -149,3 +149,49 @@ def test_the_ensemble_given_more_compute_reads_more_of_u_and_joins_a_finished_ru
     assert [q["k"] for q in a["data_limited"]["reference"]] == [1, 2]
     trained = json.loads((grown / "timings.json").read_text())["arms"]
     assert [x for x in trained if trained[x].get("training steps")] == ["isolated-x1.5"]
+
+
+def test_the_ensemble_given_more_members_trains_copies_and_joins_a_finished_run(tmp_path):
+    """`compare.ensemble_members = [M]`: M isolated members on U, the K founders (trained
+    exactly as the isolated arm's: same genomes, seeds and batches) and copies of them with
+    seeds of their own, M / K x the ensemble's training FLOPs, all in its mixture; a finished
+    run takes it on resume and ends as one run with it from the start."""
+    import json
+
+    from multitudes.training.arms import Enlarged, enlarged
+    from test_cli import cli
+
+    sets = LIMITED + ["compare.unique_multiples=[1, 2]"]
+    cfg = config_files.load("debug", None, sets + ["compare.ensemble_members=[3, 5]"])
+    K = len(cfg.members)
+    assert K == 2
+    more = [a for a in plan("compare", cfg) if isinstance(a, Enlarged)]
+    assert [(a.name, a.total_bytes, a.unique_bytes, a.members) for a in more] == [
+        ("isolated-3-members", 8192, 4096, 3), ("isolated-5-members", 8192, 4096, 5)]
+    genomes = enlarged(cfg.members, 5)
+    assert genomes[:K] == cfg.members
+    assert [g.replace(seed=0) for g in genomes] == [
+        cfg.members[j % K].replace(seed=0) for j in range(5)]
+    assert len({g.seed for g in genomes}) == 5
+    args = [x for s in sets for x in ("--set", s)]
+    whole, grown = tmp_path / "whole", tmp_path / "grown"
+    cli("compare", "--preset", "debug", *args, "--set", "compare.ensemble_members=[3]",
+        "--out", whole, "--quiet")
+    cli("compare", "--preset", "debug", *args, "--out", grown, "--quiet")
+    cli("compare", "--resume", grown, "--set", "compare.ensemble_members=[3]", "--quiet")
+    a, b = (json.loads((d / "results.json").read_text()) for d in (whole, grown))
+    assert a == b
+    arms = a["arms"]
+    wide, alone = arms["isolated-3-members"], arms["isolated"]
+    assert wide["arm"] == {"kind": "enlarged", "listens": False, "members": 3}
+    assert len(wide["members"]) == 3 and len(wide["mixture_weights"]) == 3
+    copy = wide["members"][2]  # member 0's genome again, its own seed: its FLOPs, not its bits
+    assert copy["train_flops"] == alone["members"][0]["train_flops"]
+    assert wide["train_flops"] == alone["train_flops"] + copy["train_flops"]
+    for founder, own in zip(alone["members"], wide["members"]):
+        assert own["best_dev_bpb"] == founder["best_dev_bpb"]
+        assert own["test_bpb"] == founder["test_bpb"]
+    assert copy["test_bpb"] != alone["members"][0]["test_bpb"]
+    assert "isolated-3-members" in a["data_limited"]["placed"]
+    trained = json.loads((grown / "timings.json").read_text())["arms"]
+    assert [x for x in trained if trained[x].get("training steps")] == ["isolated-3-members"]

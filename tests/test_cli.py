@@ -668,6 +668,20 @@ def one_line_error(result, needle):
      "compare.ensemble_compute is an arm of the data-limited regime"),
     (["compare", "--preset", "debug", "--set", "compare.snapshot_cycles=2"],
      "compare.snapshot_cycles is an arm of the data-limited regime"),
+    (["compare", "--preset", "limited", "--set", "compare.ensemble_members=[4]"],
+     "compare.ensemble_members=[4]: each must be more than the config's 4 members"),
+    (["compare", "--preset", "limited", "--set", "compare.ensemble_members=[8, 6]"],
+     "compare.ensemble_members=[8, 6]: expected increasing integers in [2, 256]"),
+    (["compare", "--preset", "limited", "--set", "compare.ensemble_members=[5.5]"],
+     "compare.ensemble_members=[5.5]"),
+    (["compare", "--preset", "limited", "--set", "compare.ensemble_members=[100000]"],
+     "compare.ensemble_members=[100000]"),
+    (["compare", "--preset", "limited", "--set", "compare.ensemble_members=[true]"],
+     "compare.ensemble_members=[True]"),
+    (["compare", "--preset", "limited", "--set", "compare.ensemble_members=5"],
+     "compare.ensemble_members=5"),
+    (["compare", "--preset", "debug", "--set", "compare.ensemble_members=[5]"],
+     "compare.ensemble_members is an arm of the data-limited regime"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
     one_line_error(cli(*args, "--out", tmp_path / "o", check=False)

@@ -19,6 +19,9 @@ MAX_GENERATIONS = 1000
 # The ensemble given more compute (compare.ensemble_compute) matches G generations or C cycles;
 # beyond a hundred times its epochs it is a typo.
 MAX_COMPUTE = 100
+# The ensemble given more members (compare.ensemble_members) matches G generations of K members;
+# each member is a whole model trained on U, and more than this is a typo.
+MAX_MEMBERS = 256
 
 
 @dataclass
@@ -93,6 +96,12 @@ class CompareConfig:
     them): the control a taught or cyclic arm that spends more must beat at equal compute (the
     snapshot arm with C cycles spends 1 + (C - 1) / 3C: each cycle after the first runs a
     teacher's forward, a third of a training step). []: none."""
+    ensemble_members: list[int] = field(default_factory=list)
+    """Data-limited: for each M here (more than the K members) add `isolated-M-members`, the
+    independent ensemble given M / K times its compute as M members on U: the K founders and
+    M - K more of the same genomes, member j a copy of member j mod K with a seed of its own
+    (training/arms.py, `Enlarged`). The control at equal compute for an arm that spends it on
+    more models (G generations of K: M = G x K; q0's snapshots). []: none."""
     mixture_fit: Literal["dev", "unique"] = "dev"
     """Data-limited: where the mixtures' weights are fit. `dev`: the dev slice of valid (the
     slice every member's best weights are chosen on); `unique`: a slice carved out of each
@@ -146,6 +155,13 @@ class CompareConfig:
             raise UserError(f"compare.ensemble_compute={F!r}: expected increasing numbers in "
                             f"(1, {MAX_COMPUTE}] (each a multiple of the ensemble's compute, "
                             f"e.g. [1.2917]), or []")
+        M = self.ensemble_members
+        if not isinstance(M, list) or not all(
+                type(x) is int and 2 <= x <= MAX_MEMBERS for x in M) or any(
+                b <= a for a, b in zip(M, M[1:])):
+            raise UserError(f"compare.ensemble_members={M!r}: expected increasing integers in "
+                            f"[2, {MAX_MEMBERS}] (each the members of an enlarged independent "
+                            f"ensemble, more than the config's K), or []")
         if not 0 < self.mixture_fraction <= 0.5:
             raise UserError(f"compare.mixture_fraction={self.mixture_fraction}: must be in "
                             f"(0, 0.5] (a held-out slice of at most half of U)")

@@ -42,7 +42,7 @@ EXTENSIBLE = ("train.real_bytes", "train.checkpoint_every")
 # generations). Arms are independent given their teachers: the new ones train, the finished ones
 # are read back from their milestones, and every number is what one run with them all gives.
 ARM_ADDING = ("compare.snapshot_social", "compare.apart", "compare.generations",
-              "compare.distill", "compare.ensemble_compute")
+              "compare.distill", "compare.ensemble_compute", "compare.ensemble_members")
 
 
 def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool,

@@ -10,7 +10,7 @@ Every arm starts from the same genomes and seeds and reads the same batches as t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
 from multitudes.population.elders import Elders
@@ -95,6 +95,31 @@ class Longer(Arm):
     bytes of U (its own schedule planned for them): the control for an arm that spends more
     (generations, teachers' forwards), at equal compute. Not a point of the reference curve."""
     compute: float = 1.0
+
+
+@dataclass(frozen=True)
+class Enlarged(Arm):
+    """The independent ensemble given more members: `members` isolated members on U, the
+    config's K and then copies of them with seeds of their own (`enlarged`), every one read for
+    the run's N bytes: the control at equal compute for an arm that spends more as more models
+    (generations, snapshots), where `Longer` spends it as more epochs."""
+    members: int = 0
+
+    def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
+        return ctx.runner(self, replace(ctx.cfg, members=enlarged(ctx.cfg.members, self.members)))
+
+
+# A copy's seed: its original's plus this times the round it belongs to (member j is in round
+# j // K), far from the member seeds of a study's seeds (100 s + i, study/plan.py).
+COPY_SEED_STRIDE = 10_007
+
+
+def enlarged(members: list, count: int) -> list:
+    """`count` genomes: `members` and then member j mod K again for j = K..count - 1, each copy
+    with its own seed, so it starts from another initialisation and draws its own dropout."""
+    K = len(members)
+    return [members[j % K].replace(seed=members[j % K].seed + COPY_SEED_STRIDE * (j // K))
+            if j >= K else members[j] for j in range(count)]
 
 
 @dataclass(frozen=True)

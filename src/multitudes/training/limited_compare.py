@@ -17,7 +17,8 @@ from pathlib import Path
 
 from multitudes.errors import UserError
 from multitudes.evaluation.placement import place, reference_arm, reference_point
-from multitudes.training.arms import Apart, Arm, Generation, Longer, Reference, Student
+from multitudes.training.arms import (Apart, Arm, Enlarged, Generation, Longer, Reference,
+                                      Student)
 from multitudes.training.compare import Compare
 from multitudes.training.loop import ArmRunner, isolated
 from multitudes.training.protocol import add_curves, register
@@ -34,7 +35,8 @@ class LimitedCompare(Compare):
 
     def plan(self) -> list[Arm]:
         """The measured arms on U, the isolated reference on k x U for every multiple, the
-        ensemble given more compute (`compare.ensemble_compute`), then the snapshot arms
+        ensemble given more compute (`compare.ensemble_compute`, as epochs;
+        `compare.ensemble_members`, as members), then the snapshot arms
         (training/snapshots.py), the students (taught by the social arm and by the isolated
         ensemble) and generations 2..G."""
         cfg = self.cfg
@@ -44,6 +46,8 @@ class LimitedCompare(Compare):
         ensemble = references[0].name
         longer = [Longer(f"{ensemble}-x{F:g}", alone, round(F * N), unique_bytes=U, compute=F)
                   for F in cfg.compare.ensemble_compute]
+        longer += [Enlarged(f"{ensemble}-{M}-members", alone, N, unique_bytes=U, members=M)
+                   for M in cfg.compare.ensemble_members]
         students = [Student(name, cfg.social, N, U, teacher=teacher, ranked=ensemble)
                     for name, teacher in (("distilled", "social"),
                                           ("distilled-ensemble", ensemble))
@@ -58,7 +62,11 @@ class LimitedCompare(Compare):
 
     def check(self) -> None:
         snapshots.check(self.cfg)
-        compare = self.cfg.compare
+        compare, K = self.cfg.compare, len(self.cfg.members)
+        if compare.ensemble_members and compare.ensemble_members[0] <= K:
+            raise UserError(f"compare.ensemble_members={compare.ensemble_members!r}: each must "
+                            f"be more than the config's {K} members (the independent ensemble "
+                            f"itself is the isolated arm)")
         teachers = [key for key in ("distill", "generations", "snapshot_social")
                     if getattr(compare, key)]
         if self.cfg.social.channel == "complement" and teachers:
