@@ -179,11 +179,14 @@ def verdict_lines(runs: list[dict]) -> list[str]:
     cyclic = {a["arm"]["listens"]: name for name, a in arms.items()
               if a["arm"]["kind"] == "snapshots"}
     versus = [((cyclic[False], "mixture"), (cyclic[True], "mixture"))] if len(cyclic) == 2 else []
-    # and each cyclic arm against the ensemble given more compute, as epochs
-    # (compare.ensemble_compute) or as members (compare.ensemble_members): at equal compute
-    # when its F (or M / K) is the cycles' 1 + (C - 1) / 3C
+    # and each arm that spends more (the cyclic arms, the lineage of every generation) against
+    # the ensemble given more compute, as epochs (compare.ensemble_compute) or as members
+    # (compare.ensemble_members): at equal compute when its F (or M / K) is the cycles'
+    # 1 + (C - 1) / 3C, or the lineage's G
+    spenders = list(cyclic.values()) + [name for name, a in arms.items()
+                                        if a["arm"]["kind"] == "lineage"]
     versus += [((name, "mixture"), (c, "mixture")) for name, a in arms.items()
-               if a["arm"]["kind"] in ("longer", "enlarged") for c in cyclic.values()]
+               if a["arm"]["kind"] in ("longer", "enlarged") for c in spenders]
     # every other arm on U against the independent ensemble, on test and on valid beyond dev
     others = [a for a in runs[0]["data_limited"]["placed"] if a in arms and a != "social"]
     return [paired(runs, a, b) for a, b in pairs] + [

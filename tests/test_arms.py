@@ -85,7 +85,8 @@ def test_generations_taught_by_all_elders_and_the_genomes_apart_control_are_plan
 
 
 @pytest.mark.parametrize("override", ["compare.apart=true", "compare.teachers='all'",
-                                      "compare.breed=false", "compare.teachers='some'"])
+                                      "compare.breed=false", "compare.teachers='some'",
+                                      "compare.lineage=true"])
 def test_a_generations_option_without_generations_is_refused(override):
     with pytest.raises(UserError):
         config_files.load("debug", None, LIMITED + [override])
@@ -195,3 +196,48 @@ def test_the_ensemble_given_more_members_trains_copies_and_joins_a_finished_run(
     assert "isolated-3-members" in a["data_limited"]["placed"]
     trained = json.loads((grown / "timings.json").read_text())["arms"]
     assert [x for x in trained if trained[x].get("training steps")] == ["isolated-3-members"]
+
+
+def test_the_lineage_mixes_every_generation_and_joins_a_finished_run(tmp_path):
+    """`compare.lineage`: the members of generation 1 (the social arm) and 2, read back at their
+    kept weights and scored as they were in their own arms, mixed by dev-fit weights; its
+    compute is its sources'; it trains nothing; a finished run takes it on resume and ends as
+    one run with it from the start."""
+    import json
+
+    from multitudes.training.lineage import Lineage
+    from test_cli import cli
+
+    sets = LIMITED + ["compare.unique_multiples=[1, 2]", "compare.generations=2"]
+    cfg = config_files.load("debug", None, sets + ["compare.lineage=true"])
+    arms = {a.name: a for a in plan("compare", cfg)}
+    assert isinstance(arms["lineage"], Lineage)
+    assert arms["lineage"].waits_for() == ("social", "generation-2")
+    args = [x for s in sets for x in ("--set", s)]
+    whole, grown = tmp_path / "whole", tmp_path / "grown"
+    cli("compare", "--preset", "debug", *args, "--set", "compare.lineage=true",
+        "--out", whole, "--quiet")
+    cli("compare", "--preset", "debug", *args, "--out", grown, "--quiet")
+    cli("compare", "--resume", grown, "--set", "compare.lineage=true", "--quiet")
+    a, b = (json.loads((d / "results.json").read_text()) for d in (whole, grown))
+    assert a == b
+    arms = a["arms"]
+    lineage, sources = arms["lineage"], [arms["social"], arms["generation-2"]]
+    assert lineage["arm"] == {"kind": "lineage", "listens": True,
+                              "sources": ["social", "generation-2"]}
+    own = {m["id"]: m for m in lineage["members"]}
+    assert list(own) == [f"{name}-{m['id']}" for name, arm in
+                         zip(("social", "generation-2"), sources) for m in arm["members"]]
+    for name, arm in zip(("social", "generation-2"), sources):
+        for m in arm["members"]:
+            mine = own[f"{name}-{m['id']}"]
+            assert (mine["test_bpb"], mine["best_dev_bpb"], mine["train_flops"]) == (
+                m["test_bpb"], m["best_dev_bpb"], m["train_flops"])
+    assert lineage["train_flops"] == sum(arm["train_flops"] for arm in sources)
+    assert len(lineage["mixture_weights"]) == 4
+    # its weights are fit on the dev slice over a superset of each source's members
+    assert lineage["mixture_dev_bpb"] <= min(arm["mixture_dev_bpb"] for arm in sources) + 1e-4
+    assert lineage["curve"] == []
+    trained = json.loads((grown / "timings.json").read_text())["arms"]
+    assert [x for x in trained if trained[x].get("training steps")] == []
+    assert trained["lineage"].get("held-out scoring")

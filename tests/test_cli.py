@@ -680,6 +680,10 @@ def one_line_error(result, needle):
      "compare.ensemble_members=[True]"),
     (["compare", "--preset", "limited", "--set", "compare.ensemble_members=5"],
      "compare.ensemble_members=5"),
+    (["compare", "--preset", "limited", "--set", "compare.lineage=1"],
+     "compare.lineage"),
+    (["compare", "--preset", "debug", "--set", "compare.lineage=true"],
+     "compare.apart, compare.lineage, compare.teachers and compare.breed shape the generations"),
     (["compare", "--preset", "debug", "--set", "compare.ensemble_members=[5]"],
      "compare.ensemble_members is an arm of the data-limited regime"),
 ])

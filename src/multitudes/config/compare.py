@@ -58,6 +58,10 @@ class CompareConfig:
     apart: bool = False
     """Generations: also train the last generation's genomes apart on U (channel closed, no
     elders), mixed the same way: what evolution's choice of genomes gives without teaching."""
+    lineage: bool = False
+    """Generations: also add `lineage`, every member of generations 1..G (the social arm and
+    generations 2..G) mixed with weights fit as every arm's: what the whole chain knows, as q0
+    and Slowrun mix every snapshot of a chain (training/lineage.py). Trains nothing."""
     student_alpha: float = 0.0
     """Data-limited: the listen weight of every taught arm's members (the distilled students,
     generations 2..G); 0: their genome's alpha, the social arm's. A student wants to hear its
@@ -145,9 +149,10 @@ class CompareConfig:
         within(self, "compare.", "snapshot_tau", 0, 10, open_=True)
         within(self, "compare.", "snapshot_shrink", 0, 1)
         within(self, "compare.", "snapshot_noise", 0, 1)
-        if not self.generations and (self.apart or self.teachers != "parent" or not self.breed):
-            raise UserError("compare.apart, compare.teachers and compare.breed shape the "
-                            "generations: they need compare.generations >= 2")
+        if not self.generations and (self.apart or self.lineage or self.teachers != "parent"
+                                     or not self.breed):
+            raise UserError("compare.apart, compare.lineage, compare.teachers and compare.breed "
+                            "shape the generations: they need compare.generations >= 2")
         F = self.ensemble_compute
         if not isinstance(F, list) or not all(
                 type(x) in (int, float) and 1 < x <= MAX_COMPUTE for x in F) or any(

@@ -41,8 +41,9 @@ EXTENSIBLE = ("train.real_bytes", "train.checkpoint_every")
 # What a resume of a `compare` may change: arms added beside the ones it has (a control, more
 # generations). Arms are independent given their teachers: the new ones train, the finished ones
 # are read back from their milestones, and every number is what one run with them all gives.
-ARM_ADDING = ("compare.snapshot_social", "compare.apart", "compare.generations",
-              "compare.distill", "compare.ensemble_compute", "compare.ensemble_members")
+ARM_ADDING = ("compare.snapshot_social", "compare.apart", "compare.lineage",
+              "compare.generations", "compare.distill", "compare.ensemble_compute",
+              "compare.ensemble_members")
 
 
 def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool,

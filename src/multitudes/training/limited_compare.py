@@ -20,6 +20,7 @@ from multitudes.evaluation.placement import place, reference_arm, reference_poin
 from multitudes.training.arms import (Apart, Arm, Enlarged, Generation, Longer, Reference,
                                       Student)
 from multitudes.training.compare import Compare
+from multitudes.training.lineage import Lineage
 from multitudes.training.loop import ArmRunner, isolated
 from multitudes.training.protocol import add_curves, register
 from multitudes.training.reference_record import ReferenceRecord, corpus_digest, point_config
@@ -123,8 +124,9 @@ class LimitedCompare(Compare):
 
 
 def generations(cfg) -> list[Arm]:
-    """Generations 2..G, each taught by its parent or by every generation before it, and the
-    last generation's genomes trained apart (`compare.apart`)."""
+    """Generations 2..G, each taught by its parent or by every generation before it, the last
+    generation's genomes trained apart (`compare.apart`) and every generation mixed
+    (`compare.lineage`)."""
     N, U, G = cfg.train.real_bytes, cfg.data.unique_bytes, cfg.compare.generations
     names = ["social"] + [f"generation-{g}" for g in range(2, G + 1)]
     arms: list[Arm] = [Generation(names[g - 1], cfg.social, N, U, g=g, parent=names[g - 2],
@@ -133,6 +135,8 @@ def generations(cfg) -> list[Arm]:
                        for g in range(2, G + 1)]
     if G and cfg.compare.apart:
         arms.append(Apart(f"{names[-1]}-apart", isolated(cfg.social), N, U, source=names[-1]))
+    if G and cfg.compare.lineage:
+        arms.append(Lineage("lineage", cfg.social, N, U, sources=tuple(names)))
     return arms
 
 
