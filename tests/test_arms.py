@@ -194,8 +194,12 @@ def test_the_ensemble_given_more_members_trains_copies_and_joins_a_finished_run(
         assert own["test_bpb"] == founder["test_bpb"]
     assert copy["test_bpb"] != alone["members"][0]["test_bpb"]
     assert "isolated-3-members" in a["data_limited"]["placed"]
-    trained = json.loads((grown / "timings.json").read_text())["arms"]
+    timings = json.loads((grown / "timings.json").read_text())
+    trained = timings["arms"]
     assert [x for x in trained if trained[x].get("training steps")] == ["isolated-3-members"]
+    first, = timings["earlier"]  # the run it grew from keeps its record
+    assert not first["resumed"] and "isolated-3-members" not in first["arms"]
+    assert first["arms"]["isolated"]["training steps"] > 0
 
 
 def test_the_lineage_mixes_every_generation_and_joins_a_finished_run(tmp_path):

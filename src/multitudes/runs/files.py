@@ -95,8 +95,20 @@ class RunFiles:
             write_json_atomic(self.out / "results.json", results)
 
     def write_timings(self, resumed: bool) -> None:
-        if self.writes:
-            write_json_atomic(self.out / "timings.json", self.clock.summary(resumed))
+        """This process's timings; a resumed run keeps its earlier processes' under `earlier`
+        (a resume that adds an arm would otherwise lose the record of the run it grew)."""
+        if not self.writes:
+            return
+        summary = self.clock.summary(resumed)
+        path = self.out / "timings.json"
+        if resumed and path.is_file():
+            try:
+                before = json.loads(path.read_text())
+            except (OSError, ValueError):  # damaged: a record of time, not an input
+                before = None
+            if isinstance(before, dict):
+                summary["earlier"] = [*before.pop("earlier", []), before]
+        write_json_atomic(path, summary)
 
 
 _HELD: list = []  # (directory, open lock file) of this process (closed when it exits)

@@ -43,7 +43,7 @@ class Stopwatch:
                          for arm, by in self.seconds.items()},
                 "resumed": resumed,
                 "basis": "wall seconds of the process that finished the run (a resumed run's "
-                         "earlier processes are not counted)"}
+                         "earlier processes are not counted here; each is under `earlier`)"}
 
 
 def line(summary: dict) -> str:
