@@ -6,7 +6,9 @@ dev-fit mixture's test bpb (mean over seeds, the seeds' range as a bar) against 
 (log scale): the independent ensemble (the isolated members mixed) is the line to beat, drawn
 bold; the data-scaling reference's points beyond U are left out (they read other data); the
 ensemble given more compute (`compare.ensemble_compute`) is drawn at the epochs it read; the
-classical compressors given the same U bytes are the dotted lines. Prints the numbers it draws.
+classical compressors given the same U bytes are the dotted lines. Prints the numbers it draws,
+then the ensemble at its own best horizon (chosen on the dev slice among its runs at every
+horizon and given more epochs) and every arm's paired lead over it, on test and on valid.
 
     python benchmarks/horizons_figure.py docs/horizons/h16 docs/horizons/h64 \\
         --png docs/horizons/horizons.png --html docs/horizons/horizons.html
@@ -53,6 +55,7 @@ def runs_in(path: Path) -> list[dict]:
     for f, r in zip(files, runs):
         if r.get("regime") != "data-limited" or r.get("command") != "compare":
             raise UserError(f"{f}: not a data-limited compare")
+        r["seed_dir"] = "run" if f.parent == path else f.parent.name  # pairs seeds across
     return runs
 
 
@@ -81,6 +84,48 @@ def table(horizons: list[list[dict]]) -> dict[str, list[tuple[float, list[float]
                 if runs[0]["arms"][arm]["arm"]["kind"] == "longer" else []
             out.setdefault(arm, []).append((statistics.mean(own) if own else epochs, values))
     return out
+
+
+def best_ensemble(horizons: list[list[dict]]) -> tuple[int, str, list[str]]:
+    """The independent ensemble at its own best horizon: of its runs at every horizon (the
+    reference on U, and the ensemble given more epochs), the one whose dev-fit mixture codes the
+    dev slice best, mean over seeds (chosen on dev, never on test). Its horizon's index, its
+    arm, and a line per candidate."""
+    candidates = []
+    for i, runs in enumerate(horizons):
+        for arm, a in runs[0]["arms"].items():
+            if a["arm"]["kind"] == "longer" or arm == ensemble_of(runs[0]):
+                dev = statistics.mean(r["arms"][arm]["mixture_dev_bpb"] for r in runs)
+                epochs = statistics.mean(r["arms"][arm]["epochs"] for r in runs)
+                candidates.append((dev, i, arm, epochs))
+    dev, i, arm, _ = min(candidates)
+    return i, arm, [f"  {a} at {e:.1f} epochs: dev {d:.4f}" + (" (best)" if a == arm and j == i
+                                                               else "")
+                    for d, j, a, e in sorted(candidates, key=lambda c: c[3])]
+
+
+def leads_over(horizons: list[list[dict]], at: int, ensemble: str) -> list[str]:
+    """Every arm on U at every horizon against the ensemble at its best horizon: the paired
+    lead of its mixture (positive: fewer bits), on test and on valid beyond the dev slice,
+    over the seeds both have."""
+    base = {r["seed_dir"]: r["arms"][ensemble] for r in horizons[at]}
+    lines = []
+    for runs in horizons:
+        for arm, a in runs[0]["arms"].items():
+            beyond_u = a["arm"]["kind"] == "reference" and a["arm"]["k"] != 1
+            seeds = [r for r in runs if r["seed_dir"] in base and arm in r["arms"]]
+            if beyond_u or (runs is horizons[at] and arm == ensemble) or not seeds:
+                continue
+            cells = []
+            for split in ("test", "valid"):
+                key = f"mixture_{split}_bpb"
+                d = [base[r["seed_dir"]][key] - r["arms"][arm][key] for r in seeds]
+                cells.append(f"{split} {statistics.mean(d):+.4f} ("
+                             + ", ".join(f"{x:+.4f}" for x in d)
+                             + f"; better in {sum(x > 0 for x in d)}/{len(d)})")
+            epochs = statistics.mean(r["arms"][arm]["epochs"] for r in seeds)
+            lines.append(f"  {arm} at {epochs:.1f} epochs: " + ", ".join(cells))
+    return lines
 
 
 def draw(points: dict, ensemble: str, yard: dict[str, float]) -> bytes:
@@ -156,6 +201,11 @@ def main() -> None:
             + "".join(f"   at {e:.1f} epochs: {statistics.mean(v):.4f} (n={len(v)})"
                       for e, v in cells.items() if e not in columns))
     lines.append("yardsticks given U: " + ", ".join(f"{k} {v:.4f}" for k, v in yard.items()))
+    at, best, candidates = best_ensemble(horizons)
+    lines += ["the independent ensemble's own best horizon, on the dev slice (its dev-fit "
+              "mixture, mean over seeds):", *candidates,
+              f"every arm's mixture against {best} at its best horizon (paired by seed; "
+              f"positive: fewer bits):", *leads_over(horizons, at, best)]
     print("\n".join(lines))
     if args.png or args.html:
         image = draw(points, ensemble, yard)

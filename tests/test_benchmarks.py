@@ -193,7 +193,8 @@ def test_the_horizons_figure_draws_the_recorded_horizons_and_refuses_bad_input(t
     png, page = tmp_path / "h.png", tmp_path / "h.html"
     out = bench("horizons_figure.py", str(docs / "h16"), str(docs / "h64"), "--png",
                 str(png), "--html", str(page)).stdout
-    assert numbers_after("isolated", out)[:2] == [3.2760, 3.2468], out  # the records' mixtures
+    drawn = out.split("the independent ensemble's own best horizon")[0]  # the drawn numbers
+    assert numbers_after("isolated", drawn)[:2] == [3.2760, 3.2468], out  # the records' mixtures
     assert png.read_bytes()[:4] == b"\x89PNG"
     text = page.read_text()  # the figure, its numbers and each horizon's table
     assert "data:image/png;base64," in text and "3.2468" in text and "| social |" in text
@@ -201,6 +202,11 @@ def test_the_horizons_figure_draws_the_recorded_horizons_and_refuses_bad_input(t
     seeds = bench("horizons_figure.py", str(docs / "horizons-64")).stdout
     longer = next(line for line in seeds.splitlines() if "isolated-x1.2917" in line)
     assert "at 82.7 epochs: 3.2434 (n=3)" in longer, seeds
+    # the ensemble at its own best horizon, chosen on dev, and every arm paired against it
+    both = bench("horizons_figure.py", str(docs / "horizons-16"), str(docs / "horizons-64")).stdout
+    assert "isolated-x1.63 at 26.1 epochs: dev 2.8732 (best)" in both, both
+    assert "isolated at 64.0 epochs: test -0.0195 (-0.0322, -0.0160, -0.0102; better in 0/3)" \
+        in both, both
     (tmp_path / "link.png").symlink_to(png)  # a figure is never written through a link
     for args in ([str(tmp_path)], [str(docs / "h16"), "--png", str(tmp_path / "h.txt")],
                  [str(docs / "h16"), "--png", str(tmp_path / "no" / "h.png")],
