@@ -169,8 +169,10 @@ def verdict_lines(runs: list[dict]) -> list[str]:
     pairs = [(("isolated", "mixture"), ("social", "mixture")),
              (("isolated", "consensus"), ("social", "consensus")),
              (("isolated", "best"), ("social", "best"))]
-    if "generation-2" in arms:
-        pairs.append((("social", "mixture"), ("generation-2", "mixture")))
+    # each generation against its parent (generation 1 is the social arm): where the gain of
+    # generation g over g - 1 stops
+    pairs += [((a["arm"]["parent"], "mixture"), (name, "mixture")) for name, a in arms.items()
+              if a["arm"]["kind"] == "generation" and a["arm"].get("parent") in arms]
     if "distilled" in arms:
         pairs += [(("isolated", "best"), ("distilled", "best")),
                   (("distilled-ensemble", "best"), ("distilled", "best"))]
