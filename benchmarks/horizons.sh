@@ -11,7 +11,8 @@
 # snapshot arms' 1.29x compute as epochs and as members (5 of them).
 #
 #     bash benchmarks/horizons.sh [OUT] [SEEDS]     # default runs/horizons, seeds 1
-#     # one seed on the project machine, one thread each: ~75 min (16 epochs), ~140 min (64)
+#     # one seed on the project machine, one thread each, two at once: ~80 min (16 epochs),
+#     # ~160 min (64)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/horizons}
