@@ -5,7 +5,8 @@ set of seeds of benchmarks/data_limited.py, `seed-*/results.json`), and draws, p
 dev-fit mixture's test bpb (mean over seeds, the seeds' range as a bar) against the epochs read
 (log scale): the independent ensemble (the isolated members mixed) is the line to beat, drawn
 bold; the data-scaling reference's points beyond U are left out (they read other data); the
-ensemble given more compute (`compare.ensemble_compute`) is drawn at the epochs it read; the
+ensemble given more compute as epochs (`compare.ensemble_compute`) is a point of the
+ensemble's line at the epochs it read, so the line shows the ensemble's best horizon; the
 classical compressors given the same U bytes are the dotted lines. Prints the numbers it draws,
 then the ensemble at its own best horizon (chosen on the dev slice among its runs at every
 horizon and given more epochs) and every arm's paired lead over it, on test and on valid.
@@ -35,7 +36,8 @@ from multitudes.runs.results import arms_of_kind, read as read_results
 YARDSTICKS = ("ppmd", "xz")  # the two strongest classical coders, given the same U bytes
 CAPTION = ("The test bpb of each arm's dev-fit mixture against the epochs of U it read (log "
            "scale): mean over seeds, the bar the seeds' range; the independent ensemble (the "
-           "isolated members mixed) is the line to beat, bold; dotted, the classical "
+           "isolated members mixed, read for every horizon it was given) is the line to beat, "
+           "bold; dotted, the classical "
            "compressors given the same U bytes.")
 
 
@@ -79,11 +81,14 @@ def table(horizons: list[list[dict]]) -> dict[str, list[tuple[float, list[float]
                 if a["arm"]["kind"] != "reference" or a["arm"]["k"] == 1]  # beyond U: other data
         for arm in arms:
             values = [r["arms"][arm]["mixture_test_bpb"] for r in runs if arm in r["arms"]]
-            # the ensemble given more compute reads more epochs than the horizon: drawn at its own
-            own = [r["arms"][arm]["epochs"] for r in runs if arm in r["arms"]] \
-                if runs[0]["arms"][arm]["arm"]["kind"] == "longer" else []
-            out.setdefault(arm, []).append((statistics.mean(own) if own else epochs, values))
-    return out
+            # the ensemble given more compute as epochs is the ensemble read longer: a point of
+            # the ensemble's own line, at the epochs it read
+            if runs[0]["arms"][arm]["arm"]["kind"] == "longer":
+                own = statistics.mean(r["arms"][arm]["epochs"] for r in runs if arm in r["arms"])
+                out.setdefault(ensemble_of(runs[0]), []).append((own, values))
+            else:
+                out.setdefault(arm, []).append((epochs, values))
+    return {arm: sorted(series, key=lambda p: p[0]) for arm, series in out.items()}
 
 
 def best_ensemble(horizons: list[list[dict]]) -> tuple[int, str, list[str]]:
