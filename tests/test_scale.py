@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from multitudes.errors import UserError
+
 from conftest import write_text_corpus
 from test_cli import ENV, cli, one_line_error
 
@@ -460,3 +462,18 @@ def test_the_limited_study_plans_the_data_limited_grid():
     last = result.stdout.splitlines()[-1]
     assert last.startswith("42 cells") and "524,288 real bytes per arm" in last
     assert "hetero-S-K8-logit-s3" in result.stdout and "gru-M-K1-s1" in result.stdout
+
+
+def test_a_study_being_created_by_another_worker_is_not_files(tmp_path):
+    """Two workers started at once: the second may list the directory while the first's
+    study.json is still its temporary file; that is a study on its way, not a user's files."""
+    from multitudes.study.runner import _check_new_study_dir
+
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / ".lock").touch()
+    (out / ".study.json.k3x9q1").write_text("{")
+    _check_new_study_dir(out)  # no refusal
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds files, not a study"):
+        _check_new_study_dir(out)

@@ -42,7 +42,10 @@ def _check_new_study_dir(out: Path) -> None:
     a user's files, --force or not (`train --out STUDYDIR` is refused alike)."""
     if not out.is_dir() or (out / "study.json").is_file():
         return
-    names = {p.name for p in out.iterdir()} - {".lock"}
+    # another worker starting the same study at the same moment: its lock, and its study.json
+    # on the way in (write_json_atomic's temporary file, renamed a moment later)
+    names = {p.name for p in out.iterdir()
+             if p.name != ".lock" and not p.name.startswith(".study.json.")}
     if names:
         what = "a run" if "config.json" in names else "files"
         raise UserError(f"{out} holds {what}, not a study: choose another --out")
