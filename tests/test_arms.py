@@ -117,6 +117,24 @@ def test_every_arm_records_its_kind_and_an_older_file_is_read_with_the_same_kind
         assert arm["arm"].items() <= described[name].items(), name
 
 
+def grown_equals_whole(tmp_path, sets: list[str], added: str) -> tuple[dict, object]:
+    """A debug compare run with the override `added` from the start, and one run without it
+    and then resumed with it: their results.json must be equal. Returns the results and the
+    grown run's directory (its timings say what the resume trained)."""
+    import json
+
+    from test_cli import cli
+
+    args = [x for s in sets for x in ("--set", s)]
+    whole, grown = tmp_path / "whole", tmp_path / "grown"
+    cli("compare", "--preset", "debug", *args, "--set", added, "--out", whole, "--quiet")
+    cli("compare", "--preset", "debug", *args, "--out", grown, "--quiet")
+    cli("compare", "--resume", grown, "--set", added, "--quiet")
+    a, b = (json.loads((d / "results.json").read_text()) for d in (whole, grown))
+    assert a == b
+    return a, grown
+
+
 def test_the_ensemble_given_more_compute_reads_more_of_u_and_joins_a_finished_run(tmp_path):
     """`compare.ensemble_compute = [F]`: the isolated members on U for F x N real bytes (their
     own schedule), F x the ensemble's training FLOPs, placed beside the social arm but not a
@@ -125,7 +143,6 @@ def test_the_ensemble_given_more_compute_reads_more_of_u_and_joins_a_finished_ru
     import json
 
     from multitudes.training.arms import Longer
-    from test_cli import cli
 
     sets = LIMITED + ["compare.unique_multiples=[1, 2]"]
     cfg = config_files.load("debug", None, sets + ["compare.ensemble_compute=[1.5, 2]"])
@@ -133,14 +150,7 @@ def test_the_ensemble_given_more_compute_reads_more_of_u_and_joins_a_finished_ru
     assert [(a.name, a.total_bytes, a.unique_bytes, a.compute) for a in longer] == [
         ("isolated-x1.5", 12288, 4096, 1.5), ("isolated-x2", 16384, 4096, 2)]
     assert all(a.social.channel == "none" and not a.waits_for() for a in longer)
-    args = [x for s in sets for x in ("--set", s)]
-    whole, grown = tmp_path / "whole", tmp_path / "grown"
-    cli("compare", "--preset", "debug", *args, "--set", "compare.ensemble_compute=[1.5]",
-        "--out", whole, "--quiet")
-    cli("compare", "--preset", "debug", *args, "--out", grown, "--quiet")
-    cli("compare", "--resume", grown, "--set", "compare.ensemble_compute=[1.5]", "--quiet")
-    a, b = (json.loads((d / "results.json").read_text()) for d in (whole, grown))
-    assert a == b
+    a, grown = grown_equals_whole(tmp_path, sets, "compare.ensemble_compute=[1.5]")
     arms = a["arms"]
     more, alone = arms["isolated-x1.5"], arms["isolated"]
     assert more["arm"] == {"kind": "longer", "listens": False, "compute": 1.5}
@@ -160,7 +170,6 @@ def test_the_ensemble_given_more_members_trains_copies_and_joins_a_finished_run(
     import json
 
     from multitudes.training.arms import Enlarged, enlarged
-    from test_cli import cli
 
     sets = LIMITED + ["compare.unique_multiples=[1, 2]"]
     cfg = config_files.load("debug", None, sets + ["compare.ensemble_members=[3, 5]"])
@@ -174,14 +183,7 @@ def test_the_ensemble_given_more_members_trains_copies_and_joins_a_finished_run(
     assert [g.replace(seed=0) for g in genomes] == [
         cfg.members[j % K].replace(seed=0) for j in range(5)]
     assert len({g.seed for g in genomes}) == 5
-    args = [x for s in sets for x in ("--set", s)]
-    whole, grown = tmp_path / "whole", tmp_path / "grown"
-    cli("compare", "--preset", "debug", *args, "--set", "compare.ensemble_members=[3]",
-        "--out", whole, "--quiet")
-    cli("compare", "--preset", "debug", *args, "--out", grown, "--quiet")
-    cli("compare", "--resume", grown, "--set", "compare.ensemble_members=[3]", "--quiet")
-    a, b = (json.loads((d / "results.json").read_text()) for d in (whole, grown))
-    assert a == b
+    a, grown = grown_equals_whole(tmp_path, sets, "compare.ensemble_members=[3]")
     arms = a["arms"]
     wide, alone = arms["isolated-3-members"], arms["isolated"]
     assert wide["arm"] == {"kind": "enlarged", "listens": False, "members": 3}
@@ -210,21 +212,13 @@ def test_the_lineage_mixes_every_generation_and_joins_a_finished_run(tmp_path):
     import json
 
     from multitudes.training.lineage import Lineage
-    from test_cli import cli
 
     sets = LIMITED + ["compare.unique_multiples=[1, 2]", "compare.generations=2"]
     cfg = config_files.load("debug", None, sets + ["compare.lineage=true"])
     arms = {a.name: a for a in plan("compare", cfg)}
     assert isinstance(arms["lineage"], Lineage)
     assert arms["lineage"].waits_for() == ("social", "generation-2")
-    args = [x for s in sets for x in ("--set", s)]
-    whole, grown = tmp_path / "whole", tmp_path / "grown"
-    cli("compare", "--preset", "debug", *args, "--set", "compare.lineage=true",
-        "--out", whole, "--quiet")
-    cli("compare", "--preset", "debug", *args, "--out", grown, "--quiet")
-    cli("compare", "--resume", grown, "--set", "compare.lineage=true", "--quiet")
-    a, b = (json.loads((d / "results.json").read_text()) for d in (whole, grown))
-    assert a == b
+    a, grown = grown_equals_whole(tmp_path, sets, "compare.lineage=true")
     arms = a["arms"]
     lineage, sources = arms["lineage"], [arms["social"], arms["generation-2"]]
     assert lineage["arm"] == {"kind": "lineage", "listens": True,
