@@ -174,6 +174,33 @@ def test_torchrun_topk_thoughts_and_inherited_weights_match_one_process(tmp_path
     assert _curves(tmp_path / "two") == _curves(tmp_path / "one")
 
 
+def test_every_data_limited_arm_gives_the_numbers_of_one_process(tmp_path, text_file):
+    """Every arm kind of a data-limited compare on 2 ranks: the reference points, the ensemble
+    given more epochs and more members, the snapshots alone and social, the taught generations,
+    the genomes apart and the lineage (which reads members of other arms back onto the ranks).
+    Two readings once went by the rank count: a teacher's forward counted once per rank, and
+    the member the dev slice ranks first chosen among rank 0's own."""
+    args = ["compare", "--preset", "debug", "--quiet"] + [
+        arg for option in (
+            "regime='data-limited'", f"data.corpus='file:{text_file}'", "train.dev_bytes=512",
+            "data.unique_bytes=4096", "evolution.every=0", "train.real_bytes=8192",
+            "train.schedule='cosine'", "compare.generations=3", "compare.lineage=true",
+            "compare.apart=true", "compare.snapshot_cycles=2", "compare.snapshot_social=true",
+            "compare.ensemble_members=[3]", "compare.ensemble_compute=[1.5]")
+        for arg in ("--set", option)]
+    one = _single(args + ["--out", str(tmp_path / "one")])
+    assert one.returncode == 0, one.stderr
+    two = _torchrun(args + ["--out", str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr[-3000:]
+    results = [json.loads((tmp_path / run / "results.json").read_text()) for run in ("one", "two")]
+    assert list(results[0]["arms"]) == [
+        "social", "isolated", "isolated-2U", "isolated-4U", "isolated-x1.5",
+        "isolated-3-members", "snapshots", "social+snapshots", "generation-2", "generation-3",
+        "generation-3-apart", "lineage"]
+    assert results[1] == results[0]
+    assert results[0]["arms"]["generation-3"]["teacher_flops"] > 0
+
+
 def test_resume_after_a_kill_under_torchrun(debug_runs, tmp_path):
     root, _ = debug_runs
     run = tmp_path / "killed"

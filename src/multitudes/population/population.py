@@ -8,6 +8,7 @@ members: each has its own model, optimizer and random state; what it hears is de
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
@@ -107,10 +108,9 @@ class Population(Roster):
             targets = self._consensus(logits, healthy) if self.listening else {}
             if self.elders is not None:  # one frozen population every member hears
                 targets = self._with_elders(targets, x, continues,
-                                            {i: self.elders for i in mine})
+                                            [self.elders] * len(self.members), mine)
             if self.own_elders:  # each member its own teacher (the snapshot arm)
-                targets = self._with_elders(targets, x, continues,
-                                            {i: self.own_elders[i] for i in mine})
+                targets = self._with_elders(targets, x, continues, self.own_elders, mine)
             # The peers' texts each healthy member reads, drawn here from the one shared
             # generator in the members' order, so that the members may then learn side by side.
             texts = {i: self.culture.sample(self.members[i].id, self.social.language_batch,
@@ -232,24 +232,29 @@ class Population(Roster):
         return {i: mixed[i] for i in mine}
 
     def _with_elders(self, targets: dict, x: torch.Tensor, continues: bool,
-                     teachers: dict[int, Elders | None]) -> dict[int, torch.Tensor | None]:
-        """Each listener's target with its elders' mixture blended in (their share
+                     teachers: list[Elders | None], mine: list[int]
+                     ) -> dict[int, torch.Tensor | None]:
+        """Each of my listeners' target with its elders' mixture blended in (their share
         `elder_weight`); a member that hears no peer (alone, or the channel closed) hears its
         elders alone, one with none (`teachers[i]` None) its peers alone. Elders heard by
-        several members think once a step."""
-        w, out, heard, listeners = self.elder_weight, dict(targets), {}, {}
-        for i, elders in teachers.items():
+        several members think once a step. `teachers` is every member's, on every rank."""
+        w, out, heard = self.elder_weight, dict(targets), {}
+        for i in mine:
+            elders = teachers[i]
             if elders is None:
                 continue
             if id(elders) not in heard:
                 heard[id(elders)] = elders.thoughts(x, continues, self.autocast())
-            listeners.setdefault(id(elders), (elders, []))[1].append(i)
             thought = heard[id(elders)]
             out[i] = thought if targets.get(i) is None else (1 - w) * targets[i] + w * thought
-        for elders, hearing in listeners.values():  # their forwards, shared by who heard them
-            for i in hearing:
+        # A teacher's forward is shared by all who hear it, across the ranks: the run's count
+        # is one process's, whatever the rank count (under torchrun each rank that holds a
+        # listener runs that forward itself; the duplicate is the launch's cost, not the arm's).
+        hearers = Counter(id(e) for e in teachers if e is not None)
+        for i in mine:
+            if teachers[i] is not None:
                 self.members[i].teacher_flops += \
-                    elders.forward_flops_per_byte * x.numel() / len(hearing)
+                    teachers[i].forward_flops_per_byte * x.numel() / hearers[id(teachers[i])]
         return out
 
     def _update(self, m: Member, loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

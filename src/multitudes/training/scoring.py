@@ -86,9 +86,10 @@ class Scoring:
                  for split in scored[0][1]}
         best = min(members, key=lambda e: e["valid_bpb"])  # chosen on valid, reported on test
         # The read-out of an equal-bytes gap: valid beyond the dev slice in blocks, for the
-        # consensus and for the member the dev slice ranks first (no choice made on valid)
-        by_dev = min(range(len(pop.members)), key=lambda i: self.best.get(
-            pop.members[i].id, {}).get("dev_bpb", pop.members[i].fitness or math.inf))
+        # consensus and for the member the dev slice ranks first (no choice made on valid),
+        # read from the shared entries: a rank keeps the best weights of its own members only
+        by_dev = min(range(len(pop.members)), key=lambda i: members[i].get(
+            "best_dev_bpb", pop.members[i].fitness or math.inf))
         blocks = {"consensus": block_bpb(consensus_log2probs(logps["valid"])),
                   "best_by_dev": block_bpb(logps["valid"][by_dev]),
                   "best_by_dev_member": members[by_dev]["id"]}
