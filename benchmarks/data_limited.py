@@ -181,6 +181,9 @@ def verdict_lines(runs: list[dict]) -> list[str]:
     cyclic = {a["arm"]["listens"]: name for name, a in arms.items()
               if a["arm"]["kind"] == "snapshots"}
     versus = [((cyclic[False], "mixture"), (cyclic[True], "mixture"))] if len(cyclic) == 2 else []
+    # what teaching adds beyond selection: the last generation against its genomes apart
+    versus += [((name, "mixture"), (a["arm"]["source"], "mixture")) for name, a in arms.items()
+               if a["arm"]["kind"] == "apart" and a["arm"]["source"] in arms]
     # and each arm that spends more (the cyclic arms, the lineage of every generation) against
     # the ensemble given more compute, as epochs (compare.ensemble_compute) or as members
     # (compare.ensemble_members): at equal compute when its F (or M / K) is the cycles'
