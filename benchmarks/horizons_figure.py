@@ -43,7 +43,7 @@ CAPTION = ("The test bpb of each arm's dev-fit mixture against the epochs of U i
 
 def refuse(why: str) -> None:
     """Bad input: one line on stderr, exit 2."""
-    print(f"horizons_figure.py: error: {why}", file=sys.stderr)
+    print(f"{Path(sys.argv[0]).name}: error: {why}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -177,17 +177,23 @@ def page(lines: list[str], image: bytes, paths: list[Path]) -> bytes:
     return document("multitudes horizons", parts, 1100)
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """--png and --html, before any work: a file of that kind in an existing folder, never
+    written through a link."""
+    for option, path, suffix in (("--png", args.png, ".png"), ("--html", args.html, ".html")):
+        if path and (path.is_symlink() or path.is_dir() or path.suffix != suffix
+                     or not path.parent.is_dir()):
+            refuse(f"{option} {path}: expected a {suffix} file in an existing folder, not a "
+                   f"link")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="one directory per horizon")
     parser.add_argument("--png", type=Path, help="write the figure here")
     parser.add_argument("--html", type=Path, help="write a page with the figure and tables here")
     args = parser.parse_args()
-    for option, path, suffix in (("--png", args.png, ".png"), ("--html", args.html, ".html")):
-        if path and (path.is_symlink() or path.is_dir() or path.suffix != suffix
-                     or not path.parent.is_dir()):
-            refuse(f"{option} {path}: expected a {suffix} file in an existing folder, not a "
-                   f"link")
+    check_outputs(args)
     try:
         horizons = [runs_in(p) for p in args.runs]
     except UserError as e:

@@ -218,6 +218,30 @@ def test_the_horizons_figure_draws_the_recorded_horizons_and_refuses_bad_input(t
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
+def test_the_generations_table_reads_the_recorded_chain_and_refuses_bad_input(tmp_path):
+    docs = BENCHMARKS.parent / "docs" / "horizons"
+    png = tmp_path / "g.png"
+    out = bench("generations_figure.py", str(docs / "horizons-16"), "--png", str(png)).stdout
+    cells = [[c.strip() for c in line.split("|")] for line in out.splitlines()
+             if line.startswith("| ")]
+    rows = {c[2] if c[1].isdigit() else c[1]: " | ".join(c) for c in cells}  # by arm
+    # the social arm is generation 1; generation 3 against its parent, as data_limited.py pairs
+    assert "| 3.2640 ± 0.0049 | 1.00x / 1.00x | - | +0.0064 (3/3) |" in rows["social"], out
+    assert "| 1.88x / 4.27x | -0.0109 (1/3) |" in rows["generation-3"], out
+    assert "4 lstm / 4 gru" in rows["generation-3"]  # what evolution made of seeds 2 and 3
+    # the controls against the last generation: its genomes apart, the lineage (4.27x: the chain)
+    assert "| 1.63x | +0.0156 (3/3) | +0.0110 (3/3) |" in rows["generation-3-apart"], out
+    assert "| 4.27x | -0.0704 (0/3) |" in rows["lineage"], out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "link.png").symlink_to(png)
+    for args in ([str(tmp_path)], [str(docs / "horizons-64")],  # no generations there
+                 [str(docs / "horizons-16"), "--png", str(tmp_path / "link.png")],
+                 [str(docs / "horizons-16"), "--png", str(tmp_path / "g.txt")]):
+        bad = bench("generations_figure.py", *args, check=False)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert "generations_figure.py: error:" in bad.stderr
+
+
 def test_the_snapshot_sweep_refuses_a_bad_grid_before_any_work(tmp_path):
     (tmp_path / "rows.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
     (tmp_path / "damaged.jsonl").write_text("{not json\n")
