@@ -11,8 +11,8 @@
 # snapshot arms' 1.29x compute as epochs and as members (5 of them).
 #
 #     bash benchmarks/horizons.sh [OUT] [SEEDS]     # default runs/horizons, seeds 1
-#     # one seed on the project machine, one thread each, two at once: ~80 min (16 epochs),
-#     # ~160 min (64)
+#     # one seed on the project machine, one thread: ~80 min (16 epochs), ~160 min (64),
+#     # ~60 min (generations to 8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/horizons}
@@ -24,5 +24,10 @@ python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --
     --set train.real_bytes=$((65536 * 64)) --set compare.generations=0 \
     --set compare.apart=false --set compare.snapshot_cycles=8 --set compare.snapshot_social=true \
     --set "compare.ensemble_compute=[1.2917]" --set "compare.ensemble_members=[5]"
+# Generations 1..8 at 16 epochs, each taught by its parent, the last one's genomes apart, and
+# every generation mixed (the set's social, isolated and 2U arms are those of h16, bit for bit)
+python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --out "$out/g8" \
+    --set compare.generations=8 --set compare.snapshot_cycles=0 --set compare.lineage=true
 python benchmarks/horizons_figure.py "$out/h16" "$out/h64" --png "$out/horizons.png" \
     --html "$out/horizons.html"
+python benchmarks/generations_figure.py "$out/g8" --png "$out/generations.png"
