@@ -477,3 +477,18 @@ def test_a_study_being_created_by_another_worker_is_not_files(tmp_path):
     (out / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="holds files, not a study"):
         _check_new_study_dir(out)
+
+
+def test_a_relative_reference_record_is_resolved_where_the_study_starts(tmp_path, monkeypatch):
+    """study.json keeps the record's absolute path: a resume from another folder, and each
+    cell, read and add to the one file the user named; a link on the way is one line."""
+    from multitudes.study.plan import load
+    monkeypatch.chdir(tmp_path)
+    doc = load("limited", None, ["base.compare.reference_record='refs/limited.json'"])
+    assert doc["base"]["compare"]["reference_record"] == str(tmp_path / "refs" / "limited.json")
+    (tmp_path / "linked").symlink_to(tmp_path / "refs")
+    with pytest.raises(UserError, match="symbolic link"):
+        load("limited", None, ["base.compare.reference_record='linked/limited.json'"])
+    (tmp_path / "damaged.json").write_text("{not json")
+    with pytest.raises(UserError, match="damaged.json"):
+        load("limited", None, ["base.compare.reference_record='damaged.json'"])

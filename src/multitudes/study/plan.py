@@ -68,8 +68,24 @@ def load(preset: str | None, study_file: str | None, overrides: list[str] = (),
         if values is not None:
             doc[axis] = values
     check(doc)
+    _absolute_record(doc)
     cells(doc)  # every cell's config checked, before anything is written
     return doc
+
+
+def _absolute_record(doc: dict) -> None:
+    """base.compare.reference_record named relative to where the study is started, resolved
+    once here (study.json keeps it absolute: a resume from another folder, and every cell,
+    read and add to the same file), links refused, and readable as a record (or absent), as
+    `compare` checks its own before it writes anything."""
+    from multitudes.training.reference_record import ReferenceRecord, absolute
+
+    compare = doc.get("base", {}).get("compare")
+    if isinstance(compare, dict) and isinstance(compare.get("reference_record"), str) \
+            and compare["reference_record"]:
+        path = absolute(compare["reference_record"])
+        ReferenceRecord.open(str(path))
+        compare["reference_record"] = str(path)
 
 
 def check_cells(plan: list[Cell], fetch: bool = True) -> list[str]:
