@@ -81,8 +81,9 @@ def rows(runs: list[dict]) -> tuple[list[str], dict[str, list[float]]]:
             f"| {lead(runs, ensemble, arm)} | {lead(runs, ensemble, arm, 'valid')} |")
         drawn[arm] = [r["arms"][arm]["mixture_test_bpb"] for r in runs]
     last = gens[-1]
-    controls = [ensemble] + [name for name, a in first["arms"].items()
-                             if a["arm"]["kind"] in ("apart", "lineage", "longer", "enlarged")]
+    controls = [ensemble] + [name for name, a in first["arms"].items()  # in every seed
+                             if a["arm"]["kind"] in ("apart", "lineage", "longer", "enlarged")
+                             and all(name in r["arms"] for r in runs)]
     lines += ["", f"the controls, each against {last} (positive: {last} codes fewer bits):",
               "| arm | kind | consensus | mixture | compute | test | valid beyond dev |",
               "|" + "---|" * 7]
