@@ -177,6 +177,24 @@ def page(lines: list[str], image: bytes, paths: list[Path]) -> bytes:
     return document("multitudes horizons", parts, 1100)
 
 
+def named(spec: str, horizons: list[list[dict]]) -> tuple[str, int]:
+    """--against ARM@EPOCHS: the arm, and the index of the horizon whose ensemble read EPOCHS."""
+    arm, sep, epochs = spec.rpartition("@")
+    try:
+        wanted = float(epochs)
+    except ValueError:
+        wanted = None
+    if not sep or not arm or wanted is None:
+        raise UserError(f"--against {spec!r}: expected ARM@EPOCHS, e.g. isolated-16-members@16")
+    found = [i for i, runs in enumerate(horizons) if round(epochs_of(runs[0]), 1) == wanted]
+    if not found:
+        raise UserError(f"--against {spec!r}: no horizon at {epochs} epochs (the runs have "
+                        + ", ".join(f"{epochs_of(r[0]):.1f}" for r in horizons) + ")")
+    if not all(arm in r["arms"] for r in horizons[found[0]]):
+        raise UserError(f"--against {spec!r}: not every seed at {epochs} epochs has {arm}")
+    return arm, found[0]
+
+
 def check_outputs(args: argparse.Namespace) -> None:
     """--png and --html, before any work: a file of that kind in an existing folder, never
     written through a link."""
@@ -192,10 +210,14 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="one directory per horizon")
     parser.add_argument("--png", type=Path, help="write the figure here")
     parser.add_argument("--html", type=Path, help="write a page with the figure and tables here")
+    parser.add_argument("--against", action="append", default=[], metavar="ARM@EPOCHS",
+                        help="also pair every arm with this one, e.g. isolated-16-members@16 "
+                             "(the horizon given by the epochs the ensemble read there)")
     args = parser.parse_args()
     check_outputs(args)
     try:
         horizons = [runs_in(p) for p in args.runs]
+        against = [named(spec, horizons) for spec in args.against]
     except UserError as e:
         refuse(str(e))
     points, ensemble = table(horizons), ensemble_of(horizons[0][0])
@@ -217,6 +239,9 @@ def main() -> None:
               "mixture, mean over seeds):", *candidates,
               f"every arm's mixture against {best} at its best horizon (paired by seed; "
               f"positive: fewer bits):", *leads_over(horizons, at, best)]
+    for arm, i in against:
+        lines += [f"every arm's mixture against {arm} at {epochs_of(horizons[i][0]):.1f} epochs "
+                  f"(paired by seed; positive: fewer bits):", *leads_over(horizons, i, arm)]
     print("\n".join(lines))
     if args.png or args.html:
         image = draw(points, ensemble, yard)

@@ -209,8 +209,17 @@ def test_the_horizons_figure_draws_the_recorded_horizons_and_refuses_bad_input(t
     assert "isolated-x1.63 at 26.1 epochs: dev 2.8732 (best)" in both, both
     assert "isolated at 64.0 epochs: test -0.0195 (-0.0322, -0.0160, -0.0102; better in 0/3)" \
         in both, both
+    # any arm as the one to beat: the ensemble of 16 at 16 epochs (the lineage's compute)
+    versus = bench("horizons_figure.py", str(docs / "horizons-16"), str(docs / "horizons-64"),
+                   "--against", "isolated-16-members@16").stdout.split(
+                       "against isolated-16-members at 16.0 epochs")[1]
+    assert "social+snapshots at 64.0 epochs: test +0.0614 (+0.0705, +0.0575, +0.0562; better " \
+        "in 3/3)" in versus, versus
     (tmp_path / "link.png").symlink_to(png)  # a figure is never written through a link
     for args in ([str(tmp_path)], [str(docs / "h16"), "--png", str(tmp_path / "h.txt")],
+                 [str(docs / "h16"), "--against", "isolated@32"],
+                 [str(docs / "h16"), "--against", "nope@16"],
+                 [str(docs / "h16"), "--against", "isolated"],
                  [str(docs / "h16"), "--png", str(tmp_path / "no" / "h.png")],
                  [str(docs / "h16"), "--png", str(tmp_path / "link.png")],
                  [str(docs / "h16"), "--html", str(tmp_path / "h.png")]):
