@@ -111,13 +111,15 @@ def draw(gens: list[str], drawn: dict[str, list[float]], ensemble: str) -> bytes
         ax.plot(xs, [drawn[arm][s] for arm in gens], color="tab:blue", alpha=0.35,
                 linewidth=1, marker=".")
     ax.plot(xs, [statistics.mean(drawn[arm]) for arm in gens], color="tab:blue", linewidth=2.5,
-            marker="o", label=f"generations 1..{len(gens)}, mean of {seeds} seeds (thin: each)")
+            marker="o", label=f"generations 1..{len(gens)}, " + (
+                f"mean of {seeds} seeds (thin: each)" if seeds > 1 else "one seed"))
     ax.axhline(statistics.mean(drawn[ensemble]), color="black", linewidth=2,
                label=f"the independent ensemble ({ensemble}, mixed)")
     controls = [arm for arm in drawn if arm not in gens and arm != ensemble]
-    for j, (arm, marker) in enumerate(zip(controls, "s^Dv<>p*hX")):  # side by side, past G
+    colours = ("tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink")
+    for j, (arm, marker, colour) in enumerate(zip(controls, "s^Dv<>", colours)):  # past G
         ax.scatter([len(gens) + 0.2 * (j + 1)] * len(drawn[arm]), drawn[arm], marker=marker,
-                   label=f"{arm} (each seed)")
+                   color=colour, label=f"{arm} (each seed)")
     ax.set_xticks(xs)
     ax.set_xlabel("generation (1: the social arm)")
     ax.set_ylabel("test bpb of the dev-fit mixture")
