@@ -242,6 +242,10 @@ def test_the_generations_table_reads_the_recorded_chain_and_refuses_bad_input(tm
     assert "| 1.63x | +0.0156 (3/3) | +0.0110 (3/3) |" in rows["generation-3-apart"], out
     assert "| 4.27x | -0.0704 (0/3) |" in rows["lineage"], out
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # one run read whole: seed 1 of the generations to 8, and its chain's compute
+    eight = bench("generations_figure.py", str(docs / "generations-16" / "seed-1")).stdout
+    [row] = [x for x in eight.splitlines() if x.startswith("| 8 | generation-8 | 4 gru |")]
+    assert "| 2.46x / 16.11x | +0.0482 (1/1) | +0.1140 (1/1) |" in row, eight
     (tmp_path / "link.png").symlink_to(png)
     for args in ([str(tmp_path)], [str(docs / "horizons-64")],  # no generations there
                  [str(docs / "horizons-16"), "--png", str(tmp_path / "link.png")],
