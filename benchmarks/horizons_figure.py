@@ -58,6 +58,7 @@ def runs_in(path: Path) -> list[dict]:
         if r.get("regime") != "data-limited" or r.get("command") != "compare":
             raise UserError(f"{f}: not a data-limited compare")
         r["seed_dir"] = "run" if f.parent == path else f.parent.name  # pairs seeds across
+        r["set_name"] = path.name
     return runs
 
 
@@ -115,7 +116,11 @@ def leads_over(horizons: list[list[dict]], at: int, ensemble: str) -> list[str]:
     over the seeds both have."""
     base = {r["seed_dir"]: r["arms"][ensemble] for r in horizons[at]}
     lines = []
-    for runs in horizons:
+    read = [round(epochs_of(runs[0]), 1) for runs in horizons]
+    for runs, epochs_read in zip(horizons, read):
+        # two sets at one horizon (say the 16-epoch arms and the generations to 8): each line
+        # says its set, since both may hold an arm of the same name
+        where = f"{runs[0]['set_name']}: " if read.count(epochs_read) > 1 else ""
         for arm, a in runs[0]["arms"].items():
             beyond_u = a["arm"]["kind"] == "reference" and a["arm"]["k"] != 1
             seeds = [r for r in runs if r["seed_dir"] in base and arm in r["arms"]]
@@ -129,7 +134,7 @@ def leads_over(horizons: list[list[dict]], at: int, ensemble: str) -> list[str]:
                              + ", ".join(f"{x:+.4f}" for x in d)
                              + f"; better in {sum(x > 0 for x in d)}/{len(d)})")
             epochs = statistics.mean(r["arms"][arm]["epochs"] for r in seeds)
-            lines.append(f"  {arm} at {epochs:.1f} epochs: " + ", ".join(cells))
+            lines.append(f"  {where}{arm} at {epochs:.1f} epochs: " + ", ".join(cells))
     return lines
 
 

@@ -246,6 +246,11 @@ def test_the_generations_table_reads_the_recorded_chain_and_refuses_bad_input(tm
     eight = bench("generations_figure.py", str(docs / "generations-16" / "seed-1")).stdout
     [row] = [x for x in eight.splitlines() if x.startswith("| 8 | generation-8 | 4 gru |")]
     assert "| 2.46x / 16.11x | +0.0482 (1/1) | +0.1140 (1/1) |" in row, eight
+    # two sets at one horizon: each line says its set (both hold a `lineage`)
+    shared = bench("horizons_figure.py", str(docs / "horizons-16"), str(docs / "generations-16"),
+                   "--against", "isolated-16-members@16").stdout
+    assert "  horizons-16: lineage at 16.0 epochs: test -0.0014" in shared, shared
+    assert "  generations-16: lineage at 16.0 epochs: test +0.0460" in shared, shared
     (tmp_path / "link.png").symlink_to(png)
     for args in ([str(tmp_path)], [str(docs / "horizons-64")],  # no generations there
                  [str(docs / "horizons-16"), "--png", str(tmp_path / "link.png")],
