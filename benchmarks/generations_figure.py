@@ -17,13 +17,13 @@ each seed's mixture against the generation, their mean bold, the ensemble the li
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 from collections import Counter
 from pathlib import Path
 
 from horizons_figure import check_outputs, ensemble_of, refuse, runs_in
 from multitudes.errors import UserError
+from multitudes.report.figures import png_bytes
 from multitudes.runs.checkpoint import write_bytes_atomic
 
 
@@ -125,10 +125,9 @@ def draw(gens: list[str], drawn: dict[str, list[float]], ensemble: str) -> bytes
     ax.set_ylabel("test bpb of the dev-fit mixture")
     ax.set_title("Where the gain of a generation over its parent stops")
     ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    image = png_bytes(fig)
     plt.close(fig)
-    return buf.getvalue()
+    return image
 
 
 def main() -> None:

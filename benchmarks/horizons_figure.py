@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import io
 import statistics
 import sys
 from pathlib import Path
 
 from multitudes.errors import UserError
 from multitudes.report.html_page import document, figure
+from multitudes.report.figures import png_bytes
 from multitudes.runs.checkpoint import write_bytes_atomic
 from multitudes.runs.results import arms_of_kind, read as read_results
 
@@ -163,10 +163,9 @@ def draw(points: dict, ensemble: str, yard: dict[str, float]) -> bytes:
     ax.set_ylabel("test bpb of the dev-fit mixture")
     ax.set_title("Where populations pay: each arm against the horizon")
     ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    image = png_bytes(fig)
     plt.close(fig)
-    return buf.getvalue()
+    return image
 
 
 def page(lines: list[str], image: bytes, paths: list[Path]) -> bytes:

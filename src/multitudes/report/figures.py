@@ -59,11 +59,16 @@ def _draw_yardsticks(ax, results: dict, split: str = "dev") -> None:
                        label=f"{label} given the same bytes ({y[name]['given']:.2f})")
 
 
-def png(fig) -> str:
-    """A figure as a base64 PNG, as report.html and scale.html embed it."""
+def png_bytes(fig) -> bytes:
+    """A figure as PNG bytes, as every figure of the project is drawn (a file's, or a page's)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def png(fig) -> str:
+    """A figure as a base64 PNG, as report.html and scale.html embed it."""
+    return base64.b64encode(png_bytes(fig)).decode()
 
 
 def figures(results: dict) -> list[tuple[str, str]]:
