@@ -21,6 +21,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+from data_limited import mean_std
 from horizons_figure import check_outputs, ensemble_of, refuse, runs_in
 from multitudes.errors import UserError
 from multitudes.report.figures import png_bytes
@@ -34,11 +35,6 @@ def chain(run: dict) -> list[str]:
     if not gens:
         raise UserError("no generation arms: run the set with compare.generations >= 2")
     return ["social"] + [name for _, name in gens]
-
-
-def mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):.4f}" + (
-        f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else "")
 
 
 def lead(runs: list[dict], base: str, arm: str, split: str = "test") -> str:
