@@ -91,6 +91,11 @@ def rows(runs: list[dict]) -> tuple[list[str], dict[str, list[float]]]:
             f"| {compute(runs, [arm], ensemble):.2f}x "
             f"| {lead(runs, arm, last)} | {lead(runs, arm, last, 'valid')} |")
         drawn[arm] = [r["arms"][arm]["mixture_test_bpb"] for r in runs]
+    # the classical coders given the same U bytes, where every arm above still stands
+    given = (first.get("yardsticks") or {}).get("test", {})
+    if given:
+        lines += ["", "yardsticks given the same U bytes (test): " + ", ".join(
+            f"{name} {given[name]['given']:.4f}" for name in given)]
     return lines, drawn
 
 

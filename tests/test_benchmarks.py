@@ -246,6 +246,8 @@ def test_the_generations_table_reads_the_recorded_chain_and_refuses_bad_input(tm
     eight = bench("generations_figure.py", str(docs / "generations-16" / "seed-1")).stdout
     [row] = [x for x in eight.splitlines() if x.startswith("| 8 | generation-8 | 4 gru |")]
     assert "| 2.46x / 16.11x | +0.0482 (1/1) | +0.1140 (1/1) |" in row, eight
+    assert "yardsticks given the same U bytes (test): gzip 2.8235, bzip2 2.3837, xz 2.4355, " \
+        "ppmd 2.0988" in eight, eight
     # two sets at one horizon: each line says its set (both hold a `lineage`)
     shared = bench("horizons_figure.py", str(docs / "horizons-16"), str(docs / "generations-16"),
                    "--against", "isolated-16-members@16").stdout
