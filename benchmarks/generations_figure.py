@@ -29,12 +29,13 @@ from multitudes.runs.checkpoint import write_bytes_atomic
 
 
 def chain(run: dict) -> list[str]:
-    """The generations' arms in order: the social arm, then generation-2..G."""
+    """The generations' arms in order: generation 1 (the arm generation 2 was taught by, as
+    its record says: the social arm), then generation-2..G."""
     gens = sorted((a["arm"]["g"], name) for name, a in run["arms"].items()
                   if a["arm"]["kind"] == "generation")
     if not gens:
         raise UserError("no generation arms: run the set with compare.generations >= 2")
-    return ["social"] + [name for _, name in gens]
+    return [run["arms"][gens[0][1]]["arm"]["parent"]] + [name for _, name in gens]
 
 
 def lead(runs: list[dict], base: str, arm: str, split: str = "test") -> str:
