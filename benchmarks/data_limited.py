@@ -192,13 +192,16 @@ def verdict_lines(runs: list[dict]) -> list[str]:
                                         if a["arm"]["kind"] == "lineage"]
     versus += [((name, "mixture"), (c, "mixture")) for name, a in arms.items()
                if a["arm"]["kind"] in ("longer", "enlarged") for c in spenders]
-    # every other arm on U against the independent ensemble, on test and on valid beyond dev
+    # every other arm on U against the independent ensemble, on test and on valid beyond dev,
+    # and against the ensemble re-tuned at this horizon (compare.retuned) where there is one
     others = [a for a in runs[0]["data_limited"]["placed"] if a in arms and a != "social"]
+    ensembles = ["isolated"] + [name for name, a in arms.items() if a["arm"]["kind"] == "retuned"]
     return [paired(runs, a, b) for a, b in pairs] + [
         paired(runs, a, b, split) for a, b in versus for split in ("test", "valid")] + [
         paired(runs, ("isolated", "mixture"), ("social", "mixture"), split="valid")] + [
-        paired(runs, ("isolated", "mixture"), (arm, "mixture"), split=split)
-        for arm in others for split in ("test", "valid")]
+        paired(runs, (ensemble, "mixture"), (arm, "mixture"), split=split)
+        for ensemble in ensembles for arm in ["social"] * (ensemble != "isolated") + others
+        if arm != ensemble for split in ("test", "valid")]
 
 
 def against_lines(runs: list[dict], before: list[dict], label: str) -> list[str]:

@@ -204,6 +204,36 @@ def test_the_ensemble_given_more_members_trains_copies_and_joins_a_finished_run(
     assert first["arms"]["isolated"]["training steps"] > 0
 
 
+def test_the_retuned_ensemble_changes_only_the_named_recipes_and_joins_a_finished_run(tmp_path):
+    """`compare.retuned`: the isolated members on U with the named families' recipes changed
+    (here the LSTM's dropout), the others' as they are: the GPT trains exactly as the isolated
+    arm's, the LSTM differently at the same FLOPs; a finished run takes it on resume and ends as
+    one run with it from the start."""
+    import json
+
+    from multitudes.training.arms import Retuned
+
+    sets = LIMITED + ["compare.unique_multiples=[1, 2]"]
+    added = "compare.retuned.lstm.dropout=0.3"
+    cfg = config_files.load("debug", None, sets + [added])
+    arm, = [a for a in plan("compare", cfg) if isinstance(a, Retuned)]
+    assert (arm.name, arm.total_bytes, arm.unique_bytes) == ("isolated-retuned", 8192, 4096)
+    assert arm.recipes == {"lstm": {"dropout": 0.3}} and not arm.waits_for()
+    a, grown = grown_equals_whole(tmp_path, sets, added)
+    arms = a["arms"]
+    again, alone = arms["isolated-retuned"], arms["isolated"]
+    assert again["arm"] == {"kind": "retuned", "listens": False,
+                            "recipes": {"lstm": {"dropout": 0.3}}}
+    (gpt, lstm), (gpt_alone, lstm_alone) = again["members"], alone["members"]
+    assert (gpt["family"], lstm["family"]) == ("gpt", "lstm")
+    assert gpt["test_bpb"] == gpt_alone["test_bpb"]
+    assert lstm["test_bpb"] != lstm_alone["test_bpb"]
+    assert again["train_flops"] == alone["train_flops"]
+    assert "isolated-retuned" in a["data_limited"]["placed"]
+    trained = json.loads((grown / "timings.json").read_text())["arms"]
+    assert [x for x in trained if trained[x].get("training steps")] == ["isolated-retuned"]
+
+
 def test_the_lineage_mixes_every_generation_and_joins_a_finished_run(tmp_path):
     """`compare.lineage`: the members of generation 1 (the social arm) and 2, read back at their
     kept weights and scored as they were in their own arms, mixed by dev-fit weights; its

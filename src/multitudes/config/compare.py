@@ -22,6 +22,9 @@ MAX_COMPUTE = 100
 # The ensemble given more members (compare.ensemble_members) matches G generations of K members;
 # each member is a whole model trained on U, and more than this is a typo.
 MAX_MEMBERS = 256
+# The genome fields the re-tuned ensemble (compare.retuned) may change: its recipe, never its
+# shape (a wider or deeper member is another model, not the same one tuned again).
+RECIPE_FIELDS = ("lr", "warmup", "weight_decay", "dropout")
 
 
 @dataclass
@@ -106,6 +109,13 @@ class CompareConfig:
     M - K more of the same genomes, member j a copy of member j mod K with a seed of its own
     (training/arms.py, `Enlarged`). The control at equal compute for an arm that spends it on
     more models (G generations of K: M = G x K; q0's snapshots). []: none."""
+    retuned: dict[str, dict] = field(default_factory=dict)
+    """Data-limited: each named family's recipe re-tuned on the dev slice at the run's horizon,
+    e.g. `{gru = {dropout = 0.2}, looped = {weight_decay = 1.0}}` (fields among lr, warmup,
+    weight_decay, dropout; `--set compare.retuned.gru.dropout=0.2`): adds `isolated-retuned`,
+    the independent ensemble with those recipes, the other families' as they are. The control
+    given the same tuning care at a long horizon as at the one its recipes were swept at
+    (`benchmarks/sweep.py --train real_bytes=...`). {}: none."""
     mixture_fit: Literal["dev", "unique"] = "dev"
     """Data-limited: where the mixtures' weights are fit. `dev`: the dev slice of valid (the
     slice every member's best weights are chosen on); `unique`: a slice carved out of each
@@ -167,6 +177,7 @@ class CompareConfig:
             raise UserError(f"compare.ensemble_members={M!r}: expected increasing integers in "
                             f"[2, {MAX_MEMBERS}] (each the members of an enlarged independent "
                             f"ensemble, more than the config's K), or []")
+        check_recipes(self.retuned)
         if not 0 < self.mixture_fraction <= 0.5:
             raise UserError(f"compare.mixture_fraction={self.mixture_fraction}: must be in "
                             f"(0, 0.5] (a held-out slice of at most half of U)")
@@ -184,3 +195,23 @@ class CompareConfig:
             raise UserError(f"compare.reference_epochs={e!r}: expected [] or one positive "
                             f"number of epochs per reference point beyond U ({len(k) - 1} for "
                             f"compare.unique_multiples={k!r})")
+
+
+def check_recipes(retuned) -> None:
+    """`compare.retuned`: a table of families, each a non-empty table of recipe fields with
+    numbers (the families and the values' ranges are checked against the members, where the
+    run is planned)."""
+    if not isinstance(retuned, dict):
+        raise UserError(f"compare.retuned={retuned!r}: expected a table of families, e.g. "
+                        f"{{gru = {{dropout = 0.2}}}}")
+    for family, recipe in retuned.items():
+        key = f"compare.retuned.{family}"
+        if not isinstance(recipe, dict) or not recipe:
+            raise UserError(f"{key}={recipe!r}: expected a table of recipe fields "
+                            f"({', '.join(RECIPE_FIELDS)})")
+        for name, value in recipe.items():
+            if name not in RECIPE_FIELDS:
+                raise UserError(f"{key}.{name}: not a recipe field (the re-tuned ensemble "
+                                f"changes {', '.join(RECIPE_FIELDS)}; never a member's shape)")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise UserError(f"{key}.{name}={value!r}: expected a number")

@@ -231,7 +231,7 @@ class RunConfig:
         if not self.members:
             raise UserError("the config has no [[members]]")
         for arm in ("distill", "generations", "snapshot_cycles", "ensemble_compute",
-                    "ensemble_members"):
+                    "ensemble_members", "retuned"):
             if getattr(self.compare, arm) and self.regime != "data-limited":
                 raise UserError(f"compare.{arm} is an arm of the data-limited regime (set "
                                 f"regime = \"data-limited\" and data.unique_bytes)")

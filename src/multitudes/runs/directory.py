@@ -43,7 +43,7 @@ EXTENSIBLE = ("train.real_bytes", "train.checkpoint_every")
 # are read back from their milestones, and every number is what one run with them all gives.
 ARM_ADDING = ("compare.snapshot_social", "compare.apart", "compare.lineage",
               "compare.generations", "compare.distill", "compare.ensemble_compute",
-              "compare.ensemble_members")
+              "compare.ensemble_members", "compare.retuned")
 
 
 def prepare_run_dir(out: Path, command: str, cfg: RunConfig | None, resume: bool,
@@ -126,11 +126,13 @@ def _extend(out: Path, record: dict, command: str, overrides: list[str]) -> RunC
 
 
 def _key_outside(overrides: list[str], allowed: tuple[str, ...]) -> str | None:
-    """The first key of the `--set` overrides a resume may not change, or None."""
+    """The first key of the `--set` overrides a resume may not change, or None (a key inside an
+    allowed table, e.g. `compare.retuned.gru.dropout`, is allowed)."""
     from multitudes.config.files import parse_override
 
     keys = (".".join(parse_override(text)[0]) for text in overrides)
-    return next((key for key in keys if key not in allowed), None)
+    return next((key for key in keys
+                 if not any(key == a or key.startswith(a + ".") for a in allowed)), None)
 
 
 def _more_arms(record: dict, overrides: list[str]) -> RunConfig:

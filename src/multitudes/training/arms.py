@@ -10,7 +10,7 @@ Every arm starts from the same genomes and seeds and reads the same batches as t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 from multitudes.config.schema import EvolutionConfig, RunConfig, SocialConfig
 from multitudes.population.elders import Elders
@@ -107,6 +107,23 @@ class Enlarged(Arm):
 
     def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
         return ctx.runner(self, replace(ctx.cfg, members=enlarged(ctx.cfg.members, self.members)))
+
+
+@dataclass(frozen=True)
+class Retuned(Arm):
+    """The independent ensemble with some families' recipes re-tuned on the dev slice at the
+    run's horizon (`compare.retuned`, e.g. heavier dropout at 64 epochs than at 16): the same
+    shapes, seeds and batches, other recipes. The control given the same tuning care as the
+    arms it is compared with where a longer horizon moves the best regularization."""
+    recipes: dict = field(default_factory=dict)
+
+    def build(self, ctx: ArmContext, arms: dict) -> ArmRunner:
+        return ctx.runner(self, replace(ctx.cfg, members=retuned(ctx.cfg.members, self.recipes)))
+
+
+def retuned(members: list, recipes: dict) -> list:
+    """`members` with each family named in `recipes` given its fields there."""
+    return [g.replace(**recipes.get(g.family, {})) for g in members]
 
 
 # A copy's seed: its original's plus this times the round it belongs to (member j is in round

@@ -18,7 +18,7 @@ from pathlib import Path
 from multitudes.errors import UserError
 from multitudes.evaluation.placement import place, reference_arm, reference_point
 from multitudes.training.arms import (Apart, Arm, Enlarged, Generation, Longer, Reference,
-                                      Student)
+                                      Retuned, Student, retuned)
 from multitudes.training.compare import Compare
 from multitudes.training.lineage import Lineage
 from multitudes.training.loop import ArmRunner, isolated
@@ -37,8 +37,8 @@ class LimitedCompare(Compare):
     def plan(self) -> list[Arm]:
         """The measured arms on U, the isolated reference on k x U for every multiple, the
         ensemble given more compute (`compare.ensemble_compute`, as epochs;
-        `compare.ensemble_members`, as members), then the snapshot arms
-        (training/snapshots.py), the students (taught by the social arm and by the isolated
+        `compare.ensemble_members`, as members), the ensemble re-tuned (`compare.retuned`),
+        then the snapshot arms (training/snapshots.py), the students (taught by the social arm and by the isolated
         ensemble) and generations 2..G."""
         cfg = self.cfg
         N, U, alone = cfg.train.real_bytes, cfg.data.unique_bytes, isolated(cfg.social)
@@ -49,6 +49,9 @@ class LimitedCompare(Compare):
                   for F in cfg.compare.ensemble_compute]
         longer += [Enlarged(f"{ensemble}-{M}-members", alone, N, unique_bytes=U, members=M)
                    for M in cfg.compare.ensemble_members]
+        if cfg.compare.retuned:
+            longer.append(Retuned(f"{ensemble}-retuned", alone, N, unique_bytes=U,
+                                  recipes=cfg.compare.retuned))
         students = [Student(name, cfg.social, N, U, teacher=teacher, ranked=ensemble)
                     for name, teacher in (("distilled", "social"),
                                           ("distilled-ensemble", ensemble))
@@ -68,6 +71,15 @@ class LimitedCompare(Compare):
             raise UserError(f"compare.ensemble_members={compare.ensemble_members!r}: each must "
                             f"be more than the config's {K} members (the independent ensemble "
                             f"itself is the isolated arm)")
+        families = {g.family for g in self.cfg.members}
+        if lacking := sorted(set(compare.retuned) - families):
+            raise UserError(f"compare.retuned.{lacking[0]}: the config has no {lacking[0]} "
+                            f"member (it has {', '.join(sorted(families))})")
+        for family, recipe in compare.retuned.items():  # each value in its field's range
+            try:
+                retuned([g for g in self.cfg.members if g.family == family], {family: recipe})
+            except UserError as e:
+                raise UserError(f"compare.retuned.{family}: {e}") from None
         teachers = [key for key in ("distill", "generations", "snapshot_social")
                     if getattr(compare, key)]
         if self.cfg.social.channel == "complement" and teachers:
