@@ -9,7 +9,8 @@ ensemble given more compute as epochs (`compare.ensemble_compute`) is a point of
 ensemble's line at the epochs it read, so the line shows the ensemble's best horizon; the
 classical compressors given the same U bytes are the dotted lines. Prints the numbers it draws,
 then the ensemble at its own best horizon (chosen on the dev slice among its runs at every
-horizon and given more epochs) and every arm's paired lead over it, on test and on valid.
+horizon, given more epochs, and with its recipes re-tuned at a horizon: `compare.retuned`) and
+every arm's paired lead over it, on test and on valid.
 
     python benchmarks/horizons_figure.py docs/horizons/h16 docs/horizons/h64 \\
         --png docs/horizons/horizons.png --html docs/horizons/horizons.html
@@ -94,13 +95,13 @@ def table(horizons: list[list[dict]]) -> dict[str, list[tuple[float, list[float]
 
 def best_ensemble(horizons: list[list[dict]]) -> tuple[int, str, list[str]]:
     """The independent ensemble at its own best horizon: of its runs at every horizon (the
-    reference on U, and the ensemble given more epochs), the one whose dev-fit mixture codes the
-    dev slice best, mean over seeds (chosen on dev, never on test). Its horizon's index, its
-    arm, and a line per candidate."""
+    reference on U, the ensemble given more epochs, and the ensemble with its recipes re-tuned
+    at that horizon), the one whose dev-fit mixture codes the dev slice best, mean over seeds
+    (chosen on dev, never on test). Its horizon's index, its arm, and a line per candidate."""
     candidates = []
     for i, runs in enumerate(horizons):
         for arm, a in runs[0]["arms"].items():
-            if a["arm"]["kind"] == "longer" or arm == ensemble_of(runs[0]):
+            if a["arm"]["kind"] in ("longer", "retuned") or arm == ensemble_of(runs[0]):
                 dev = statistics.mean(r["arms"][arm]["mixture_dev_bpb"] for r in runs)
                 epochs = statistics.mean(r["arms"][arm]["epochs"] for r in runs)
                 candidates.append((dev, i, arm, epochs))

@@ -204,10 +204,12 @@ def test_the_horizons_figure_draws_the_recorded_horizons_and_refuses_bad_input(t
     assert "64.0           82.7" in seeds.splitlines()[0], seeds
     [row] = [x for x in seeds.splitlines() if x.split()[:1] == ["isolated"] and "(n=" in x]
     assert numbers_after("isolated", row) == [3.2274, 3.2434], seeds
-    # the ensemble at its own best horizon, chosen on dev, and every arm paired against it
+    # the ensemble at its own best horizon and recipe, chosen on dev (the members' recipes
+    # re-tuned at 64 epochs: compare.retuned), and every arm paired against it
     both = bench("horizons_figure.py", str(docs / "horizons-16"), str(docs / "horizons-64")).stdout
-    assert "isolated-x1.63 at 26.1 epochs: dev 2.8732 (best)" in both, both
-    assert "isolated at 64.0 epochs: test -0.0195 (-0.0322, -0.0160, -0.0102; better in 0/3)" \
+    assert "isolated-x1.63 at 26.1 epochs: dev 2.8732\n" in both, both
+    assert "isolated-retuned at 64.0 epochs: dev 2.8498 (best)" in both, both
+    assert "isolated at 64.0 epochs: test -0.0368 (-0.0538, -0.0223, -0.0342; better in 0/3)" \
         in both, both
     # any arm as the one to beat: the ensemble of 16 at 16 epochs (the lineage's compute)
     versus = bench("horizons_figure.py", str(docs / "horizons-16"), str(docs / "horizons-64"),
