@@ -229,6 +229,27 @@ def test_the_horizons_figure_draws_the_recorded_horizons_and_refuses_bad_input(t
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
+def test_the_data_limited_table_pairs_every_arm_against_the_retuned_ensemble(tmp_path):
+    """The 64-epoch record read back (`--table-only` on a copy: it writes table.md beside the
+    seeds): the re-tuned ensemble's row, and every arm on U paired against it as against the
+    ensemble, with the numbers docs/results.md shows."""
+    import shutil
+
+    docs = BENCHMARKS.parent / "docs" / "horizons" / "horizons-64"
+    for seed in ("seed-1", "seed-2", "seed-3"):
+        (tmp_path / seed).mkdir()
+        shutil.copy(docs / seed / "results.json", tmp_path / seed / "results.json")
+    out = bench("data_limited.py", "--table-only", "--out", str(tmp_path)).stdout
+    [row] = [x for x in out.splitlines() if x.startswith("| isolated-retuned |")]
+    assert "3.1907 ± 0.0026" in row, out
+    for line in ("social mixture vs isolated-retuned mixture: +0.0019 bpb (per seed -0.0009, "
+                 "+0.0028, +0.0037; better in 2/3)",
+                 "social+snapshots mixture vs isolated-retuned mixture: +0.0583 bpb",
+                 "isolated-retuned mixture vs isolated mixture: +0.0368 bpb"):
+        assert line in out, out
+    assert (tmp_path / "table.md").read_text().count("isolated-retuned") >= 5
+
+
 def test_the_generations_table_reads_the_recorded_chain_and_refuses_bad_input(tmp_path):
     docs = BENCHMARKS.parent / "docs" / "horizons"
     png = tmp_path / "g.png"
