@@ -7,6 +7,7 @@ are `Literal` annotations (litgpt's habit): the type is the list of valid values
 
 from __future__ import annotations
 
+import math
 import typing
 from dataclasses import fields
 
@@ -42,14 +43,23 @@ def choices(literal) -> tuple:
 
 def positive(obj, where: str, *names: str) -> None:
     for name in names:
-        if not getattr(obj, name) > 0:
+        if not getattr(obj, name) > 0:  # nan too
             raise UserError(f"{where}{name}={getattr(obj, name)}: must be positive")
+        finite(obj, where, name)
 
 
 def non_negative(obj, where: str, *names: str) -> None:
     for name in names:
-        if getattr(obj, name) < 0:
+        if not getattr(obj, name) >= 0:  # nan too
             raise UserError(f"{where}{name}={getattr(obj, name)}: must be non-negative")
+        finite(obj, where, name)
+
+
+def finite(obj, where: str, name: str) -> None:
+    """No field these check means anything at infinity (a learning rate, a weight decay, a
+    count): TOML's `inf` is refused where it is read, not as a nan loss steps later."""
+    if not math.isfinite(getattr(obj, name)):
+        raise UserError(f"{where}{name}={getattr(obj, name)}: must be finite")
 
 
 def within(obj, where: str, name: str, low: float, high: float, open_: bool = False) -> None:
