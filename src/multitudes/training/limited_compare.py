@@ -18,7 +18,7 @@ from pathlib import Path
 from multitudes.errors import UserError
 from multitudes.evaluation.placement import place, reference_arm, reference_point
 from multitudes.training.arms import (Apart, Arm, Enlarged, Generation, Longer, Reference,
-                                      Retuned, Student, retuned)
+                                      Retuned, Student)
 from multitudes.training.compare import Compare
 from multitudes.training.lineage import Lineage
 from multitudes.training.loop import ArmRunner, isolated
@@ -38,8 +38,8 @@ class LimitedCompare(Compare):
         """The measured arms on U, the isolated reference on k x U for every multiple, the
         ensemble given more compute (`compare.ensemble_compute`, as epochs;
         `compare.ensemble_members`, as members), the ensemble re-tuned (`compare.retuned`),
-        then the snapshot arms (training/snapshots.py), the students (taught by the social arm and by the isolated
-        ensemble) and generations 2..G."""
+        then the snapshot arms (training/snapshots.py), the students (taught by the social arm
+        and by the isolated ensemble) and generations 2..G."""
         cfg = self.cfg
         N, U, alone = cfg.train.real_bytes, cfg.data.unique_bytes, isolated(cfg.social)
         references = [Reference(reference_arm(k), alone, reference_bytes(cfg, k),
@@ -77,7 +77,7 @@ class LimitedCompare(Compare):
                             f"member (it has {', '.join(sorted(families))})")
         for family, recipe in compare.retuned.items():  # each value in its field's range
             try:
-                retuned([g for g in self.cfg.members if g.family == family], {family: recipe})
+                [g.replace(**recipe) for g in self.cfg.members if g.family == family]
             except UserError as e:
                 raise UserError(f"compare.retuned.{family}: {e}") from None
         teachers = [key for key in ("distill", "generations", "snapshot_social")
