@@ -9,10 +9,11 @@
 # 64 epochs: social, the ensemble, 2U, the snapshots and social+snapshots (the cycle length
 # chosen on the dev slice at 16 kept: 8 cycles of 8 epochs), and the ensemble given the
 # snapshot arms' 1.29x compute as epochs and as members (5 of them), and the ensemble with each
-# family's dropout re-swept on the dev slice at 64 epochs (docs/horizons/sweep-recipes-64ep.jsonl).
+# family's dropout re-swept on the dev slice at 64 epochs (docs/horizons/sweep-recipes-64ep.jsonl);
+# then the 64-epoch set again with every arm on those recipes (h64r).
 #
 #     bash benchmarks/horizons.sh [OUT] [SEEDS]     # default runs/horizons, seeds 1
-#     # one seed on the project machine, one thread: ~80 min (16 epochs), ~160 min (64),
+#     # one seed on the project machine, one thread: ~80 min (16 epochs), ~160 min (64), ~100 min (64, re-tuned),
 #     # ~60 min (generations to 8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,13 @@ python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --
     --set "compare.ensemble_compute=[1.2917]" --set "compare.ensemble_members=[5]" \
     --set compare.retuned.gru.dropout=0.2 --set compare.retuned.lstm.dropout=0.3 \
     --set compare.retuned.gpt.dropout=0.1 --set compare.retuned.looped.dropout=0.1
+# The same 64 epochs with every arm's members on the re-tuned recipes (social, the ensemble, 2U,
+# the snapshots and social+snapshots; its ensemble is h64's isolated-retuned bit for bit)
+python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --out "$out/h64r" \
+    --set train.real_bytes=$((65536 * 64)) --set compare.generations=0 \
+    --set compare.apart=false --set compare.snapshot_cycles=8 --set compare.snapshot_social=true \
+    --set members.0.dropout=0.2 --set members.1.dropout=0.3 \
+    --set members.2.dropout=0.1 --set members.3.dropout=0.1
 # Generations 1..8 at 16 epochs, each taught by its parent, the last one's genomes apart, and
 # every generation mixed (the set's social, isolated and 2U arms are those of h16, bit for bit)
 python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --out "$out/g8" \
