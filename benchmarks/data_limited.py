@@ -206,16 +206,23 @@ def verdict_lines(runs: list[dict]) -> list[str]:
 
 def against_lines(runs: list[dict], before: list[dict], label: str) -> list[str]:
     """The same seeds of another set (`--against`, e.g. before a tuning): each arm's lead here
-    over there, paired by seed (positive: this set codes test in fewer bits)."""
+    over there, paired by seed (positive: this set codes test in fewer bits); the mixture's on
+    valid beyond the dev slice too, and on the dev slice, which chooses between the two sets
+    (an arm's recipe is chosen on dev, never on test)."""
     lines = []
     for arm in runs[0]["arms"]:
         if arm not in before[0]["arms"]:
             continue
-        for what in WHATS:
-            diffs = [b["arms"][arm][f"{what}_test_bpb"] - r["arms"][arm][f"{what}_test_bpb"]
-                     for r, b in zip(runs, before)]
+        cells = [(what, "test", "") for what in WHATS] + [
+            ("mixture", "valid", " (valid beyond the dev slice)"),
+            ("mixture", "dev", " (the dev slice, which chooses)")]
+        for what, split, where in cells:
+            key = f"{what}_{split}_bpb"
+            if not all(key in x["arms"][arm] for x in runs + before):
+                continue
+            diffs = [b["arms"][arm][key] - r["arms"][arm][key] for r, b in zip(runs, before)]
             if any(diffs):  # an arm that did not change (the isolated ones) says nothing
-                lines.append(lead_line(f"{arm} {what} vs {label}", diffs))
+                lines.append(lead_line(f"{arm} {what} vs {label}{where}", diffs))
     return lines
 
 
