@@ -250,6 +250,35 @@ def test_the_data_limited_table_pairs_every_arm_against_the_retuned_ensemble(tmp
     assert (tmp_path / "table.md").read_text().count("isolated-retuned") >= 5
 
 
+def test_the_64_epoch_set_on_retuned_members_reads_each_arms_recipe_choice_on_dev(tmp_path):
+    """The 64-epoch set run again with every arm's members on the recipes re-swept at 64 epochs
+    (two seeds), read back against the set on the 16-epoch recipes: the dev slice prefers the
+    new recipes for the social arm and the ensemble, the old for the cyclic arms and 2U; the
+    numbers docs/results.md shows."""
+    import shutil
+
+    docs = BENCHMARKS.parent / "docs" / "horizons"
+    for seed in ("seed-1", "seed-2"):
+        (tmp_path / seed).mkdir()
+        shutil.copy(docs / "horizons-64-retuned" / seed / "results.json",
+                    tmp_path / seed / "results.json")
+    old = str(docs / "horizons-64")
+    out = bench("data_limited.py", "--table-only", "--out", str(tmp_path), "--against",
+                old).stdout
+    [row] = [x for x in out.splitlines() if x.startswith("| isolated |")]
+    assert "3.1921 ± 0.0013" in row, out  # the re-tuned ensemble of horizons-64, seeds 1 and 2
+    for line in ("social mixture vs isolated mixture: +0.0048 bpb (per seed +0.0043, +0.0054; "
+                 "better in 2/2)",
+                 "social+snapshots mixture vs isolated mixture: +0.0006 bpb",
+                 f"social mixture vs {old} (the dev slice, which chooses): +0.0096 bpb",
+                 f"snapshots mixture vs {old}: -0.0577 bpb (per seed -0.0518, -0.0636; better "
+                 "in 0/2)",
+                 f"snapshots mixture vs {old} (the dev slice, which chooses): -0.0615 bpb",
+                 f"social+snapshots mixture vs {old} (the dev slice, which chooses): -0.0514",
+                 f"isolated-2U mixture vs {old} (the dev slice, which chooses): -0.0712"):
+        assert line in out, (line, out)
+
+
 def test_the_generations_table_reads_the_recorded_chain_and_refuses_bad_input(tmp_path):
     docs = BENCHMARKS.parent / "docs" / "horizons"
     png = tmp_path / "g.png"
