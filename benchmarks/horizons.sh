@@ -13,26 +13,27 @@
 # then the 64-epoch set again with every arm on those recipes (h64r).
 #
 #     bash benchmarks/horizons.sh [OUT] [SEEDS]     # default runs/horizons, seeds 1
-#     # one seed on the project machine, one thread: ~80 min (16 epochs), ~160 min (64), ~100 min (64, re-tuned),
-#     # ~60 min (generations to 8)
+#     # one seed on the project machine, one thread: ~80 min (16 epochs), ~160 min (64),
+#     # ~100 min (64, re-tuned), ~60 min (generations to 8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/horizons}
 seeds=${2:-1}
+# the 64-epoch sets' common arms: social, the ensemble, 2U, the snapshots and social+snapshots
+at64=(--set train.real_bytes=$((65536 * 64)) --set compare.generations=0 --set compare.apart=false
+      --set compare.snapshot_cycles=8 --set compare.snapshot_social=true)
 python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --out "$out/h16" \
     --set compare.snapshot_social=true --set compare.lineage=true \
     --set "compare.ensemble_compute=[1.63]" --set "compare.ensemble_members=[16]"
 python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --out "$out/h64" \
-    --set train.real_bytes=$((65536 * 64)) --set compare.generations=0 \
-    --set compare.apart=false --set compare.snapshot_cycles=8 --set compare.snapshot_social=true \
+    "${at64[@]}" \
     --set "compare.ensemble_compute=[1.2917]" --set "compare.ensemble_members=[5]" \
     --set compare.retuned.gru.dropout=0.2 --set compare.retuned.lstm.dropout=0.3 \
     --set compare.retuned.gpt.dropout=0.1 --set compare.retuned.looped.dropout=0.1
 # The same 64 epochs with every arm's members on the re-tuned recipes (social, the ensemble, 2U,
 # the snapshots and social+snapshots; its ensemble is h64's isolated-retuned bit for bit)
 python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --out "$out/h64r" \
-    --set train.real_bytes=$((65536 * 64)) --set compare.generations=0 \
-    --set compare.apart=false --set compare.snapshot_cycles=8 --set compare.snapshot_social=true \
+    "${at64[@]}" \
     --set members.0.dropout=0.2 --set members.1.dropout=0.3 \
     --set members.2.dropout=0.1 --set members.3.dropout=0.1
 # Generations 1..8 at 16 epochs, each taught by its parent, the last one's genomes apart, and

@@ -77,7 +77,9 @@ class LimitedCompare(Compare):
                             f"member (it has {', '.join(sorted(families))})")
         for family, recipe in compare.retuned.items():  # each value in its field's range
             try:
-                [g.replace(**recipe) for g in self.cfg.members if g.family == family]
+                for genome in self.cfg.members:
+                    if genome.family == family:
+                        genome.replace(**recipe)  # raises on a value out of its range
             except UserError as e:
                 raise UserError(f"compare.retuned.{family}: {e}") from None
         teachers = [key for key in ("distill", "generations", "snapshot_social")
