@@ -14,7 +14,7 @@
 #
 #     bash benchmarks/horizons.sh [OUT] [SEEDS]     # default runs/horizons, seeds 1
 #     # one seed on the project machine, one thread: ~80 min (16 epochs), ~160 min (64),
-#     # ~100 min (64, re-tuned), ~60 min (generations to 8)
+#     # ~100 min (64, re-tuned), ~60 min (generations to 8, with evolution and without)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/horizons}
@@ -40,6 +40,12 @@ python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --
 # every generation mixed (the set's social, isolated and 2U arms are those of h16, bit for bit)
 python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --out "$out/g8" \
     --set compare.generations=8 --set compare.snapshot_cycles=0 --set compare.lineage=true
+# Generations 1..8 with evolution off: the founders' genomes in every generation, each taught by
+# its parent (chain distillation; culture without selection)
+python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --out "$out/c8" \
+    --set compare.generations=8 --set compare.snapshot_cycles=0 --set compare.lineage=true \
+    --set compare.breed=false --set compare.apart=false
 python benchmarks/horizons_figure.py "$out/h16" "$out/h64" --png "$out/horizons.png" \
     --html "$out/horizons.html"
 python benchmarks/generations_figure.py "$out/g8" --png "$out/generations.png"
+python benchmarks/generations_figure.py "$out/c8" --png "$out/chain.png"
