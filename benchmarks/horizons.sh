@@ -10,11 +10,12 @@
 # chosen on the dev slice at 16 kept: 8 cycles of 8 epochs), and the ensemble given the
 # snapshot arms' 1.29x compute as epochs and as members (5 of them), and the ensemble with each
 # family's dropout re-swept on the dev slice at 64 epochs (docs/horizons/sweep-recipes-64ep.jsonl);
-# then the 64-epoch set again with every arm on those recipes (h64r).
+# then the 64-epoch set again with every arm on those recipes (h64r). Generations to 8 at 16
+# epochs, bred by evolution (g8) and with the founders' genomes in every generation (c8).
 #
 #     bash benchmarks/horizons.sh [OUT] [SEEDS]     # default runs/horizons, seeds 1
 #     # one seed on the project machine, one thread: ~80 min (16 epochs), ~160 min (64),
-#     # ~100 min (64, re-tuned), ~60 min (generations to 8, with evolution and without)
+#     # ~100 min (64, re-tuned), ~60 min (g8), ~45 min (c8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/horizons}
