@@ -4,6 +4,7 @@ compressors' bad input is one line and exit 2."""
 
 import json
 import math
+import shutil
 import re
 import subprocess
 import sys
@@ -24,6 +25,17 @@ def numbers_after(label: str, text: str) -> list[float]:
     """The numbers on the output line that starts with `label`."""
     [line] = [x for x in text.splitlines() if x.strip().startswith(label)]
     return [float(v) for v in re.findall(r"[-+]?\d+\.\d+", line[len(label) + 1:])]
+
+
+def record_copy(record: str, into: Path) -> Path:
+    """A copy of docs/horizons/RECORD's seeds (their results.json) in `into`: `data_limited.py
+    --table-only` writes table.md beside the seeds it reads, and a test never writes the
+    committed records."""
+    for results in sorted((BENCHMARKS.parent / "docs" / "horizons" / record).glob(
+            "seed-*/results.json")):
+        (into / results.parent.name).mkdir(parents=True)
+        shutil.copy(results, into / results.parent.name / "results.json")
+    return into
 
 
 def test_the_concurrency_benchmark_times_every_family_and_the_ceiling():
@@ -230,16 +242,10 @@ def test_the_horizons_figure_draws_the_recorded_horizons_and_refuses_bad_input(t
 
 
 def test_the_data_limited_table_pairs_every_arm_against_the_retuned_ensemble(tmp_path):
-    """The 64-epoch record read back (`--table-only` on a copy: it writes table.md beside the
-    seeds): the re-tuned ensemble's row, and every arm on U paired against it as against the
-    ensemble, with the numbers docs/results.md shows."""
-    import shutil
-
-    docs = BENCHMARKS.parent / "docs" / "horizons" / "horizons-64"
-    for seed in ("seed-1", "seed-2", "seed-3"):
-        (tmp_path / seed).mkdir()
-        shutil.copy(docs / seed / "results.json", tmp_path / seed / "results.json")
-    out = bench("data_limited.py", "--table-only", "--out", str(tmp_path)).stdout
+    """The 64-epoch record read back (on a copy): the re-tuned ensemble's row, and every arm on
+    U paired against it as against the ensemble, with the numbers docs/results.md shows."""
+    out = bench("data_limited.py", "--table-only", "--out",
+                str(record_copy("horizons-64", tmp_path))).stdout
     [row] = [x for x in out.splitlines() if x.startswith("| isolated-retuned |")]
     assert "3.1907 ± 0.0026" in row, out
     for line in ("social mixture vs isolated-retuned mixture: +0.0019 bpb (per seed -0.0009, "
@@ -250,15 +256,15 @@ def test_the_data_limited_table_pairs_every_arm_against_the_retuned_ensemble(tmp
     assert (tmp_path / "table.md").read_text().count("isolated-retuned") >= 5
 
 
-def test_the_64_epoch_set_on_retuned_members_reads_each_arms_recipe_choice_on_dev():
+def test_the_64_epoch_set_on_retuned_members_reads_each_arms_recipe_choice_on_dev(tmp_path):
     """The 64-epoch set run again with every arm's members on the recipes re-swept at 64 epochs
     (three seeds), read back against the set on the 16-epoch recipes: the dev slice prefers the
     new recipes for the social arm and the ensemble, the old for the cyclic arms and 2U; the
     numbers docs/results.md shows."""
     docs = BENCHMARKS.parent / "docs" / "horizons"
     old = str(docs / "horizons-64")
-    out = bench("data_limited.py", "--table-only", "--out", str(docs / "horizons-64-retuned"),
-                "--against", old).stdout
+    out = bench("data_limited.py", "--table-only", "--out",
+                str(record_copy("horizons-64-retuned", tmp_path)), "--against", old).stdout
     assert out.startswith("3 seeds (seed-1, seed-2, seed-3)"), out
     [row] = [x for x in out.splitlines() if x.startswith("| isolated |")]
     assert "3.1907 ± 0.0026" in row, out  # horizons-64's re-tuned ensemble, bit for bit
@@ -276,14 +282,14 @@ def test_the_64_epoch_set_on_retuned_members_reads_each_arms_recipe_choice_on_de
         assert line in out, (line, out)
 
 
-def test_the_mixtures_fit_on_a_slice_of_u_read_back_against_the_dev_fit_set():
+def test_the_mixtures_fit_on_a_slice_of_u_read_back_against_the_dev_fit_set(tmp_path):
     """The 16-epoch arms with their mixtures fit on a slice held out of U (three seeds), read
     back against the same seeds fit on the dev slice: every mixture worse on test in every
     seed, the arms' order kept; the numbers docs/results.md shows."""
     docs = BENCHMARKS.parent / "docs" / "horizons"
     old = str(docs / "horizons-16")
-    out = bench("data_limited.py", "--table-only", "--out", str(docs / "ufit-16"), "--against",
-                old).stdout
+    out = bench("data_limited.py", "--table-only", "--out",
+                str(record_copy("ufit-16", tmp_path)), "--against", old).stdout
     assert "| arm | test bpb: best member | consensus | U-fit mixture |" in out, out
     [row] = [x for x in out.splitlines() if x.startswith("| social |")]
     assert "| 3.2931 ± 0.0068 |" in row, out
@@ -299,7 +305,7 @@ def test_the_mixtures_fit_on_a_slice_of_u_read_back_against_the_dev_fit_set():
         assert line in out, (line, out)
 
 
-def test_the_chain_with_evolution_off_reads_back_flat_after_generation_two():
+def test_the_chain_with_evolution_off_reads_back_flat_after_generation_two(tmp_path):
     """Generations to 8 with the founders' genomes in every generation (compare.breed = false,
     three seeds), read back: every generation keeps the four families, leads the ensemble by
     about 0.009 and its parent by nothing; evolution's chain is ahead of it in two seeds of
@@ -316,8 +322,8 @@ def test_the_chain_with_evolution_off_reads_back_flat_after_generation_two():
         in rows["generation-8"], out
     assert "| 3.2385 ± 0.0043 | 10.33x | -0.0224 (0/3) | -0.0229 (0/3) |" in rows["lineage"], out
     bred = str(docs / "generations-16")
-    against = bench("data_limited.py", "--table-only", "--out", str(docs / "chain-16"),
-                    "--against", bred).stdout
+    against = bench("data_limited.py", "--table-only", "--out",
+                    str(record_copy("chain-16", tmp_path)), "--against", bred).stdout
     assert f"generation-8 mixture vs {bred}: -0.0675 bpb (per seed -0.1013, +0.0137, -0.1150; " \
         "better in 1/3)" in against, against
 
