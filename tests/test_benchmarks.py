@@ -27,6 +27,14 @@ def numbers_after(label: str, text: str) -> list[float]:
     return [float(v) for v in re.findall(r"[-+]?\d+\.\d+", line[len(label) + 1:])]
 
 
+def rows_by_arm(out: str) -> dict[str, str]:
+    """generations_figure.py's table rows, by arm (its first column a generation's number, its
+    controls' rows the arm itself), each with its cells as printed."""
+    cells = [[c.strip() for c in line.split("|")] for line in out.splitlines()
+             if line.startswith("| ")]
+    return {c[2] if c[1].isdigit() else c[1]: " | ".join(c) for c in cells}
+
+
 def record_copy(record: str, into: Path) -> Path:
     """A copy of docs/horizons/RECORD's seeds (their results.json) in `into`: `data_limited.py
     --table-only` writes table.md beside the seeds it reads, and a test never writes the
@@ -312,8 +320,7 @@ def test_the_chain_with_evolution_off_reads_back_flat_after_generation_two(tmp_p
     three; the numbers docs/results.md shows."""
     docs = BENCHMARKS.parent / "docs" / "horizons"
     out = bench("generations_figure.py", str(docs / "chain-16")).stdout
-    rows = {c[2]: line for line in out.splitlines() if line.startswith("| ")
-            for c in [[x.strip() for x in line.split("|")]] if len(c) > 2}
+    rows = rows_by_arm(out)
     assert "| gpt+gru+looped+lstm / gpt+gru+looped+lstm / gpt+gru+looped+lstm |" \
         in rows["generation-8"], out
     assert "| 3.2619 ± 0.0014 | 1.33x / 2.33x | +0.0021 (2/3) | +0.0085 (3/3) |" \
@@ -332,9 +339,7 @@ def test_the_generations_table_reads_the_recorded_chain_and_refuses_bad_input(tm
     docs = BENCHMARKS.parent / "docs" / "horizons"
     png = tmp_path / "g.png"
     out = bench("generations_figure.py", str(docs / "horizons-16"), "--png", str(png)).stdout
-    cells = [[c.strip() for c in line.split("|")] for line in out.splitlines()
-             if line.startswith("| ")]
-    rows = {c[2] if c[1].isdigit() else c[1]: " | ".join(c) for c in cells}  # by arm
+    rows = rows_by_arm(out)
     # the social arm is generation 1; generation 3 against its parent, as data_limited.py pairs
     assert "| 3.2640 ± 0.0049 | 1.00x / 1.00x | - | +0.0064 (3/3) |" in rows["social"], out
     assert "| 1.88x / 4.27x | -0.0109 (1/3) |" in rows["generation-3"], out
