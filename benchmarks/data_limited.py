@@ -209,13 +209,13 @@ def against_lines(runs: list[dict], before: list[dict], label: str) -> list[str]
     over there, paired by seed (positive: this set codes test in fewer bits); the mixture's on
     valid beyond the dev slice too, and on the dev slice, which chooses between the two sets
     (an arm's recipe is chosen on dev, never on test)."""
+    cells = [(what, "test", "") for what in WHATS] + [
+        ("mixture", "valid", " (valid beyond the dev slice)"),
+        ("mixture", "dev", " (the dev slice, which chooses)")]
     lines = []
     for arm in runs[0]["arms"]:
         if arm not in before[0]["arms"]:
             continue
-        cells = [(what, "test", "") for what in WHATS] + [
-            ("mixture", "valid", " (valid beyond the dev slice)"),
-            ("mixture", "dev", " (the dev slice, which chooses)")]
         for what, split, where in cells:
             key = f"{what}_{split}_bpb"
             if not all(key in x["arms"][arm] for x in runs + before):
