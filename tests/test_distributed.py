@@ -282,6 +282,31 @@ def test_ranks_stopped_by_sigterm_each_say_one_line_and_exit_143(tmp_path):
     assert not (run / "results.json").exists(), "finished before the SIGTERM"
 
 
+@pytest.mark.parametrize("argv, code", [(["presets"], 0), (["presets", "--bogus"], 2)])
+def test_a_rank_of_several_leaves_without_the_interpreters_teardown(monkeypatch, capsys, argv,
+                                                                    code):
+    """A rank of several, finished or stopped with its line, leaves by os._exit after leaving
+    the group: a gloo worker still releasing the last barrier's tensors once took the GIL while
+    the interpreter finalized and aborted a finished rank (a core dump of one run in twenty of
+    the data-limited test below). `main` is run in-process with the group faked."""
+    from multitudes.cli import main as cli_main
+
+    left = []
+    monkeypatch.setattr(distributed, "world_size_from_env", lambda: 2)
+    monkeypatch.setattr(distributed, "disconnect", lambda wait_for_peers: left.append(wait_for_peers))
+
+    def leave(status):
+        raise SystemExit(f"os._exit({status})")
+
+    monkeypatch.setattr(cli_main.os, "_exit", leave)
+    with pytest.raises(SystemExit) as exit_:
+        cli_main.main(argv)
+    assert str(exit_.value) == f"os._exit({code})"
+    assert left == [code == 0]  # peers waited for only after a finished run
+    if code:
+        assert "error" in capsys.readouterr().err
+
+
 def test_a_dead_rank_stops_the_others_with_one_line(tmp_path):
     """Ranks started by hand (as torchrun's agent would, without its clean-up): rank 1 is
     killed; rank 0 must stop with one line and a non-zero exit, not hang."""
