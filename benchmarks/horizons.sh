@@ -11,11 +11,12 @@
 # snapshot arms' 1.29x compute as epochs and as members (5 of them), and the ensemble with each
 # family's dropout re-swept on the dev slice at 64 epochs (docs/horizons/sweep-recipes-64ep.jsonl);
 # then the 64-epoch set again with every arm on those recipes (h64r). Generations to 8 at 16
-# epochs, bred by evolution (g8) and with the founders' genomes in every generation (c8).
+# epochs, bred by evolution (g8), with the founders' genomes in every generation (c8), and bred
+# with every elder as teacher (a8).
 #
 #     bash benchmarks/horizons.sh [OUT] [SEEDS]     # default runs/horizons, seeds 1
 #     # one seed on the project machine, one thread: ~80 min (16 epochs), ~160 min (64),
-#     # ~100 min (64, re-tuned), ~60 min (g8), ~45 min (c8)
+#     # ~100 min (64, re-tuned), ~60 min (g8), ~45 min (c8), a8: see docs/results.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/horizons}
@@ -46,7 +47,13 @@ python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --
 python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --out "$out/c8" \
     --set compare.generations=8 --set compare.snapshot_cycles=0 --set compare.lineage=true \
     --set compare.breed=false --set compare.apart=false
+# Generations 1..8, bred, each taught by every generation before it (teachers = all: Slowrun's
+# PR #30 against its chain, #31); generations 1 and 2 are g8's, bit for bit
+python benchmarks/data_limited.py --preset horizons --seeds "$seeds" --jobs 1 --out "$out/a8" \
+    --set compare.generations=8 --set compare.snapshot_cycles=0 --set compare.lineage=true \
+    --set compare.teachers=all --set compare.apart=false
 python benchmarks/horizons_figure.py "$out/h16" "$out/h64" --png "$out/horizons.png" \
     --html "$out/horizons.html"
 python benchmarks/generations_figure.py "$out/g8" --png "$out/generations.png"
 python benchmarks/generations_figure.py "$out/c8" --png "$out/chain.png"
+python benchmarks/generations_figure.py "$out/a8" --png "$out/teachers-all.png"
