@@ -46,6 +46,13 @@ def record_copy(record: str, into: Path) -> Path:
     return into
 
 
+def table_against(record: str, against: str, into: Path) -> str:
+    """`data_limited.py --table-only` on a copy of docs/horizons/RECORD, read against the
+    committed set `against`: the table and its paired lines, as printed."""
+    return bench("data_limited.py", "--table-only", "--out", str(record_copy(record, into)),
+                 "--against", against).stdout
+
+
 def test_the_concurrency_benchmark_times_every_family_and_the_ceiling():
     out = bench("concurrency.py", "--steps", "1").stdout
     for family in FAMILIES:
@@ -271,8 +278,7 @@ def test_the_64_epoch_set_on_retuned_members_reads_each_arms_recipe_choice_on_de
     numbers docs/results.md shows."""
     docs = BENCHMARKS.parent / "docs" / "horizons"
     old = str(docs / "horizons-64")
-    out = bench("data_limited.py", "--table-only", "--out",
-                str(record_copy("horizons-64-retuned", tmp_path)), "--against", old).stdout
+    out = table_against("horizons-64-retuned", old, tmp_path)
     assert out.startswith("3 seeds (seed-1, seed-2, seed-3)"), out
     [row] = [x for x in out.splitlines() if x.startswith("| isolated |")]
     assert "3.1907 ± 0.0026" in row, out  # horizons-64's re-tuned ensemble, bit for bit
@@ -296,8 +302,7 @@ def test_the_mixtures_fit_on_a_slice_of_u_read_back_against_the_dev_fit_set(tmp_
     seed, the arms' order kept; the numbers docs/results.md shows."""
     docs = BENCHMARKS.parent / "docs" / "horizons"
     old = str(docs / "horizons-16")
-    out = bench("data_limited.py", "--table-only", "--out",
-                str(record_copy("ufit-16", tmp_path)), "--against", old).stdout
+    out = table_against("ufit-16", old, tmp_path)
     assert "| arm | test bpb: best member | consensus | U-fit mixture |" in out, out
     [row] = [x for x in out.splitlines() if x.startswith("| social |")]
     assert "| 3.2931 ± 0.0068 |" in row, out
@@ -329,8 +334,7 @@ def test_the_chain_with_evolution_off_reads_back_flat_after_generation_two(tmp_p
         in rows["generation-8"], out
     assert "| 3.2385 ± 0.0043 | 10.33x | -0.0224 (0/3) | -0.0229 (0/3) |" in rows["lineage"], out
     bred = str(docs / "generations-16")
-    against = bench("data_limited.py", "--table-only", "--out",
-                    str(record_copy("chain-16", tmp_path)), "--against", bred).stdout
+    against = table_against("chain-16", bred, tmp_path)
     assert f"generation-8 mixture vs {bred}: -0.0675 bpb (per seed -0.1013, +0.0137, -0.1150; " \
         "better in 1/3)" in against, against
 
@@ -348,8 +352,7 @@ def test_teachers_all_reads_back_level_with_the_parent_chain_at_twice_its_comput
         in rows["generation-8"], out
     assert "| 3.1640 ± 0.0552 | 27.38x | -0.0527 (0/2) | -0.0387 (0/2) |" in rows["lineage"], out
     parent = str(docs / "generations-16")
-    against = bench("data_limited.py", "--table-only", "--out",
-                    str(record_copy("teachers-all-16", tmp_path)), "--against", parent).stdout
+    against = table_against("teachers-all-16", parent, tmp_path)
     # generation 2 hears only the social arm either way: the same arm bit for bit, so no line
     assert f"generation-2 mixture vs {parent}" not in against, against
     assert f"generation-8 mixture vs {parent}: -0.0011 bpb (per seed -0.0082, +0.0060; " \
