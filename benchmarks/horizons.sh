@@ -16,7 +16,7 @@
 #
 #     bash benchmarks/horizons.sh [OUT] [SEEDS]     # default runs/horizons, seeds 1
 #     # one seed on the project machine, one thread: ~80 min (16 epochs), ~160 min (64),
-#     # ~100 min (64, re-tuned), ~60 min (g8), ~45 min (c8), a8: see docs/results.md
+#     # ~100 min (64, re-tuned), ~60 min (g8), ~45 min (c8), ~85-100 min (a8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/horizons}

@@ -4,8 +4,8 @@ compressors' bad input is one line and exit 2."""
 
 import json
 import math
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -288,12 +288,13 @@ def test_a_rank_of_several_leaves_without_the_interpreters_teardown(monkeypatch,
     """A rank of several, finished or stopped with its line, leaves by os._exit after leaving
     the group: a gloo worker still releasing the last barrier's tensors once took the GIL while
     the interpreter finalized and aborted a finished rank (a core dump of one run in twenty of
-    the data-limited test below). `main` is run in-process with the group faked."""
+    the data-limited test above). `main` is run in-process with the group faked."""
     from multitudes.cli import main as cli_main
 
     left = []
     monkeypatch.setattr(distributed, "world_size_from_env", lambda: 2)
-    monkeypatch.setattr(distributed, "disconnect", lambda wait_for_peers: left.append(wait_for_peers))
+    monkeypatch.setattr(distributed, "disconnect",
+                        lambda wait_for_peers: left.append(wait_for_peers))
 
     def leave(status):
         raise SystemExit(f"os._exit({status})")
