@@ -2,10 +2,12 @@
 
 Each seed s is an ordinary `multitudes compare` run of the preset with train.seed = s and member
 i's seed = 100 s + i (the scaling study's rule), in DIR/seed-s; a seed already finished is read,
-a seed stopped halfway is resumed. `--jobs` seeds run at once, one thread each. Then the table:
-every arm's test bpb (its best member, its consensus, its dev-fit mixture) as mean ± std over
-the seeds, its data efficiency against the isolated recipe's best member and against the
-ensemble of the isolated members, and the paired differences the verdict reads.
+a seed stopped halfway is resumed. `--jobs` seeds run at once, one thread each, each writing to
+DIR/seed-s.log and drawing a bar of its member-steps, its rate and the time left on a terminal
+(seed_progress.py). Then the table: every arm's test bpb (its best member, its consensus, its
+dev-fit mixture) as mean ± std over the seeds, its data efficiency against the isolated
+recipe's best member and against the ensemble of the isolated members, and the paired
+differences the verdict reads.
 
     python benchmarks/data_limited.py --preset limited --seeds 1,2,3 --out runs/limited-seeds
     python benchmarks/data_limited.py --out runs/limited-seeds --table-only
@@ -32,6 +34,7 @@ same seeds of the same preset run as that curve (the sample corpus holds 32 x 64
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -39,14 +42,17 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from multitudes.config.files import load
+from multitudes.config.files import from_dict, load
+from multitudes.config.schema import RunConfig
 from multitudes.errors import UserError
 from multitudes.evaluation.placement import WHATS, on_curve, place, reference_arm
 from multitudes.runs.checkpoint import write_bytes_atomic
 from multitudes.runs.results import diversity, mixture_source, read as read_results
 from multitudes.study.plan import member_seed
+from seed_progress import SeedBar
 
 
+POLL_SECONDS = 5  # how often a seed's bar reads its run's metrics again
 TAUGHT = ("student", "generation", "snapshots")  # the kinds of arm that hear frozen teachers
 
 
@@ -57,7 +63,9 @@ def seed_overrides(preset: str, seed: int) -> list[str]:
         for arg in ("--set", f"members.{i}.seed={member_seed(seed, i)}")]
 
 
-def run_seed(preset: str, seed: int, out: Path, extra: list[str]) -> Path:
+def run_seed(preset: str, seed: int, out: Path, extra: list[str], cfg: RunConfig,
+             position: int = 0) -> Path:
+    """Seed `seed`'s run of the set, `cfg` its config, its bar drawn at `position`."""
     run = out / f"seed-{seed}"
     if (run / "results.json").is_file():
         return run
@@ -65,12 +73,32 @@ def run_seed(preset: str, seed: int, out: Path, extra: list[str]) -> Path:
     cmd += ["--resume", str(run)] if run.is_dir() else [
         "--preset", preset, "--out", str(run), *seed_overrides(preset, seed), *extra]
     log = out / f"seed-{seed}.log"
+    bar = SeedBar(f"seed {seed}", run, cfg, position)
     with open(log, "a") as f:
-        done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
-                              env=os.environ | {"OMP_NUM_THREADS": "1"})
-    if done.returncode:
-        raise UserError(f"seed {seed} failed (exit {done.returncode}); see {log}")
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                env=os.environ | {"OMP_NUM_THREADS": "1"})
+        while True:
+            try:
+                code = proc.wait(timeout=POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                bar.update()
+    bar.close(finished=code == 0)
+    if code:
+        raise UserError(f"seed {seed} failed (exit {code}); see {log}")
     return run
+
+
+def seed_config(preset: str, seed: int, run: Path, extra: list[str]) -> RunConfig:
+    """The config a seed's run trains under (a resumed run's own), read before any run starts:
+    a bad preset or `--set` is one line before anything is written."""
+    if run.is_dir():
+        try:
+            return from_dict(json.loads((run / "config.json").read_text())["config"])
+        except (OSError, ValueError, KeyError, TypeError, UserError):
+            pass  # not a run compare wrote: compare itself says so, in the seed's log
+    sets = seed_overrides(preset, seed)[1::2] + extra[1::2]
+    return load(preset=preset, overrides=sets)
 
 
 def mean_std(values: list[float]) -> str:
@@ -333,14 +361,17 @@ def report(args: argparse.Namespace) -> None:
         raise UserError(f"--out {args.out}: not a folder (a set of seeds is a folder of runs)")
     if args.table_only and not args.out.is_dir():
         raise UserError(f"--out {args.out}: no such folder to read")
-    args.out.mkdir(parents=True, exist_ok=True)
     extra = [a for s in args.set for a in ("--set", s)]
+    configs = [] if args.table_only else [
+        seed_config(args.preset, s, args.out / f"seed-{s}", extra) for s in args.seeds]
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.table_only:
         dirs = sorted(p.parent for p in args.out.glob("seed-*/results.json"))
     else:
         with ThreadPoolExecutor(args.jobs) as pool:
-            dirs = list(pool.map(lambda s: run_seed(args.preset, s, args.out, extra),
-                                 args.seeds))
+            dirs = list(pool.map(lambda i: run_seed(args.preset, args.seeds[i], args.out,
+                                                    extra, configs[i], position=i),
+                                 range(len(args.seeds))))
     if not dirs:
         raise UserError(f"no finished seed in {args.out}")
     runs = [read_results(d / "results.json", f"{d.name}'s results") for d in dirs]

@@ -147,7 +147,13 @@ def test_every_benchmark_refuses_a_bad_count_or_run_in_one_line(tmp_path):
                               ("scaling.py", ["--ranks", "0"], "--ranks"),
                               ("coding.py", ["--run", str(tmp_path / "nowhere")], "nowhere"),
                               ("soak.py", ["--kill-every", "0"], "--kill-every"),
-                              ("sweep_social.py", ["--channel", "gossip"], "--channel")):
+                              ("sweep_social.py", ["--channel", "gossip"], "--channel"),
+                              # a bad --set or preset before any seed's run (or folder) starts
+                              ("data_limited.py", ["--preset", "horizons", "--set",
+                                                   "compare.nope=1", "--out",
+                                                   str(tmp_path / "set")], "compare.nope"),
+                              ("data_limited.py", ["--preset", "nope", "--out",
+                                                   str(tmp_path / "set")], "unknown preset")):
         refused = bench(script, *bad, check=False)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, (script, refused)
         assert says in refused.stderr.strip().splitlines()[-1] and not refused.stdout, script

@@ -19,6 +19,24 @@ from multitudes.training.reference_record import ReferenceRecord
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
+# benchmarks/seed_progress.py on runs: the member-steps planned and taken and the arm evaluated
+# last, then the bar as drawn, once for each run
+SEED_BARS = """
+import io, json, sys
+from pathlib import Path
+from seed_progress import SeedBar, planned, taken
+from multitudes.config.files import from_dict
+for run in map(Path, sys.argv[1:]):
+    cfg = from_dict(json.loads((run / "config.json").read_text())["config"])
+    arms = planned(cfg)
+    print(sum(s * m for s, m in arms.values()), *taken(run / "metrics.jsonl", arms))
+    drawn = io.StringIO()
+    bar = SeedBar("seed 1", run, cfg, 0, file=drawn, disable=False)
+    bar.update()
+    bar.close(finished=(run / "results.json").exists())
+    print(drawn.getvalue().split("\\r")[-1].strip())
+"""
+
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -263,6 +281,16 @@ def test_taught_arms_learn_from_their_teachers_and_resume_bit_for_bit(tmp_path):
     assert sorted(p["config"]["unique_multiple"] for p in points) == [2, 4]
     assert [p["result"]["members"] for p in points] == [
         a["arms"][arm]["members"] for arm in ("isolated-2U", "isolated-4U")]
+    # data_limited.py's bar for a seed (seed_progress.py) reads the killed run part way, in
+    # member-steps, and the finished one whole: every arm's steps x its members, as it reports
+    bars = subprocess.run([sys.executable, "-c", SEED_BARS, reference, out], cwd=BENCHMARKS,
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    whole = sum(x["steps"] * len(x["members"]) for x in a["arms"].values())
+    assert bars[0].split()[:3] == [str(whole), str(whole), "generation-2"], bars
+    assert bars[1].startswith("seed 1: 100%|") and "generation-2" in bars[1], bars
+    planned, part, arm = bars[2].split()[:3]
+    assert int(planned) == whole and 0 < int(part) < whole and arm == "distilled", bars
+    assert "distilled" in bars[3] and "100%" not in bars[3], bars
     cli("compare", "--resume", out, "--quiet")
     b = json.loads((out / "results.json").read_text())
     assert numbers(a) == numbers(b) and a["data_limited"] == b["data_limited"]
