@@ -236,10 +236,13 @@ def against_lines(runs: list[dict], before: list[dict], label: str) -> list[str]
     """The same seeds of another set (`--against`, e.g. before a tuning): each arm's lead here
     over there, paired by seed (positive: this set codes test in fewer bits); the mixture's on
     valid beyond the dev slice too, and on the dev slice, which chooses between the two sets
-    (an arm's recipe is chosen on dev, never on test)."""
+    (an arm's recipe is chosen on dev, never on test). Not between sets whose mixtures were
+    fit in different places: dev-fit weights were fit on that slice, and would win there."""
+    first = next(iter(runs[0]["arms"]))
+    same_fit = mixture_source(runs[0]["arms"][first]) == mixture_source(before[0]["arms"][first])
     cells = [(what, "test", "") for what in WHATS] + [
-        ("mixture", "valid", " (valid beyond the dev slice)"),
-        ("mixture", "dev", " (the dev slice, which chooses)")]
+        ("mixture", "valid", " (valid beyond the dev slice)")] + [
+        ("mixture", "dev", " (the dev slice, which chooses)")] * same_fit
     lines = []
     for arm in runs[0]["arms"]:
         if arm not in before[0]["arms"]:

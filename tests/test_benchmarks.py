@@ -322,6 +322,8 @@ def test_the_mixtures_fit_on_a_slice_of_u_read_back_against_the_dev_fit_set(tmp_
                  f"isolated mixture vs {old} (valid beyond the dev slice): -0.0109 bpb",
                  f"snapshots mixture vs {old}: -0.0246 bpb"):
         assert line in out, (line, out)
+    # the dev slice cannot choose between weights fit on it and weights fit elsewhere
+    assert "(the dev slice, which chooses)" not in out, out
 
 
 def test_the_chain_with_evolution_off_reads_back_flat_after_generation_two(tmp_path):
