@@ -19,8 +19,8 @@ from multitudes.training.reference_record import ReferenceRecord
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
-# benchmarks/seed_progress.py on runs: the member-steps planned and taken and the arm evaluated
-# last, then the bar as drawn, once for each run
+# benchmarks/seed_progress.py on runs: the member-steps planned and taken and the arm at work
+# (the first of the plan not finished), then the bar as drawn, once for each run
 SEED_BARS = """
 import io, json, sys
 from pathlib import Path
